@@ -1,0 +1,55 @@
+# RazorFS: every target bootstraps what it needs (system packages, .venv, generated stubs).
+SHELL := /bin/bash
+PYTHON_BOOT ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN_CACHE ?= $(HOME)/.cache/razorfs/bin
+APT_PACKAGES := fuse3 libfuse3-dev pkg-config rclone s3fs openssl util-linux
+PYTEST_ARGS ?=
+
+.PHONY: setup system-deps proto test-bins lint typecheck unit test demo csi-sanity bench soak dev-up dev-down clean
+
+setup: system-deps $(VENV)/.installed proto
+
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,bench]'
+	@touch $@
+
+proto: $(VENV)/.installed
+	@$(PY) proto/generate.py
+
+test-bins:
+	@tests/bins/build-test-bins.sh all
+
+lint: setup
+	$(VENV)/bin/ruff check nodeplugin operator proto/generate.py tests
+
+typecheck: setup
+	$(VENV)/bin/mypy nodeplugin/razorfs operator/razorfs_operator
+
+test: setup test-bins lint typecheck
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+demo: setup
+	$(PY) -m tests.realparts.demo
+
+csi-sanity: setup test-bins
+	$(VENV)/bin/pytest tests/integration/csi/test_csi_sanity.py -v $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m tests.bench $(BENCH_ARGS)
+
+soak: setup test-bins
+	RAZORFS_SOAK=1 $(VENV)/bin/pytest -m slow $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) proto/razorfs_wire .mypy_cache .ruff_cache

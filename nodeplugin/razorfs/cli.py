@@ -1,0 +1,63 @@
+"""The `razorfs` command line: mount, umount, flush, stats, check.
+
+Bad arguments and failures end in one line on stderr and a non-zero exit code, never a
+traceback. Each subcommand's work lives in the layer that owns it; this module only parses."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from razorfs import __version__
+from razorfs.errors import UsageError
+from razorfs.store.errors import StoreError
+
+EXAMPLES = """\
+examples:
+  razorfs mount s3://my-bucket/vol1 /mnt/vol1 --endpoint-url http://127.0.0.1:8333 --cache-dir /var/cache/razorfs/vol1
+  razorfs stats /mnt/vol1 --json
+  razorfs flush /mnt/vol1
+  razorfs umount /mnt/vol1
+  razorfs check s3://my-bucket/vol1 --endpoint-url http://127.0.0.1:8333
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from razorfs.mount import commands as mount_commands
+    from razorfs.store import check as store_check
+
+    parser = argparse.ArgumentParser(
+        prog="razorfs",
+        description="Mount an S3 bucket as a POSIX filesystem with a local write-back cache.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"razorfs {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    mount_commands.register(sub)
+    store_check.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.run(args)
+    except UsageError as err:
+        print(f"razorfs {args.command}: {err}", file=sys.stderr)
+        return err.exit_code
+    except StoreError as err:
+        print(f"razorfs {args.command}: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(f"razorfs {args.command}: {err.strerror or err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

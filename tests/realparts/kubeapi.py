@@ -1,0 +1,139 @@
+"""A real control plane on loopback: etcd and kube-apiserver built by `make test-bins`.
+
+No kubelet, scheduler or controller-manager run: tests create the objects those would manage.
+Authentication is a static admin token in group system:masters, plus any extra tokens a test
+registers (for RBAC tests) before start.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import subprocess
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .processes import ManagedProcess, RealPartMissing, free_port, wait_until
+
+BIN_CACHE = Path(os.environ.get("RAZORFS_BIN_CACHE", Path.home() / ".cache" / "razorfs" / "bin"))
+ADMIN_TOKEN = "razorfs-admin-token-for-tests"
+
+
+def test_binary(name: str) -> Path:
+    path = BIN_CACHE / name
+    if not path.exists():
+        raise RealPartMissing(f"{name} not found in {BIN_CACHE}: run `make test-bins` to build it from the Go module proxy")
+    return path
+
+
+@dataclass
+class ControlPlane:
+    url: str
+    kubeconfig: Path
+    workdir: Path
+    etcd: ManagedProcess
+    apiserver: ManagedProcess
+    tokens: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
+
+    def kubeconfig_for(self, user: str) -> Path:
+        """A kubeconfig that authenticates as one of the extra token users."""
+        for token, (name, _groups) in self.tokens.items():
+            if name == user:
+                path = self.workdir / f"kubeconfig-{user}"
+                path.write_text(yaml.safe_dump(_kubeconfig(self.url, token, user)))
+                return path
+        raise KeyError(user)
+
+    def stop(self) -> None:
+        self.apiserver.stop()
+        self.etcd.stop()
+
+
+def _kubeconfig(url: str, token: str, user: str) -> dict[str, object]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "razorfs-test", "cluster": {"server": url, "insecure-skip-tls-verify": True}}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": "razorfs-test", "context": {"cluster": "razorfs-test", "user": user}}],
+        "current-context": "razorfs-test",
+    }
+
+
+def _service_account_key(workdir: Path) -> Path:
+    key = workdir / "sa.key"
+    if not key.exists():
+        subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
+    return key
+
+
+def _healthy(url: str) -> bool:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    req = urllib.request.Request(url + "/readyz", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    with urllib.request.urlopen(req, timeout=2, context=ctx) as resp:
+        return bool(resp.status == 200)
+
+
+def start_control_plane(workdir: Path, extra_tokens: dict[str, tuple[str, list[str]]] | None = None) -> ControlPlane:
+    etcd_bin = test_binary("etcd")
+    apiserver_bin = test_binary("kube-apiserver")
+    workdir.mkdir(parents=True, exist_ok=True)
+    tokens = {ADMIN_TOKEN: ("razorfs-admin", ["system:masters"]), **(extra_tokens or {})}
+    token_file = workdir / "tokens.csv"
+    token_file.write_text(
+        "".join(f'{token},{user},{user},"{",".join(groups)}"\n' for token, (user, groups) in tokens.items())
+    )
+    etcd_client, etcd_peer = free_port(), free_port()
+    etcd = ManagedProcess(
+        "etcd",
+        [
+            str(etcd_bin),
+            f"--data-dir={workdir / 'etcd'}",
+            f"--listen-client-urls=http://127.0.0.1:{etcd_client}",
+            f"--advertise-client-urls=http://127.0.0.1:{etcd_client}",
+            f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
+            f"--initial-cluster=default=http://127.0.0.1:{etcd_peer}",
+            "--unsafe-no-fsync",
+            "--log-level=warn",
+        ],
+        workdir / "etcd.log",
+    )
+    key = _service_account_key(workdir)
+    port = free_port()
+    apiserver = ManagedProcess(
+        "kube-apiserver",
+        [
+            str(apiserver_bin),
+            f"--etcd-servers=http://127.0.0.1:{etcd_client}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={port}",
+            f"--cert-dir={workdir / 'certs'}",
+            f"--token-auth-file={token_file}",
+            "--authorization-mode=RBAC",
+            "--service-cluster-ip-range=10.96.0.0/24",
+            f"--service-account-key-file={key}",
+            f"--service-account-signing-key-file={key}",
+            "--service-account-issuer=https://razorfs.test",
+            "--disable-admission-plugins=ServiceAccount",
+            "--allow-privileged=true",
+            "--v=1",
+        ],
+        workdir / "kube-apiserver.log",
+    )
+    url = f"https://127.0.0.1:{port}"
+    kubeconfig = workdir / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(_kubeconfig(url, ADMIN_TOKEN, "razorfs-admin")))
+    plane = ControlPlane(url, kubeconfig, workdir, etcd, apiserver, tokens)
+    try:
+        wait_until(lambda: etcd.check_alive() and apiserver.check_alive() and _healthy(url), 120, "kube-apiserver", 0.5)
+    except Exception:
+        plane.stop()
+        raise
+    return plane
