@@ -15,7 +15,7 @@ from typing import Protocol
 class ObjectInfo:
     key: str
     size: int
-    etag: str
+    etag: str  # without the quotes S3 puts around it on the wire; `if_match` takes either form
     last_modified: float  # Unix seconds
     # User metadata without the `x-amz-meta-` prefix, lower-case names. Empty when the record
     # comes from a listing (S3 listings carry no user metadata); `head` fills it.
@@ -69,7 +69,9 @@ class ObjectStore(Protocol):
         The object appears whole or not at all."""
         ...
 
-    def compose(self, key: str, parts: Sequence[CopyRange | FileRange], metadata: Mapping[str, str]) -> ObjectInfo:
+    def compose(
+        self, key: str, parts: Sequence[CopyRange | FileRange], metadata: Mapping[str, str]
+    ) -> ObjectInfo:
         """Builds an object from server-side copied ranges and local file ranges (multipart
         upload with UploadPartCopy), so unchanged ranges of a large object are not re-uploaded."""
         ...
@@ -86,7 +88,9 @@ class ObjectStore(Protocol):
         """Batched delete (1000 keys per request)."""
         ...
 
-    def list_pages(self, prefix: str, delimiter: str | None = "/", start_after: str | None = None) -> Iterator[ListingPage]:
+    def list_pages(
+        self, prefix: str, delimiter: str | None = "/", start_after: str | None = None
+    ) -> Iterator[ListingPage]:
         """Paginated listing under `prefix`, in key order."""
         ...
 
