@@ -25,7 +25,9 @@ ADMIN_TOKEN = "razorfs-admin-token-for-tests"
 def test_binary(name: str) -> Path:
     path = BIN_CACHE / name
     if not path.exists():
-        raise RealPartMissing(f"{name} not found in {BIN_CACHE}: run `make test-bins` to build it from the Go module proxy")
+        raise RealPartMissing(
+            f"{name} not found in {BIN_CACHE}: run `make test-bins` to build it from the Go module proxy"
+        )
     return path
 
 
@@ -79,7 +81,9 @@ def _healthy(url: str) -> bool:
         return bool(resp.status == 200)
 
 
-def start_control_plane(workdir: Path, extra_tokens: dict[str, tuple[str, list[str]]] | None = None) -> ControlPlane:
+def start_control_plane(
+    workdir: Path, extra_tokens: dict[str, tuple[str, list[str]]] | None = None
+) -> ControlPlane:
     etcd_bin = test_binary("etcd")
     apiserver_bin = test_binary("kube-apiserver")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -132,7 +136,9 @@ def start_control_plane(workdir: Path, extra_tokens: dict[str, tuple[str, list[s
     kubeconfig.write_text(yaml.safe_dump(_kubeconfig(url, ADMIN_TOKEN, "razorfs-admin")))
     plane = ControlPlane(url, kubeconfig, workdir, etcd, apiserver, tokens)
     try:
-        wait_until(lambda: etcd.check_alive() and apiserver.check_alive() and _healthy(url), 120, "kube-apiserver", 0.5)
+        wait_until(
+            lambda: etcd.check_alive() and apiserver.check_alive() and _healthy(url), 120, "kube-apiserver", 0.5
+        )
     except Exception:
         plane.stop()
         raise

@@ -6,6 +6,7 @@ twice and kills the whole group, so nothing outlives a test session.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -89,10 +90,8 @@ class ManagedProcess:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             try:
                 self.proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
@@ -100,8 +99,6 @@ class ManagedProcess:
                 self.proc.wait(timeout=timeout_s)
         else:
             # The leader is gone; make sure no child of its group lingers.
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
         self._log.close()

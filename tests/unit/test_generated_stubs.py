@@ -24,7 +24,9 @@ def test_generated_stubs_are_fresh(tmp_path: Path) -> None:
     current = ROOT / "proto" / "razorfs_wire"
     assert current.is_dir(), "proto/razorfs_wire is missing: run `make proto`"
     fresh_files = sorted(p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file())
-    current_files = sorted(p.relative_to(current) for p in current.rglob("*") if p.is_file() and p.suffix != ".pyc")
+    current_files = sorted(
+        p.relative_to(current) for p in current.rglob("*") if p.is_file() and p.suffix != ".pyc"
+    )
     assert fresh_files == current_files, "stub set differs from the .proto sources: run `make proto`"
     stale = [str(p) for p in fresh_files if not filecmp.cmp(fresh / p, current / p, shallow=False)]
     assert not stale, f"stale generated stubs {stale}: run `make proto`"
