@@ -1,0 +1,51 @@
+"""`S3Location`: where a volume lives in S3 (`s3://BUCKET[/PREFIX]`), and how a file path inside
+the volume becomes a full object key. The CLI, the CSI plugin and `razorfs check` all parse the
+same URL form here."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from razorfs.errors import UsageError
+
+# Lenient on purpose (S3-compatible servers accept more than AWS does), but never a slash,
+# whitespace or an empty name.
+_BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$")
+
+
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    prefix: str = ""  # "" (whole bucket) or ends with "/"
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+    def key_for(self, path: str) -> str:
+        """The full key of `path` (relative to the volume root; a leading "/" is ignored)."""
+        return join_key(self.prefix, path)
+
+
+def join_key(prefix: str, path: str) -> str:
+    """`prefix` + `path` with exactly one "/" between them (`prefix` "" means the bucket root)."""
+    path = path.lstrip("/")
+    if not prefix:
+        return path
+    return prefix if not path else prefix.rstrip("/") + "/" + path
+
+
+def parse_s3_url(url: str) -> S3Location:
+    """`s3://bucket`, `s3://bucket/`, `s3://bucket/vol`, `s3://bucket/a/b/` -> bucket and a prefix
+    that is empty or ends with "/". Raises UsageError with a one-line reason."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() != "s3":
+        raise UsageError(f"expected an s3://BUCKET[/PREFIX] URL, got {url!r}")
+    bucket, _, prefix = rest.partition("/")
+    if not _BUCKET_RE.match(bucket):
+        raise UsageError(f"invalid bucket name {bucket!r} in {url!r}")
+    if "//" in prefix or any(seg in (".", "..") for seg in prefix.split("/")):
+        raise UsageError(f"invalid prefix {prefix!r} in {url!r}: empty, '.' or '..' path segments")
+    prefix = prefix.strip("/")
+    return S3Location(bucket, prefix + "/" if prefix else "")
