@@ -1,0 +1,265 @@
+"""The Helm chart: lint-clean, renders what a cluster needs, and every rendered object is accepted by
+a real kube-apiserver (server-side dry run) for the default values and with every option on."""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.realparts.kubeapply import Applier
+
+from .helm import CHART, helm, render
+
+ALL_ON = Path(__file__).with_name("values-all-on.yaml")
+
+# The Prometheus Operator's CRD, reduced to what the apiserver needs to accept ServiceMonitors.
+SERVICE_MONITOR_CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+    "spec": {
+        "group": "monitoring.coreos.com",
+        "scope": "Namespaced",
+        "names": {"plural": "servicemonitors", "singular": "servicemonitor", "kind": "ServiceMonitor"},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {"spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+def by_kind(objs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objs if o["kind"] == kind]
+
+
+def one(objs: list[dict[str, Any]], kind: str, name_suffix: str = "") -> dict[str, Any]:
+    found = [o for o in by_kind(objs, kind) if o["metadata"]["name"].endswith(name_suffix)]
+    assert len(found) == 1, f"expected one {kind} *{name_suffix}, got {[o['metadata']['name'] for o in found]}"
+    return found[0]
+
+
+def container(pod_owner: dict[str, Any], name: str) -> dict[str, Any]:
+    for c in pod_owner["spec"]["template"]["spec"]["containers"]:
+        if c["name"] == name:
+            return c
+    raise AssertionError(f"no container {name}")
+
+
+@pytest.mark.parametrize("values", [(), (ALL_ON,)], ids=["default", "all-on"])
+def test_helm_lint_strict_reports_no_errors_or_warnings(values: tuple[Path, ...]) -> None:
+    args = ["lint", str(CHART), "--strict"]
+    for path in values:
+        args += ["--values", str(path)]
+    result = helm(*args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[ERROR]" not in result.stdout and "[WARNING]" not in result.stdout, result.stdout
+
+
+def test_values_schema_rejects_unknown_keys_and_bad_enums() -> None:
+    for bad in ("logLevel=chatty", "storageClass.cacheMode=sometimes", "operatr.enabled=true", "node.adminPort=0"):
+        result = helm("template", "r", str(CHART), "--kube-version", "1.35.0", "--set", bad)
+        assert result.returncode != 0, f"--set {bad} was accepted"
+        assert "schema" in result.stderr, result.stderr
+
+
+def test_default_values_render_operator_node_controller_driver_and_rbac() -> None:
+    objs = render()
+    kinds = {o["kind"] for o in objs}
+    assert {"Deployment", "DaemonSet", "CSIDriver", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
+            "Secret", "Service"} <= kinds
+    assert not by_kind(objs, "StorageClass"), "the StorageClass is opt-in"
+    assert not by_kind(objs, "ServiceMonitor"), "ServiceMonitors are opt-in"
+    accounts = {o["metadata"]["name"] for o in by_kind(objs, "ServiceAccount")}
+    assert accounts == {"razorfs-operator", "razorfs-node", "razorfs-controller"}
+
+
+def test_chart_ships_the_razorvolume_crd() -> None:
+    crds = [o for o in render() if o["kind"] == "CustomResourceDefinition"]
+    assert [c["metadata"]["name"] for c in crds] == ["razorvolumes.razorfs.io"]
+    assert crds[0]["spec"]["names"].get("shortNames") == ["rv"]
+
+
+def test_operator_runs_non_root_with_read_only_root_resources_and_probes() -> None:
+    deploy = one(render(), "Deployment", "-operator")
+    pod = deploy["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    op = container(deploy, "operator")
+    assert op["command"] == ["razorfs-operator"]
+    assert op["securityContext"]["readOnlyRootFilesystem"] is True
+    assert op["securityContext"]["allowPrivilegeEscalation"] is False
+    assert op["resources"]["requests"] and op["resources"]["limits"]
+    assert op["livenessProbe"]["httpGet"] and op["readinessProbe"]["httpGet"]
+    assert pod["serviceAccountName"] == "razorfs-operator"
+
+
+def test_node_plugin_is_privileged_with_fuse_bidirectional_kubelet_dir_and_sidecars() -> None:
+    ds = one(render(), "DaemonSet", "-node")
+    spec = ds["spec"]["template"]["spec"]
+    node = container(ds, "node")
+    assert node["command"] == ["razorfs-node"]
+    assert node["securityContext"]["privileged"] is True
+    mounts = {m["name"]: m for m in node["volumeMounts"]}
+    assert mounts["kubelet-dir"]["mountPath"] == "/var/lib/kubelet"
+    assert mounts["kubelet-dir"]["mountPropagation"] == "Bidirectional"
+    assert mounts["fuse-device"]["mountPath"] == "/dev/fuse"
+    host_paths = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
+    assert host_paths["state-dir"] == "/var/lib/razorfs/state"
+    assert host_paths["cache-dir"] == "/var/lib/razorfs/cache"
+    assert host_paths["plugin-dir"] == "/var/lib/kubelet/plugins/razorfs.csi.io"
+    assert "--mode=node" in node["args"] and "--node-id=$(NODE_NAME)" in node["args"]
+    assert "--admin-token-file=/etc/razorfs/node-admin/token" in node["args"]
+    registrar = container(ds, "node-driver-registrar")
+    assert "--kubelet-registration-path=/var/lib/kubelet/plugins/razorfs.csi.io/csi.sock" in registrar["args"]
+    container(ds, "liveness-probe")
+    assert {"operator": "Exists"} in spec["tolerations"]
+
+
+def test_kubelet_dir_value_moves_every_kubelet_path() -> None:
+    ds = one(render(sets={"kubeletDir": "/var/lib/k0s/kubelet"}), "DaemonSet", "-node")
+    text = str(ds)
+    assert "/var/lib/kubelet" not in text
+    assert "/var/lib/k0s/kubelet/plugins_registry" in text
+
+
+def test_csidriver_needs_no_attach_wants_pod_info_and_serves_persistent_volumes() -> None:
+    driver = one(render(), "CSIDriver")
+    assert driver["metadata"]["name"] == "razorfs.csi.io"
+    assert driver["spec"]["attachRequired"] is False
+    assert driver["spec"]["podInfoOnMount"] is True
+    assert driver["spec"]["volumeLifecycleModes"] == ["Persistent"]
+
+
+def test_controller_runs_external_provisioner_next_to_the_plugin_in_controller_mode() -> None:
+    deploy = one(render(), "Deployment", "-controller")
+    assert "--mode=controller" in container(deploy, "controller")["args"]
+    assert "--csi-address=/csi/csi.sock" in container(deploy, "csi-provisioner")["args"]
+
+
+def test_storageclass_names_our_driver_and_the_stage_and_provisioner_secrets() -> None:
+    sc = one(render(values_files=(ALL_ON,)), "StorageClass")
+    assert sc["provisioner"] == "razorfs.csi.io"
+    params = sc["parameters"]
+    assert params["bucket"] == "example-bucket" and params["endpoint"] == "https://s3.example.com"
+    assert params["csi.storage.k8s.io/node-stage-secret-name"] == "s3-creds"
+    assert params["csi.storage.k8s.io/provisioner-secret-namespace"] == "storage"
+    assert params["uid"] == "1000"
+    assert sc["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
+
+
+def test_storageclass_without_bucket_fails_to_render_with_a_message() -> None:
+    result = helm("template", "r", str(CHART), "--kube-version", "1.35.0", "--set", "storageClass.create=true",
+                  "--set", "storageClass.endpoint=http://s3")
+    assert result.returncode != 0
+    assert "storageClass.bucket is required" in result.stderr
+
+
+def test_node_admin_token_secret_holds_a_long_random_token() -> None:
+    first = one(render(), "Secret", "-node-admin")["data"]["token"]
+    second = one(render(), "Secret", "-node-admin")["data"]["token"]
+    assert len(base64.b64decode(first)) >= 32
+    assert first != second
+
+
+def test_existing_node_admin_secret_replaces_the_generated_one() -> None:
+    objs = render(sets={"nodeAdmin.existingSecret": "my-token"})
+    assert not [o for o in by_kind(objs, "Secret") if o["metadata"]["name"].endswith("-node-admin")]
+    volumes = one(objs, "DaemonSet")["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "node-admin-token", "secret": {"secretName": "my-token"}} in volumes
+
+
+def test_metrics_ports_are_annotated_and_service_monitors_are_optional() -> None:
+    objs = render(values_files=(ALL_ON,))
+    for owner in by_kind(objs, "Deployment") + by_kind(objs, "DaemonSet"):
+        annotations = owner["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        containers = owner["spec"]["template"]["spec"]["containers"]
+        ports = [p["containerPort"] for c in containers for p in c.get("ports", [])]
+        assert int(annotations["prometheus.io/port"]) in ports
+    monitors = by_kind(objs, "ServiceMonitor")
+    assert len(monitors) == 3
+    assert all(m["metadata"]["labels"]["release"] == "prometheus" for m in monitors)
+
+
+def test_namespaced_operator_gets_a_role_instead_of_cluster_wide_access() -> None:
+    objs = render(values_files=(ALL_ON,))
+    cluster_rules = one(objs, "ClusterRole", "-operator")["rules"]
+    assert not any("razorvolumes" in r["resources"] for r in cluster_rules)
+    role = one(objs, "Role", "-operator")
+    assert any("razorvolumes" in r["resources"] for r in role["rules"])
+
+
+def test_no_role_grants_wildcards_or_secret_writes() -> None:
+    for values in [(), (ALL_ON,)]:
+        for role in [o for o in render(values_files=values) if o["kind"] in ("ClusterRole", "Role")]:
+            for rule in role["rules"]:
+                assert "*" not in rule["verbs"] and "*" not in rule["resources"], role["metadata"]["name"]
+                if "secrets" in rule["resources"]:
+                    assert set(rule["verbs"]) <= {"get"}, role["metadata"]["name"]
+
+
+# --- server-side dry run against the real apiserver -------------------------------------------
+
+
+def ensure_crd(applier: Applier, crd: dict[str, Any], kube_api_client: Any) -> None:
+    from kubernetes import client
+
+    applier.apply(crd)
+    ext = client.ApiextensionsV1Api(kube_api_client)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status = ext.read_custom_resource_definition(crd["metadata"]["name"]).status
+        if any(c.type == "Established" and c.status == "True" for c in (status.conditions or [])):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"CRD {crd['metadata']['name']} not established")
+
+
+@pytest.mark.kube
+@pytest.mark.parametrize("values", [(), (ALL_ON,)], ids=["default", "all-on"])
+def test_every_rendered_object_passes_server_side_dry_run(
+    values: tuple[Path, ...], kube_api_client: Any, kube_namespace: str
+) -> None:
+    release = f"r{uuid.uuid4().hex[:8]}"
+    objs = render(
+        release=release,
+        namespace=kube_namespace,
+        values_files=values,
+        # The all-on file names a secret namespace of its own; point it at one that exists here.
+        sets={"storageClass.secretNamespace": kube_namespace, "storageClass.name": f"{release}-sc"}
+        if values
+        else None,
+    )
+    applier = Applier(kube_api_client)
+    if any(o["kind"] == "ServiceMonitor" for o in objs):
+        ensure_crd(applier, SERVICE_MONITOR_CRD, kube_api_client)
+    crds = [o for o in objs if o["kind"] == "CustomResourceDefinition"]
+    for crd in crds:
+        applier.apply(crd, dry_run=True)
+    rest = [o for o in objs if o["kind"] != "CustomResourceDefinition"]
+    accepted = []
+    for obj in rest:
+        result = applier.apply(obj, namespace=kube_namespace, dry_run=True)
+        assert result.metadata.name == obj["metadata"]["name"]
+        accepted.append(obj["kind"])
+    assert "DaemonSet" in accepted and "CSIDriver" in accepted
+    # A dry run persists nothing.
+    for obj in rest:
+        from kubernetes.dynamic.exceptions import NotFoundError
+
+        with pytest.raises(NotFoundError):
+            applier.get(obj["apiVersion"], obj["kind"], obj["metadata"]["name"], kube_namespace)
