@@ -103,6 +103,10 @@ def start_seaweedfs(workdir: Path) -> S3Server:
         "-s3",
         f"-s3.port={ports['s3']}",
         f"-s3.config={config}",
+        # The Iceberg and Lance listeners default to fixed ports, which makes a second concurrent
+        # SeaweedFS (another test session) die at startup; the tests use neither.
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
         "-volume.max=0",
         "-master.volumeSizeLimitMB=256",
     ]
