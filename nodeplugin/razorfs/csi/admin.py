@@ -1,0 +1,98 @@
+"""The razorfs.v1.NodeAdmin server the operator calls: per-volume cache figures, flush and warm.
+
+Every call must carry `authorization: Bearer <token>`, compared in constant time with the token
+the plugin was given (file or environment); anything else is UNAUTHENTICATED. The token is never
+logged."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from typing import Any
+
+import grpc
+
+from razorfs.csi.errors import CsiError, Unauthenticated, translate_errors
+from razorfs.csi.supervisor import StagedVolume, Supervisor, VolumeState
+from razorfs_wire.razorfs.v1 import node_admin_pb2, node_admin_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+STATS_TIMEOUT_S = 2.0
+
+
+class NodeAdminService(node_admin_pb2_grpc.NodeAdminServicer):  # type: ignore[misc]
+    def __init__(self, supervisor: Supervisor, node_id: str, token: str):
+        if not token:
+            raise ValueError("NodeAdmin needs a non-empty token")
+        self.supervisor = supervisor
+        self.node_id = node_id
+        self._expected = f"Bearer {token}".encode()
+
+    def _authorize(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        presented = b""
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization":
+                presented = value.encode() if isinstance(value, str) else bytes(value)
+        if not hmac.compare_digest(presented, self._expected):
+            raise Unauthenticated("missing or wrong NodeAdmin token")
+
+    async def _volume_state(self, volume: StagedVolume) -> node_admin_pb2.VolumeState:
+        record = volume.record
+        state = node_admin_pb2.VolumeState(
+            volume_id=record.volume_id,
+            staging_path=record.staging_path,
+            state=volume.state.value,
+            last_error=volume.last_error,
+            published_paths=sorted(record.targets),
+            daemon_pid=record.daemon.pid if record.daemon else 0,
+        )
+        if volume.state is VolumeState.MOUNTED:
+            try:
+                stats = await self.supervisor.stats(record.volume_id, STATS_TIMEOUT_S)
+            except CsiError as exc:
+                state.last_error = str(exc)
+                return state
+            hits, misses = int(stats.get("hits", 0)), int(stats.get("misses", 0))
+            state.cached_bytes = int(stats.get("cached_bytes", 0))
+            state.dirty_bytes = int(stats.get("dirty_bytes", 0))
+            state.uploading_bytes = int(stats.get("uploading_bytes", 0))
+            state.cache_limit_bytes = int(stats.get("cache_limit_bytes", 0))
+            state.hit_ratio = hits / (hits + misses) if hits + misses else 0.0
+            state.last_error = state.last_error or str(stats.get("last_error") or "")
+        return state
+
+    @translate_errors
+    async def ListVolumes(
+        self, request: node_admin_pb2.ListVolumesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> node_admin_pb2.ListVolumesResponse:
+        self._authorize(context)
+        volumes = list(self.supervisor.volumes.values())
+        states = await asyncio.gather(*(self._volume_state(v) for v in volumes))
+        return node_admin_pb2.ListVolumesResponse(node_id=self.node_id, volumes=states)
+
+    @translate_errors
+    async def FlushVolume(
+        self, request: node_admin_pb2.FlushVolumeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> node_admin_pb2.FlushVolumeResponse:
+        self._authorize(context)
+        flushed = await self.supervisor.flush(request.volume_id, request.timeout_seconds or None)
+        return node_admin_pb2.FlushVolumeResponse(flushed_bytes=flushed)
+
+    @translate_errors
+    async def WarmVolume(
+        self, request: node_admin_pb2.WarmVolumeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        self._authorize(context)
+        paths = list(request.paths) or [""]
+        async for progress in self.supervisor.warm(request.volume_id, paths):
+            await context.write(
+                node_admin_pb2.WarmVolumeProgress(
+                    files_done=int(progress.get("files_done", 0)),
+                    files_total=int(progress.get("files_total", 0)),
+                    bytes_done=int(progress.get("bytes_done", 0)),
+                    bytes_total=int(progress.get("bytes_total", 0)),
+                    current_path=str(progress.get("current_path", "")),
+                )
+            )

@@ -1,0 +1,129 @@
+"""One mount daemon process: started in its own session (so it outlives the plugin), identified
+by pid plus start time, probed for liveness and killed with its whole process group.
+
+A daemon started by another plugin process is not our child: we cannot wait() for it, so
+liveness comes from /proc (a zombie counts as dead)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from razorfs.csi import mounts
+from razorfs.csi.control_client import ControlClient
+from razorfs.csi.errors import DaemonFailed
+from razorfs.csi.state_store import DaemonIdentity
+
+DAEMON_READY_TIMEOUT_S = 30.0
+_POLL_S = 0.05
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start time in clock ticks) of a process, or None if it does not exist."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2) may hold spaces and parentheses; fields after the last ')' don't.
+    rest = text[text.rindex(")") + 2 :].split()
+    return rest[0], int(rest[19])
+
+
+def identity_of(pid: int) -> DaemonIdentity | None:
+    stat = _proc_stat(pid)
+    return DaemonIdentity(pid, stat[1]) if stat else None
+
+
+def is_alive(identity: DaemonIdentity) -> bool:
+    stat = _proc_stat(identity.pid)
+    return stat is not None and stat[1] == identity.start_ticks and stat[0] not in ("Z", "X")
+
+
+class DaemonProcess:
+    """Starts `argv` with credentials in its environment only; output goes to `log_path`."""
+
+    # Children we started ourselves; reaped so they never linger as zombies.
+    _children: dict[int, subprocess.Popen[bytes]] = {}
+
+    @classmethod
+    def start(cls, argv: list[str], env: dict[str, str], log_path: Path) -> DaemonIdentity:
+        child_env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+        child_env.update(env)
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=child_env,
+                start_new_session=True,
+                close_fds=True,
+            )
+        cls._children[proc.pid] = proc
+        identity = identity_of(proc.pid)
+        if identity is None:
+            proc.wait()
+            raise DaemonFailed(f"mount daemon exited at once with {proc.returncode}")
+        return identity
+
+    @classmethod
+    def reap(cls) -> None:
+        for pid, proc in list(cls._children.items()):
+            if proc.poll() is not None:
+                del cls._children[pid]
+
+    @classmethod
+    def exit_code(cls, pid: int) -> int | None:
+        proc = cls._children.get(pid)
+        return proc.poll() if proc is not None else None
+
+
+def kill(identity: DaemonIdentity) -> None:
+    """SIGKILLs the daemon's process group (the daemon leads its own session)."""
+    if not is_alive(identity):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(identity.pid, signal.SIGKILL)
+
+
+async def wait_exit(identity: DaemonIdentity, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        DaemonProcess.reap()
+        if not is_alive(identity):
+            return True
+        await asyncio.sleep(_POLL_S)
+    return False
+
+
+async def wait_ready(identity: DaemonIdentity, mountpoint: Path, cache_dir: Path, log_path: Path) -> None:
+    """Returns once the FUSE mount is in the mount table and the control socket answers."""
+    client = ControlClient(cache_dir)
+    deadline = time.monotonic() + DAEMON_READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        DaemonProcess.reap()
+        if not is_alive(identity):
+            code = DaemonProcess.exit_code(identity.pid)
+            raise DaemonFailed(f"mount daemon exited with {code} before it was ready: {_last_line(log_path)}")
+        if mounts.is_mounted(mountpoint) and not mounts.is_dead(mountpoint):
+            try:
+                await client.stats(timeout_s=2.0)
+                return
+            except Exception:  # the socket appears shortly after the mount; keep polling
+                pass
+        await asyncio.sleep(_POLL_S)
+    kill(identity)
+    raise DaemonFailed(f"mount daemon not ready after {DAEMON_READY_TIMEOUT_S:.0f}s: {_last_line(log_path)}")
+
+
+def _last_line(log_path: Path) -> str:
+    try:
+        lines = log_path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "(no log)"
+    return lines[-1][:500] if lines else "(empty log)"

@@ -1,0 +1,233 @@
+"""`razorfs-node`: serves CSI Identity + Node (+ Controller) on a unix socket and NodeAdmin on TCP.
+
+Stopping the plugin (SIGTERM, upgrade, crash) never stops the mount daemons: they run in their
+own sessions and the next plugin process re-adopts them from the state dir."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+import grpc
+
+from razorfs import __version__
+from razorfs.csi.admin import NodeAdminService
+from razorfs.csi.controller import ControllerService
+from razorfs.csi.identity import IdentityService
+from razorfs.csi.node import NodeService
+from razorfs.csi.state_store import StateStore
+from razorfs.csi.supervisor import HEALTH_CHECK_INTERVAL_S, Supervisor, default_mount_command
+from razorfs_wire.csi.v1 import csi_pb2_grpc
+from razorfs_wire.razorfs.v1 import node_admin_pb2_grpc
+
+log = logging.getLogger("razorfs.csi")
+
+DEFAULT_ADMIN_ADDRESS = "127.0.0.1:9810"
+ADMIN_TOKEN_ENV = "RAZORFS_ADMIN_TOKEN"
+MODES = ("node", "controller", "all")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
+class ConfigError(Exception):
+    """A flag combination that cannot work; printed as one line."""
+
+
+@dataclass(frozen=True)
+class Config:
+    socket_path: Path
+    node_id: str
+    mode: str
+    state_dir: Path | None
+    cache_root: Path | None
+    kubelet_dir: Path
+    admin_address: str | None
+    admin_token: str | None
+    mount_command: list[str]
+    health_check_interval_s: float
+
+    @property
+    def serves_node(self) -> bool:
+        return self.mode in ("node", "all")
+
+    @property
+    def serves_controller(self) -> bool:
+        return self.mode in ("controller", "all")
+
+
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(prog="razorfs-node", description="RazorFS CSI plugin (Identity, Node, Controller).")
+    parser.add_argument("--version", action="version", version=f"razorfs-node {__version__}")
+    parser.add_argument("--endpoint", required=True, help="CSI socket, unix:///path/csi.sock")
+    parser.add_argument("--node-id", default=os.environ.get("NODE_ID", ""), help="this node's name (env NODE_ID)")
+    parser.add_argument("--state-dir", type=Path, help="records of staged volumes (node mode)")
+    parser.add_argument("--cache-root", type=Path, help="parent of the volumes' cache dirs (default STATE_DIR/cache)")
+    parser.add_argument(
+        "--admin-address", help=f"NodeAdmin host:port (default {DEFAULT_ADMIN_ADDRESS}; 'none' disables)"
+    )
+    parser.add_argument(
+        "--admin-token-file", type=Path, help=f"file holding the NodeAdmin token (or env {ADMIN_TOKEN_ENV})"
+    )
+    parser.add_argument("--mode", choices=MODES, default="node")
+    parser.add_argument("--kubelet-dir", type=Path, default=Path("/var/lib/kubelet"))
+    parser.add_argument("--mount-command", help="the razorfs CLI to run mount daemons with (default: installed one)")
+    parser.add_argument("--health-check-interval", type=float, default=HEALTH_CHECK_INTERVAL_S, metavar="SECONDS")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def _read_token(args: argparse.Namespace) -> str | None:
+    if args.admin_token_file is not None:
+        try:
+            token = str(args.admin_token_file.read_text()).strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read --admin-token-file: {exc.strerror}") from None
+        if not token:
+            raise ConfigError("--admin-token-file is empty")
+        return token
+    return os.environ.get(ADMIN_TOKEN_ENV, "").strip() or None
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    endpoint: str = args.endpoint
+    if not endpoint.startswith("unix://"):
+        raise ConfigError(f"--endpoint must be unix:///absolute/path, got {endpoint!r}")
+    socket_path = Path(endpoint.removeprefix("unix://"))
+    if not socket_path.is_absolute():
+        raise ConfigError(f"--endpoint path must be absolute, got {str(socket_path)!r}")
+    serves_node = args.mode in ("node", "all")
+    if serves_node and not args.node_id:
+        raise ConfigError("--node-id is required in node mode")
+    if serves_node and args.state_dir is None:
+        raise ConfigError("--state-dir is required in node mode")
+    if serves_node and not args.kubelet_dir.is_absolute():
+        raise ConfigError("--kubelet-dir must be absolute")
+    if args.health_check_interval <= 0:
+        raise ConfigError("--health-check-interval must be positive")
+    token = _read_token(args) if serves_node else None
+    admin_address: str | None = args.admin_address
+    if admin_address in ("none", ""):
+        admin_address = None
+    elif admin_address is None:
+        admin_address = DEFAULT_ADMIN_ADDRESS if token else None
+    elif not token:
+        raise ConfigError(f"--admin-address needs a token: --admin-token-file or env {ADMIN_TOKEN_ENV}")
+    if admin_address is not None and not serves_node:
+        admin_address = None
+    mount_command = args.mount_command.split() if args.mount_command else default_mount_command()
+    state_dir = args.state_dir.resolve() if args.state_dir else None
+    cache_root = args.cache_root.resolve() if args.cache_root else (state_dir / "cache" if state_dir else None)
+    return Config(
+        socket_path=socket_path,
+        node_id=args.node_id,
+        mode=args.mode,
+        state_dir=state_dir,
+        cache_root=cache_root,
+        kubelet_dir=args.kubelet_dir,
+        admin_address=admin_address,
+        admin_token=token,
+        mount_command=mount_command,
+        health_check_interval_s=args.health_check_interval,
+    )
+
+
+def _bind_csi_socket(server: grpc.aio.Server, socket_path: Path) -> None:
+    socket_path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        socket_path.unlink()  # a stale socket of a previous process
+    # The socket is created with mode 0600 from the start: no window in which others connect.
+    previous = os.umask(0o177)
+    try:
+        server.add_insecure_port(f"unix://{socket_path}")
+    finally:
+        os.umask(previous)
+
+
+async def serve(config: Config) -> None:
+    supervisor: Supervisor | None = None
+    if config.serves_node:
+        assert config.state_dir is not None and config.cache_root is not None
+        config.cache_root.mkdir(parents=True, exist_ok=True)
+        supervisor = Supervisor(
+            StateStore(config.state_dir), config.cache_root, config.mount_command, config.health_check_interval_s
+        )
+    server = grpc.aio.server()
+    identity = IdentityService(config.serves_controller, lambda: supervisor is None or supervisor.ready)
+    csi_pb2_grpc.add_IdentityServicer_to_server(identity, server)
+    if supervisor is not None:
+        csi_pb2_grpc.add_NodeServicer_to_server(NodeService(supervisor, config.node_id, config.kubelet_dir), server)
+    if config.serves_controller:
+        csi_pb2_grpc.add_ControllerServicer_to_server(ControllerService(), server)
+    _bind_csi_socket(server, config.socket_path)
+    admin_server: grpc.aio.Server | None = None
+    if supervisor is not None and config.admin_address and config.admin_token:
+        admin_server = grpc.aio.server()
+        admin = NodeAdminService(supervisor, config.node_id, config.admin_token)
+        node_admin_pb2_grpc.add_NodeAdminServicer_to_server(admin, admin_server)
+        if admin_server.add_insecure_port(config.admin_address) == 0:
+            raise ConfigError(f"cannot listen on --admin-address {config.admin_address}")
+    await server.start()
+    os.chmod(config.socket_path, 0o600)
+    if admin_server is not None:
+        await admin_server.start()
+    log.info(
+        "razorfs-node %s serving %s on %s (admin %s)",
+        __version__,
+        config.mode,
+        config.socket_path,
+        config.admin_address or "off",
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    health: asyncio.Task[None] | None = None
+    try:
+        if supervisor is not None:
+            await supervisor.adopt_all()
+            health = asyncio.create_task(supervisor.run_health_checks(), name="health-checks")
+        log.info("ready")
+        await stop.wait()
+    finally:
+        log.info("stopping; mount daemons keep running")
+        if health is not None:
+            health.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await health
+        await server.stop(grace=5)
+        if admin_server is not None:
+            await admin_server.stop(grace=2)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        config = config_from_args(args)
+        asyncio.run(serve(config))
+    except ConfigError as exc:
+        print(f"razorfs-node: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"razorfs-node: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

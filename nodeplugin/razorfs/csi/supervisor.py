@@ -1,0 +1,382 @@
+"""The mount supervisor: one mount daemon per staged volume, each recorded in the state dir.
+
+It stages (starts a daemon at the staging path), publishes (bind-mounts the staging path into
+pod target paths), unstages (the daemon flushes every dirty file to S3, then unmounts), and keeps
+volumes serving: at startup it re-adopts the daemons a previous plugin process left running, and
+a health loop restarts a dead daemon on the same cache dir (journal replay) and re-binds every
+published target. Operations on one volume are serialized by a per-volume lock."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+import shutil
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from razorfs.csi import daemon, mounts
+from razorfs.csi.control_client import ControlClient
+from razorfs.csi.daemon import DaemonProcess
+from razorfs.csi.errors import AlreadyExists, DaemonFailed, FailedPrecondition, NotFound, Unavailable
+from razorfs.csi.mount_settings import Credentials, MountSettings
+from razorfs.csi.state_store import StateStore, VolumeRecord, volume_key
+
+log = logging.getLogger(__name__)
+
+HEALTH_CHECK_INTERVAL_S = 0.5
+DAEMON_EXIT_TIMEOUT_S = 30.0
+# A daemon that is alive but whose mount keeps failing is killed after this many checks.
+DEAD_MOUNT_STRIKES = 3
+RECOVERY_BACKOFF_MAX_S = 30.0
+
+
+class VolumeState(enum.StrEnum):
+    MOUNTED = "Mounted"
+    RECOVERING = "Recovering"
+    FAILED = "Failed"
+    UNMOUNTING = "Unmounting"
+
+
+@dataclass
+class StagedVolume:
+    record: VolumeRecord
+    state: VolumeState = VolumeState.MOUNTED
+    last_error: str = ""
+    dead_mount_strikes: int = 0
+    next_recovery_at: float = 0.0
+    recovery_backoff_s: float = 0.5
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def staging_path(self) -> Path:
+        return Path(self.record.staging_path)
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.record.cache_dir)
+
+
+@dataclass(frozen=True)
+class StageRequest:
+    volume_id: str
+    staging_path: Path
+    settings: MountSettings
+    credentials: Credentials
+    read_only: bool
+    mount_group: int | None
+    capability: str  # serialized capability, compared on repeated calls
+
+
+class Supervisor:
+    def __init__(
+        self,
+        store: StateStore,
+        cache_root: Path,
+        mount_command: list[str],
+        health_check_interval_s: float = HEALTH_CHECK_INTERVAL_S,
+    ):
+        self.store = store
+        self.cache_root = cache_root
+        self.mount_command = mount_command
+        self.health_check_interval_s = health_check_interval_s
+        self.volumes: dict[str, StagedVolume] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.ready = False
+
+    def _lock(self, volume_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(volume_id, asyncio.Lock())
+
+    def _log_path(self, volume_id: str) -> Path:
+        return self.store.volume_dir(volume_id) / "daemon.log"
+
+    # -- startup and health ---------------------------------------------------------------------
+
+    async def adopt_all(self) -> None:
+        """Re-adopts every recorded volume: a live daemon is kept as is (its mounts never stop
+        serving), a dead one is restarted; missing target binds are restored."""
+        for record in self.store.load_all():
+            volume = StagedVolume(record)
+            self.volumes[record.volume_id] = volume
+            async with self._lock(record.volume_id):
+                try:
+                    if self._daemon_healthy(volume):
+                        await self._ensure_targets_bound(volume)
+                        log.info("re-adopted volume %s (pid %s)", record.volume_id, record.daemon and record.daemon.pid)
+                    else:
+                        await self._recover(volume, "daemon found dead at plugin start")
+                except Exception as exc:  # one broken volume must not keep the others from serving
+                    self._mark_failed(volume, exc)
+        self.ready = True
+
+    async def run_health_checks(self) -> None:
+        while True:
+            DaemonProcess.reap()
+            for volume_id, volume in list(self.volumes.items()):
+                lock = self._lock(volume_id)
+                if lock.locked():
+                    continue  # an RPC is working on it right now
+                async with lock:
+                    if self.volumes.get(volume_id) is not volume:
+                        continue
+                    await self._check_volume(volume)
+            await asyncio.sleep(self.health_check_interval_s)
+
+    def _daemon_healthy(self, volume: StagedVolume) -> bool:
+        identity = volume.record.daemon
+        return (
+            identity is not None
+            and daemon.is_alive(identity)
+            and mounts.is_mounted(volume.staging_path)
+            and not mounts.is_dead(volume.staging_path)
+        )
+
+    async def _check_volume(self, volume: StagedVolume) -> None:
+        if volume.state is VolumeState.UNMOUNTING:
+            return
+        identity = volume.record.daemon
+        alive = identity is not None and daemon.is_alive(identity)
+        if alive and self._daemon_healthy(volume):
+            volume.dead_mount_strikes = 0
+            if volume.state is not VolumeState.MOUNTED:
+                volume.state = VolumeState.MOUNTED
+            await self._ensure_targets_bound(volume)
+            return
+        if alive:
+            volume.dead_mount_strikes += 1
+            if volume.dead_mount_strikes < DEAD_MOUNT_STRIKES:
+                return
+        if time.monotonic() < volume.next_recovery_at:
+            return
+        reason = "mount daemon died" if not alive else "mount stopped answering"
+        try:
+            await self._recover(volume, reason)
+        except Exception as exc:
+            self._mark_failed(volume, exc)
+
+    def _mark_failed(self, volume: StagedVolume, exc: BaseException) -> None:
+        volume.state = VolumeState.FAILED
+        volume.last_error = str(exc)
+        volume.next_recovery_at = time.monotonic() + volume.recovery_backoff_s
+        volume.recovery_backoff_s = min(volume.recovery_backoff_s * 2, RECOVERY_BACKOFF_MAX_S)
+        log.error("volume %s failed: %s", volume.record.volume_id, exc)
+
+    async def _recover(self, volume: StagedVolume, reason: str) -> None:
+        """Kills what is left of the daemon, clears the dead mounts, starts a new daemon on the
+        same cache dir (it replays its journal) and re-binds every target."""
+        record = volume.record
+        log.warning("recovering volume %s: %s", record.volume_id, reason)
+        volume.state = VolumeState.RECOVERING
+        if record.daemon is not None:
+            daemon.kill(record.daemon)
+            await daemon.wait_exit(record.daemon, 10.0)
+        for target in record.targets:
+            await mounts.unmount(Path(target), lazy=True)
+        await mounts.unmount(volume.staging_path, lazy=True)
+        await self._start_daemon(volume)
+        for target, read_only in record.targets.items():
+            await mounts.make_target(Path(target))
+            await mounts.bind(volume.staging_path, Path(target), read_only)
+        record.restarts += 1
+        self.store.save(record)
+        volume.state = VolumeState.MOUNTED
+        volume.dead_mount_strikes = 0
+        volume.recovery_backoff_s = 0.5
+        volume.last_error = ""
+        log.info("volume %s serving again (daemon pid %s)", record.volume_id, record.daemon and record.daemon.pid)
+
+    async def _start_daemon(self, volume: StagedVolume) -> None:
+        record = volume.record
+        credentials = self.store.load_credentials(record.volume_id)
+        log_path = self._log_path(record.volume_id)
+        record.daemon = DaemonProcess.start(record.argv, credentials.environment(), log_path)
+        self.store.save(record)
+        await daemon.wait_ready(record.daemon, volume.staging_path, volume.cache_dir, log_path)
+
+    async def _ensure_targets_bound(self, volume: StagedVolume) -> None:
+        for target, read_only in volume.record.targets.items():
+            path = Path(target)
+            if mounts.is_mounted(path) and not mounts.is_dead(path):
+                continue
+            await mounts.unmount(path, lazy=True)
+            await mounts.make_target(path)
+            await mounts.bind(volume.staging_path, path, read_only)
+            log.info("re-bound %s for volume %s", target, volume.record.volume_id)
+
+    # -- CSI node operations --------------------------------------------------------------------
+
+    async def stage(self, request: StageRequest) -> None:
+        async with self._lock(request.volume_id):
+            existing = self.volumes.get(request.volume_id)
+            if existing is not None:
+                if existing.record.staging_path != str(request.staging_path):
+                    raise AlreadyExists(
+                        f"volume {request.volume_id} is already staged at {existing.record.staging_path}"
+                    )
+                if existing.record.capability != request.capability:
+                    raise AlreadyExists(f"volume {request.volume_id} is staged with another capability")
+                if not self._daemon_healthy(existing):
+                    await self._recover(existing, "stage called while the daemon was down")
+                return
+            await self._stage_new(request)
+
+    async def _stage_new(self, request: StageRequest) -> None:
+        staging = request.staging_path
+        if mounts.is_mounted(staging):
+            if not mounts.is_dead(staging):
+                raise FailedPrecondition(f"staging path {staging} is already a mount point of something else")
+            await mounts.unmount(staging, lazy=True)
+        staging.mkdir(parents=True, exist_ok=True)
+        volume_dir = self.store.volume_dir(request.volume_id)
+        volume_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        cache_dir = self.cache_root / volume_key(request.volume_id)
+        cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        ca_bundle = None
+        if request.credentials.ca_bundle:
+            ca_bundle = volume_dir / "ca-bundle.pem"
+            ca_bundle.write_text(request.credentials.ca_bundle)
+        argv = request.settings.mount_argv(
+            self.mount_command,
+            staging,
+            cache_dir,
+            read_only=request.read_only,
+            mount_group=request.mount_group,
+            ca_bundle=ca_bundle,
+        )
+        record = VolumeRecord(
+            volume_id=request.volume_id,
+            staging_path=str(staging),
+            cache_dir=str(cache_dir),
+            argv=argv,
+            capability=request.capability,
+        )
+        # Recorded before the daemon starts: a plugin killed mid-stage finds the record and
+        # either adopts the daemon or cleans up on the retried or final unstage.
+        self.store.save_credentials(request.volume_id, request.credentials)
+        self.store.save(record)
+        volume = StagedVolume(record, VolumeState.RECOVERING)
+        try:
+            await self._start_daemon(volume)
+        except BaseException:
+            if record.daemon is not None:
+                daemon.kill(record.daemon)
+                await daemon.wait_exit(record.daemon, 10.0)
+            await mounts.unmount(staging, lazy=True)
+            self.store.remove(request.volume_id)
+            raise
+        volume.state = VolumeState.MOUNTED
+        self.volumes[request.volume_id] = volume
+        pid = record.daemon and record.daemon.pid
+        log.info("staged volume %s at %s (daemon pid %s)", request.volume_id, staging, pid)
+
+    async def unstage(self, volume_id: str, staging_path: Path) -> None:
+        async with self._lock(volume_id):
+            volume = self.volumes.get(volume_id)
+            if volume is None:
+                if mounts.is_mounted(staging_path) and not mounts.is_dead(staging_path):
+                    raise FailedPrecondition(f"{staging_path} is mounted but volume {volume_id} is not staged here")
+                await mounts.unmount(staging_path, lazy=True)
+                return
+            if volume.record.staging_path != str(staging_path):
+                raise NotFound(f"volume {volume_id} is staged at {volume.record.staging_path}, not {staging_path}")
+            still_published = [t for t in volume.record.targets if mounts.is_mounted(Path(t))]
+            if still_published:
+                raise FailedPrecondition(f"volume {volume_id} is still published at {', '.join(still_published)}")
+            if not self._daemon_healthy(volume):
+                # Dirty data may sit in the dead daemon's journal: replay it before letting go.
+                await self._recover(volume, "unstage found the daemon down")
+            volume.state = VolumeState.UNMOUNTING
+            try:
+                await ControlClient(volume.cache_dir).shutdown()
+            except DaemonFailed as exc:
+                volume.state = VolumeState.MOUNTED
+                volume.last_error = str(exc)
+                raise Unavailable(f"volume {volume_id} not unstaged, its data is kept on the node: {exc}") from None
+            assert volume.record.daemon is not None
+            if not await daemon.wait_exit(volume.record.daemon, DAEMON_EXIT_TIMEOUT_S):
+                volume.state = VolumeState.MOUNTED
+                raise Unavailable(f"mount daemon of volume {volume_id} did not exit after its flush")
+            exit_code = DaemonProcess.exit_code(volume.record.daemon.pid)
+            if exit_code not in (None, 0):
+                raise Unavailable(f"mount daemon of volume {volume_id} exited with {exit_code} on shutdown")
+            await mounts.unmount(staging_path, lazy=True)
+            self.store.remove(volume_id)
+            shutil.rmtree(volume.cache_dir, ignore_errors=True)
+            del self.volumes[volume_id]
+            log.info("unstaged volume %s", volume_id)
+
+    async def publish(self, volume_id: str, staging_path: Path, target: Path, read_only: bool) -> None:
+        async with self._lock(volume_id):
+            volume = self.volumes.get(volume_id)
+            if volume is None:
+                raise FailedPrecondition(f"volume {volume_id} is not staged on this node")
+            if volume.record.staging_path != str(staging_path):
+                raise FailedPrecondition(f"volume {volume_id} is staged at {volume.record.staging_path}")
+            key = str(target)
+            if key in volume.record.targets:
+                if volume.record.targets[key] != read_only:
+                    raise AlreadyExists(f"{target} is already published with readonly={volume.record.targets[key]}")
+                if mounts.is_mounted(target) and not mounts.is_dead(target):
+                    return
+            if volume.state is not VolumeState.MOUNTED:
+                raise Unavailable(f"volume {volume_id} is {volume.state.value}: {volume.last_error}")
+            if mounts.is_mounted(target) and key not in volume.record.targets:
+                raise AlreadyExists(f"{target} is already a mount point")
+            await mounts.make_target(target)
+            volume.record.targets[key] = read_only
+            self.store.save(volume.record)
+            try:
+                await mounts.bind(volume.staging_path, target, read_only)
+            except BaseException:
+                del volume.record.targets[key]
+                self.store.save(volume.record)
+                raise
+
+    async def unpublish(self, volume_id: str, target: Path) -> None:
+        async with self._lock(volume_id):
+            await mounts.unmount(target)
+            await mounts.remove_target(target)
+            volume = self.volumes.get(volume_id)
+            if volume is not None and volume.record.targets.pop(str(target), None) is not None:
+                self.store.save(volume.record)
+
+    # -- queries and admin operations -----------------------------------------------------------
+
+    def get(self, volume_id: str) -> StagedVolume:
+        volume = self.volumes.get(volume_id)
+        if volume is None:
+            raise NotFound(f"volume {volume_id} is not staged on this node")
+        return volume
+
+    async def stats(self, volume_id: str, timeout_s: float = 5.0) -> dict[str, Any]:
+        volume = self.get(volume_id)
+        if volume.state is not VolumeState.MOUNTED:
+            raise Unavailable(f"volume {volume_id} is {volume.state.value}")
+        return await ControlClient(volume.cache_dir).stats(timeout_s)
+
+    async def flush(self, volume_id: str, timeout_s: float | None) -> int:
+        volume = self.get(volume_id)
+        if volume.state is not VolumeState.MOUNTED:
+            raise Unavailable(f"volume {volume_id} is {volume.state.value}")
+        return await ControlClient(volume.cache_dir).flush(timeout_s)
+
+    async def warm(self, volume_id: str, paths: list[str]) -> AsyncIterator[dict[str, Any]]:
+        volume = self.get(volume_id)
+        if volume.state is not VolumeState.MOUNTED:
+            raise Unavailable(f"volume {volume_id} is {volume.state.value}")
+        async for progress in ControlClient(volume.cache_dir).warm(paths):
+            yield progress
+
+
+def default_mount_command() -> list[str]:
+    """The `razorfs` CLI installed next to our interpreter, else the module."""
+    import sys
+
+    beside = Path(sys.executable).with_name("razorfs")
+    if beside.exists() and os.access(beside, os.X_OK):
+        return [str(beside)]
+    return [sys.executable, "-m", "razorfs.cli"]
