@@ -5,8 +5,14 @@ and size/duration parsing. Nothing else crosses between operator/ and nodeplugin
 from __future__ import annotations
 
 import re
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
 CSI_DRIVER_NAME = "razorfs.csi.io"
+
 
 # Keys of the CSI volume context (PV volumeAttributes, StorageClass parameters).
 class ContextKey:
@@ -79,3 +85,130 @@ def parse_mode(text: str) -> int:
     if not re.fullmatch(r"0?[0-7]{3,4}", text.strip()):
         raise ValueError(f"invalid mode {text!r}: expected octal like 0644")
     return int(text, 8) & 0o7777
+
+
+# --- RazorVolume (razorfs.io/v1alpha1) spec and status -------------------------------------------
+# These models mirror charts/razorfs/crds/razorvolumes.yaml field for field (names, types, enums,
+# defaults); tests/unit/operator/test_crd_models.py fails when the two drift apart. The API server
+# applies the CRD's defaults and CEL rules first, so the models' defaults only matter for objects
+# built in code.
+
+CRD_GROUP = "razorfs.io"
+CRD_VERSION = "v1alpha1"
+CRD_PLURAL = "razorvolumes"
+CRD_KIND = "RazorVolume"
+
+AccessMode = Literal["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"]
+ReclaimPolicy = Literal["Retain", "Delete"]
+CacheMode = Literal["writeback", "writethrough", "readonly"]
+SseType = Literal["AES256", "aws:kms"]
+Phase = Literal["Pending", "Ready", "Failed", "Terminating"]
+ConditionStatus = Literal["True", "False", "Unknown"]
+ConditionType = Literal["Ready", "S3Reachable", "Bound", "InUse"]
+NodeVolumeStateName = Literal["Mounted", "Recovering", "Failed", "Unmounting", "Unreachable"]
+
+
+class _Model(BaseModel):
+    # Unknown fields are ignored rather than rejected: the API server already prunes them, and an
+    # operator must not crash on an object written by a newer CRD version.
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class SecretRef(_Model):
+    name: str
+
+
+class CaBundleSecretRef(_Model):
+    name: str
+    key: str = SecretKey.CA_BUNDLE
+
+
+class ServerSideEncryption(_Model):
+    type: SseType
+    kms_key_id: str | None = Field(default=None, alias="kmsKeyID")
+
+
+class S3Location(_Model):
+    endpoint: str
+    bucket: str
+    prefix: str = ""
+    region: str = "us-east-1"
+    force_path_style: bool = True
+    secret_ref: SecretRef
+    ca_bundle_secret_ref: CaBundleSecretRef | None = None
+    sse: ServerSideEncryption | None = None
+
+    @property
+    def key_prefix(self) -> str:
+        """The prefix every object key of the volume starts with ("" for the whole bucket)."""
+        return f"{self.prefix}/" if self.prefix else ""
+
+
+class Warmup(_Model):
+    paths: list[str] = Field(default_factory=list)
+
+
+class CacheSettings(_Model):
+    mode: CacheMode = "writeback"
+    size: str = "10Gi"
+    metadata_ttl: str = Field(default="1s", alias="metadataTTL")
+    warmup: Warmup | None = None
+
+
+class MountOptions(_Model):
+    uid: int | None = None
+    gid: int | None = None
+    file_mode: str = "0644"
+    dir_mode: str = "0755"
+    read_only: bool = False
+
+
+def _default_access_modes() -> list[AccessMode]:
+    return ["ReadWriteMany"]
+
+
+class RazorVolumeSpec(_Model):
+    s3: S3Location
+    capacity: str = "1Ti"
+    access_modes: list[AccessMode] = Field(default_factory=_default_access_modes)
+    reclaim_policy: ReclaimPolicy = "Retain"
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    mount_options: MountOptions = Field(default_factory=MountOptions)
+    storage_class_name: str | None = None
+
+
+class Condition(_Model):
+    type: ConditionType
+    status: ConditionStatus
+    reason: str
+    message: str = ""
+    last_transition_time: datetime
+    observed_generation: int | None = None
+
+
+class VolumeUsage(_Model):
+    objects: int
+    bytes: int
+    # True when the listing stopped at the operator's bound: the figures are lower bounds.
+    truncated: bool = False
+    scanned_at: datetime
+
+
+class NodeVolumeState(_Model):
+    name: str
+    state: NodeVolumeStateName
+    cached_bytes: int = 0
+    dirty_bytes: int = 0
+    last_error: str = ""
+    warmed_paths: list[str] = Field(default_factory=list)
+
+
+class RazorVolumeStatus(_Model):
+    phase: Phase | None = None
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    persistent_volume_name: str | None = None
+    claim_name: str | None = None
+    volume_handle: str | None = None
+    usage: VolumeUsage | None = None
+    nodes: list[NodeVolumeState] = Field(default_factory=list)

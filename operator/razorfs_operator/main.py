@@ -1,0 +1,70 @@
+"""`razorfs-operator`: a thin wrapper that turns command-line flags into the operator's settings and
+runs kopf with razorfs_operator.handlers (liveness endpoint, namespaces, peering)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import fields
+
+from .config import ENV_PREFIX, OperatorConfig
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="razorfs-operator", description="Reconciles RazorVolume objects.")
+    parser.add_argument(
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch only this namespace (repeatable; glob patterns allowed); default: all namespaces",
+    )
+    parser.add_argument(
+        "--liveness",
+        default=os.environ.get("RAZORFS_OPERATOR_LIVENESS", "http://0.0.0.0:8080/healthz"),
+        help="kopf liveness endpoint URL (empty disables it)",
+    )
+    parser.add_argument(
+        "--peering",
+        default=os.environ.get("RAZORFS_OPERATOR_PEERING", ""),
+        help="kopf peering name for leader-safe replicas (needs kopf's peering CRDs); default standalone",
+    )
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+    defaults = OperatorConfig.from_env()
+    for field in fields(OperatorConfig):
+        flag = "--" + field.name.replace("_", "-")
+        parser.add_argument(
+            flag,
+            type=type(field.default),
+            default=getattr(defaults, field.name),
+            help=f"(env {ENV_PREFIX}{field.name.upper()}; default %(default)s)",
+        )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config = OperatorConfig(**{field.name: getattr(args, field.name) for field in fields(OperatorConfig)})
+    # The handlers module reads its settings from the environment, like under `kopf run`.
+    os.environ.update(config.to_env())
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    import kopf
+
+    importlib.import_module("razorfs_operator.handlers")
+    kopf.run(
+        clusterwide=not args.namespace,
+        namespaces=args.namespace,
+        liveness_endpoint=args.liveness or None,
+        standalone=not args.peering,
+        peering_name=args.peering or None,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

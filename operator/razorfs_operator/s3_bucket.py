@@ -1,0 +1,177 @@
+"""The operator's view of a volume's S3 location, through boto3: is the bucket reachable and the
+prefix writable, how much is stored under the prefix (bounded listing), and deleting everything
+under the prefix in batches. Calls block; callers run them on the worker pool. botocore failures
+become the typed errors of razorfs_operator.errors here and nowhere else."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+from razorfs.volume_spec import S3Location, VolumeUsage
+
+from .credentials import S3Credentials
+from .errors import (
+    AccessDenied,
+    BucketNotFound,
+    CredentialsRejected,
+    S3RequestFailed,
+    S3Unreachable,
+    VolumeProblem,
+)
+
+DELETE_BATCH_KEYS = 1000  # the most DeleteObjects accepts per request
+LIST_PAGE_KEYS = 1000
+PROBE_KEY_NAME = ".razorfs-write-check"
+
+_CREDENTIAL_CODES = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidToken",
+    "ExpiredToken",
+    "AuthorizationHeaderMalformed",
+}
+_DENIED_CODES = {"AccessDenied", "Forbidden", "AllAccessDisabled"}
+_MISSING_BUCKET_CODES = {"NoSuchBucket", "404", "NotFound"}
+
+
+class VolumeBucket:
+    def __init__(
+        self,
+        location: S3Location,
+        credentials: S3Credentials,
+        timeout_s: float,
+        ca_bundle_pem: str | None = None,
+    ) -> None:
+        self.location = location
+        self._credentials = credentials
+        self._timeout_s = timeout_s
+        self._ca_bundle_pem = ca_bundle_pem
+
+    @contextmanager
+    def _client(self) -> Iterator[Any]:
+        config = Config(
+            connect_timeout=self._timeout_s,
+            read_timeout=self._timeout_s,
+            retries={"max_attempts": 2, "mode": "standard"},
+            s3={"addressing_style": "path" if self.location.force_path_style else "auto"},
+        )
+        ca_path: str | None = None
+        try:
+            if self._ca_bundle_pem:
+                # boto3 wants a file; the bundle lives only as long as the client.
+                fd, ca_path = tempfile.mkstemp(prefix="razorfs-ca-", suffix=".pem")
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(self._ca_bundle_pem)
+            yield boto3.session.Session().client(
+                "s3",
+                endpoint_url=self.location.endpoint,
+                region_name=self.location.region,
+                aws_access_key_id=self._credentials.access_key_id,
+                aws_secret_access_key=self._credentials.secret_access_key,
+                aws_session_token=self._credentials.session_token,
+                verify=ca_path if ca_path else True,
+                config=config,
+            )
+        finally:
+            if ca_path:
+                os.unlink(ca_path)
+
+    def check_writable(self) -> None:
+        """The bucket answers with these credentials and a probe object can be written under the
+        prefix (and is removed again)."""
+        bucket = self.location.bucket
+        key = f"{self.location.key_prefix}{PROBE_KEY_NAME}-{uuid.uuid4().hex[:8]}"
+        with self._client() as s3, _translated(f"bucket {bucket}"):
+            # LIST rather than HEAD: a HEAD error has no body, so bad credentials and a denied
+            # bucket would look the same.
+            s3.list_objects_v2(Bucket=bucket, Prefix=self.location.key_prefix, MaxKeys=1)
+            s3.put_object(Bucket=bucket, Key=key, Body=b"")
+            s3.delete_object(Bucket=bucket, Key=key)
+
+    def measure_usage(self, max_objects: int) -> VolumeUsage:
+        """Objects and bytes under the prefix, listing at most `max_objects` keys."""
+        objects = bytes_ = 0
+        truncated = False
+        with self._client() as s3, _translated(f"bucket {self.location.bucket}"):
+            paginator = s3.get_paginator("list_objects_v2")
+            pages = paginator.paginate(
+                Bucket=self.location.bucket,
+                Prefix=self.location.key_prefix,
+                PaginationConfig={"PageSize": LIST_PAGE_KEYS},
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    if objects >= max_objects:
+                        truncated = True
+                        break
+                    objects += 1
+                    bytes_ += int(item.get("Size", 0))
+                if truncated:
+                    break
+        return VolumeUsage(
+            objects=objects,
+            bytes=bytes_,
+            truncated=truncated,
+            scanned_at=datetime.now(UTC).replace(microsecond=0),
+        )
+
+    def delete_everything(self) -> int:
+        """Deletes every object under the prefix, DELETE_BATCH_KEYS per request; returns the count."""
+        if not self.location.key_prefix:
+            # The CRD forbids reclaimPolicy Delete with an empty prefix; refuse here too.
+            raise AccessDenied("refusing to delete the objects of a whole bucket (empty prefix)")
+        deleted = 0
+        with self._client() as s3, _translated(f"bucket {self.location.bucket}"):
+            while True:
+                page = s3.list_objects_v2(
+                    Bucket=self.location.bucket, Prefix=self.location.key_prefix, MaxKeys=DELETE_BATCH_KEYS
+                )
+                keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+                if not keys:
+                    return deleted
+                reply = s3.delete_objects(
+                    Bucket=self.location.bucket, Delete={"Objects": keys, "Quiet": True}
+                )
+                errors = reply.get("Errors") or []
+                if errors:
+                    first = errors[0]
+                    raise S3RequestFailed(
+                        f"could not delete {len(errors)} object(s) under {self.location.key_prefix!r}, "
+                        f"first {first.get('Key')!r}: {first.get('Code')}"
+                    )
+                deleted += len(keys)
+
+
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    try:
+        yield
+    except VolumeProblem:
+        raise
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in _CREDENTIAL_CODES:
+            raise CredentialsRejected(f"S3 rejected the credentials for {what} ({code})") from None
+        if code in _MISSING_BUCKET_CODES:
+            raise BucketNotFound(f"{what} does not exist") from None
+        if code in _DENIED_CODES or status == 403:
+            raise AccessDenied(f"S3 denied access to {what} ({code or status})") from None
+        raise S3RequestFailed(f"S3 request on {what} failed: {code or status}") from None
+    except EndpointConnectionError as exc:
+        raise S3Unreachable(
+            f"cannot reach the S3 endpoint for {what}: {exc.kwargs.get('endpoint_url', '')}"
+        ) from None
+    except BotoCoreError as exc:
+        raise S3Unreachable(f"S3 request on {what} failed: {type(exc).__name__}") from None
