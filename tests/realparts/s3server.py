@@ -72,7 +72,8 @@ def _http_up(url: str) -> bool:
         return err.code < 500
 
 
-def start_seaweedfs(workdir: Path) -> S3Server:
+def start_seaweedfs(workdir: Path, s3_port: int | None = None) -> S3Server:
+    """`s3_port` pins the S3 gateway's port (dev-up uses a well-known one); default: any free port."""
     weed = _weed_binary()
     data = workdir / "weed-data"
     data.mkdir(parents=True, exist_ok=True)
@@ -91,6 +92,8 @@ def start_seaweedfs(workdir: Path) -> S3Server:
         )
     )
     ports = {name: free_port(10000) for name in ("master", "volume", "filer", "s3")}
+    if s3_port is not None:
+        ports["s3"] = s3_port
     argv = [
         weed,
         "server",

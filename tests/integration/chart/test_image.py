@@ -68,3 +68,19 @@ def test_chart_containers_run_only_entry_points_the_image_has() -> None:
                 commands.add(container["command"][0])
     assert commands == {"razorfs-operator", "razorfs-node"}
     assert commands <= scripts
+
+
+def test_chart_arguments_parse_with_the_entry_points_own_parsers() -> None:
+    from razorfs.csi.main import build_parser as node_parser
+    from razorfs_operator.main import build_parser as operator_parser
+
+    for owner in render(include_crds=False, sets={"logLevel": "debug", "operator.clusterWide": "false"}):
+        if owner["kind"] not in ("Deployment", "DaemonSet"):
+            continue
+        for container in owner["spec"]["template"]["spec"]["containers"]:
+            args = [a.replace("$(NODE_NAME)", "node-1") for a in container.get("args", [])]
+            if container.get("command") == ["razorfs-node"]:
+                node_parser().parse_args(args)  # exits (SystemExit) on an unknown flag or bad choice
+            elif container.get("command") == ["razorfs-operator"]:
+                parsed = operator_parser().parse_args(args)
+                assert parsed.node_admin_port == 9810
