@@ -23,6 +23,7 @@ from razorfs import __version__
 from razorfs.csi.admin import NodeAdminService
 from razorfs.csi.controller import ControllerService
 from razorfs.csi.identity import IdentityService
+from razorfs.csi.metrics import serve_metrics
 from razorfs.csi.node import NodeService
 from razorfs.csi.state_store import StateStore
 from razorfs.csi.supervisor import HEALTH_CHECK_INTERVAL_S, Supervisor, default_mount_command
@@ -57,6 +58,7 @@ class Config:
     admin_token: str | None
     mount_command: list[str]
     health_check_interval_s: float
+    metrics_port: int = 0
 
     @property
     def serves_node(self) -> bool:
@@ -81,6 +83,7 @@ def build_parser() -> OneLineParser:
         "--admin-token-file", type=Path, help=f"file holding the NodeAdmin token (or env {ADMIN_TOKEN_ENV})"
     )
     parser.add_argument("--mode", choices=MODES, default="node")
+    parser.add_argument("--metrics-port", type=int, default=0, help="Prometheus metrics port (0: off)")
     parser.add_argument("--kubelet-dir", type=Path, default=Path("/var/lib/kubelet"))
     parser.add_argument("--mount-command", help="the razorfs CLI to run mount daemons with (default: installed one)")
     parser.add_argument("--health-check-interval", type=float, default=HEALTH_CHECK_INTERVAL_S, metavar="SECONDS")
@@ -114,6 +117,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         raise ConfigError("--state-dir is required in node mode")
     if serves_node and not args.kubelet_dir.is_absolute():
         raise ConfigError("--kubelet-dir must be absolute")
+    if not 0 <= args.metrics_port < 65536:
+        raise ConfigError("--metrics-port must be 0..65535")
     if args.health_check_interval <= 0:
         raise ConfigError("--health-check-interval must be positive")
     token = _read_token(args) if serves_node else None
@@ -140,6 +145,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         admin_token=token,
         mount_command=mount_command,
         health_check_interval_s=args.health_check_interval,
+        metrics_port=args.metrics_port,
     )
 
 
@@ -178,6 +184,8 @@ async def serve(config: Config) -> None:
         node_admin_pb2_grpc.add_NodeAdminServicer_to_server(admin, admin_server)
         if admin_server.add_insecure_port(config.admin_address) == 0:
             raise ConfigError(f"cannot listen on --admin-address {config.admin_address}")
+    if config.metrics_port:
+        serve_metrics(config.metrics_port, supervisor)
     await server.start()
     os.chmod(config.socket_path, 0o600)
     if admin_server is not None:
