@@ -7,7 +7,7 @@ BIN_CACHE ?= $(HOME)/.cache/razorfs/bin
 APT_PACKAGES := fuse3 libfuse3-dev pkg-config rclone s3fs openssl util-linux
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps proto test-bins lint typecheck unit test demo csi-sanity bench soak dev-up dev-down clean
+.PHONY: setup system-deps proto test-bins lint typecheck unit test demo csi-sanity bench soak dev-up dev-down clean helm-lint
 
 setup: system-deps $(VENV)/.installed proto
 
@@ -39,8 +39,20 @@ typecheck: setup
 test: setup test-bins lint typecheck
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-demo: setup
-	$(PY) -m tests.realparts.demo
+demo: setup test-bins
+	$(PY) -m tests.realparts.demo $(DEMO_ARGS)
+
+# The local control plane on loopback (etcd, kube-apiserver, SeaweedFS, operator, node plugin as node
+# `local`, kubelet harness), detached; state in .dev/ (source .dev/env). Both targets are idempotent.
+dev-up: setup test-bins
+	$(PY) -m tests.realparts.dev_cluster up
+
+dev-down:
+	@test -x $(PY) || { echo "no .venv: nothing was started"; exit 0; }; $(PY) -m tests.realparts.dev_cluster down
+
+helm-lint: test-bins
+	$(BIN_CACHE)/helm lint --strict charts/razorfs
+	$(BIN_CACHE)/helm lint --strict charts/razorfs --values tests/integration/chart/values-all-on.yaml
 
 csi-sanity: setup test-bins
 	$(VENV)/bin/pytest tests/integration/csi/test_csi_sanity.py -v $(PYTEST_ARGS)

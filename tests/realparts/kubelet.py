@@ -25,9 +25,12 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import grpc
 
 from .csiclient import CsiClient, VolumeRequest, publish_path, staging_path
 
@@ -37,7 +40,10 @@ PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
 PVC_PROTECTION = "kubernetes.io/pvc-protection"
 PV_PROTECTION = "kubernetes.io/pv-protection"
 LOG_ANNOTATION = "razorfs.io/harness-log"
+# Pods standing for processes run outside the harness (dev-up's node plugin): never run or touched.
+LOCAL_PROCESS_ANNOTATION = "razorfs.io/local-process"
 SYNC_INTERVAL_S = 0.3
+MOUNT_RETRY_S = 3.0  # after a failed stage/publish, as kubelet backs off instead of hammering
 MAX_GRACE_S = 10.0
 SECRET_PARAMS = {
     "provisioner": ("csi.storage.k8s.io/provisioner-secret-name", "csi.storage.k8s.io/provisioner-secret-namespace"),
@@ -103,6 +109,7 @@ class KubeletHarness:
         self.log_dir = log_dir or kubelet_dir / "pod-logs"
         self.pods: dict[str, LocalPod] = {}
         self.staged: dict[str, tuple[str, Path]] = {}  # pv name -> (volume handle, staging path)
+        self.retry_at: dict[str, float] = {}  # pod uid -> monotonic time of the next setup attempt
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -365,6 +372,8 @@ class KubeletHarness:
         for pod in pods:
             if pod.spec.node_name != self.node_name:
                 continue
+            if LOCAL_PROCESS_ANNOTATION in (pod.metadata.annotations or {}):
+                continue
             uid = pod.metadata.uid
             seen.add(uid)
             if pod.metadata.deletion_timestamp:
@@ -374,10 +383,14 @@ class KubeletHarness:
             if local is None:
                 if pod.status and pod.status.phase in ("Succeeded", "Failed"):
                     continue
+                if time.monotonic() < self.retry_at.get(uid, 0.0):
+                    continue
                 try:
                     self.start_pod(pod, pvcs, pvs)
+                    self.retry_at.pop(uid, None)
                 except PodNotReady as why:
                     log.debug("pod %s/%s waits: %s", pod.metadata.namespace, pod.metadata.name, why)
+                    self.retry_at[uid] = time.monotonic() + MOUNT_RETRY_S
                 continue
             self.report_exit(local)
         for uid in list(self.pods):
@@ -454,11 +467,12 @@ class KubeletHarness:
                 local.volumes.append(PublishedVolume(pv.metadata.name, request.volume_handle, staging, target))
                 log.info("published %s for pod %s/%s at %s", pv.metadata.name, local.namespace, local.name, target)
         except Exception as exc:
-            log.exception("setting up volumes of %s/%s failed", local.namespace, local.name)
-            self.tear_down_volumes(local)
+            message = exc.details() if isinstance(exc, grpc.RpcError) else str(exc)  # type: ignore[attr-defined]
+            log.warning("setting up volumes of %s/%s failed (retrying): %s", local.namespace, local.name, message)
             del self.pods[pod.metadata.uid]
-            self.record_event(pod, "FailedMount", str(exc).splitlines()[0][:300])
-            raise PodNotReady(f"volume setup failed: {exc}") from exc
+            self.tear_down_volumes(local)
+            self.record_event(pod, "FailedMount", str(message).splitlines()[0][:300])
+            raise PodNotReady(f"volume setup failed: {message}") from exc
         mounts = {m.mount_path: Path(host_paths[m.name]) / (m.sub_path or "")
                   for m in (container.volume_mounts or []) if m.name in host_paths}
         argv = [substitute_mount_paths(a, mounts) for a in [*(container.command or []), *(container.args or [])]]
@@ -629,6 +643,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--interval", type=float, default=SYNC_INTERVAL_S)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    import urllib3
+
+    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # loopback apiserver, self-signed
     api = config.new_client_from_config(config_file=args.kubeconfig)
     harness = KubeletHarness(api, args.node_name, args.kubelet_dir, args.csi_endpoint, args.driver,
                              args.controller_endpoint, args.log_dir)
