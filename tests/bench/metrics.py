@@ -1,0 +1,41 @@
+"""The metrics the suite reports: what each figure is called, its unit and which way is better."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Better = Literal["lower", "higher"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    workload: str
+    label: str
+    unit: str
+    better: Better
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("seq_write_durable_s", "seq_write", "write {seq} + fsync, until durable in S3", "s", "lower"),
+    Metric("seq_read_cold_mibps", "seq_read", "cold sequential read of {seq}", "MiB/s", "higher"),
+    Metric("seq_read_warm_mibps", "seq_read", "warm sequential re-read of {seq}", "MiB/s", "higher"),
+    Metric("small_files_close_s", "small_files", "{files} x 4 KiB files: create/write/close", "s", "lower"),
+    Metric("small_files_durable_s", "small_files", "{files} x 4 KiB files: until all in S3", "s", "lower"),
+    Metric("ls_cold_s", "listing", "`ls -l` of {objects} objects, cold", "s", "lower"),
+    Metric("ls_warm_s", "listing", "`ls -l` of {objects} objects, warm", "s", "lower"),
+    Metric("random_read_iops", "random_read", "random 4 KiB reads across {seq} (cold)", "IOPS", "higher"),
+    Metric("random_read_amplification", "random_read", "S3 bytes fetched / bytes read", "x", "lower"),
+    Metric("untar_s", "untar", "untar a source tree ({tree})", "s", "lower"),
+    Metric("untar_readback_s", "untar", "read the untarred tree back", "s", "lower"),
+    Metric("stream_peak_rss_mib", "rss", "peak RSS of the mount process, streaming {stream}", "MiB", "lower"),
+    Metric("stream_rss_growth_mib", "rss", "RSS growth from 1/4 to all of {stream}", "MiB", "lower"),
+)
+
+METRICS_BY_KEY: dict[str, Metric] = {m.key: m for m in METRICS}
+WORKLOADS: tuple[str, ...] = tuple(dict.fromkeys(m.workload for m in METRICS))
+
+
+def metrics_of(workload: str) -> list[Metric]:
+    return [m for m in METRICS if m.workload == workload]

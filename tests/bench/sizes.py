@@ -1,0 +1,60 @@
+"""Workload sizes: the issue's full sizes and the `--quick` ones (same code paths, smaller data)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+
+
+@dataclass(frozen=True)
+class BenchSizes:
+    name: str
+    runs: int
+    seq_bytes: int  # sequential write, sequential read and the random-read object
+    small_files: int
+    list_objects: int
+    random_reads: int
+    stream_bytes: int  # the RSS workload's streamed file
+    # Source-tree folders under /usr/include that the untar workload archives.
+    tree_dirs: tuple[str, ...]
+
+    def labels(self) -> dict[str, str]:
+        return {
+            "seq": human_bytes(self.seq_bytes),
+            "files": f"{self.small_files:,}",
+            "objects": f"{self.list_objects:,}",
+            "stream": human_bytes(self.stream_bytes),
+            "tree": "/usr/include/{" + ",".join(self.tree_dirs) + "}",
+        }
+
+
+FULL = BenchSizes(
+    name="full",
+    runs=3,
+    seq_bytes=1 * GIB,
+    small_files=5000,
+    list_objects=20000,
+    random_reads=2000,
+    stream_bytes=4 * GIB,
+    tree_dirs=("linux", "c++", "llvm-14"),
+)
+
+QUICK = BenchSizes(
+    name="quick",
+    runs=2,
+    seq_bytes=128 * MIB,
+    small_files=500,
+    list_objects=2000,
+    random_reads=300,
+    stream_bytes=512 * MIB,
+    tree_dirs=("linux",),
+)
+
+
+def human_bytes(n: int) -> str:
+    for unit, size in (("GiB", GIB), ("MiB", MIB), ("KiB", 1024)):
+        if n >= size and n % size == 0:
+            return f"{n // size} {unit}"
+    return f"{n} B"

@@ -1,0 +1,63 @@
+"""The issue's targets, as checks over a ResultSet.
+
+A ratio target compares RazorFS with one peer through paired ratios of the metric itself
+(RazorFS value / peer value), so for a time "2x faster" is a ratio <= 0.5; an absolute target
+bounds RazorFS's own median."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from .results import ResultSet
+from .stats import Summary, ratio_summary, summarize
+
+OURS = "razorfs"
+
+
+@dataclass(frozen=True)
+class Target:
+    text: str
+    metric: str
+    peer: str | None  # None: an absolute bound on RazorFS's median
+    op: Literal["<=", ">="]
+    bound: float
+
+
+@dataclass(frozen=True)
+class TargetOutcome:
+    target: Target
+    measured: Summary | None
+
+    @property
+    def met(self) -> bool | None:
+        if self.measured is None:
+            return None
+        value = self.measured.median
+        return value <= self.target.bound if self.target.op == "<=" else value >= self.target.bound
+
+
+TARGETS: tuple[Target, ...] = (
+    Target("cold sequential read >= 1.5x rclone", "seq_read_cold_mibps", "rclone", ">=", 1.5),
+    Target("cold sequential read >= 0.8x raw boto3", "seq_read_cold_mibps", "boto3", ">=", 0.8),
+    Target("warm read >= 0.9x local directory", "seq_read_warm_mibps", "local", ">=", 0.9),
+    Target("write + fsync <= 1.2x raw boto3 multipart upload time", "seq_write_durable_s", "boto3", "<=", 1.2),
+    Target("small files: close-returns time >= 2x faster than rclone", "small_files_close_s", "rclone", "<=", 0.5),
+    Target("small files: close-returns time >= 10x faster than s3fs", "small_files_close_s", "s3fs", "<=", 0.1),
+    Target("`ls -l` cold >= 5x faster than s3fs", "ls_cold_s", "s3fs", "<=", 0.2),
+    Target("random reads fetch <= 4x the bytes read", "random_read_amplification", None, "<=", 4.0),
+    Target("peak RSS while streaming <= 150 MiB", "stream_peak_rss_mib", None, "<=", 150.0),
+    # "Flat as the file grows": we call it flat when the last three quarters add under 16 MiB.
+    Target("RSS flat as the file grows (growth <= 16 MiB)", "stream_rss_growth_mib", None, "<=", 16.0),
+)
+
+
+def evaluate(results: ResultSet, target: Target) -> TargetOutcome:
+    ours = results.series(target.metric, OURS)
+    if target.peer is None:
+        return TargetOutcome(target, summarize(ours))
+    return TargetOutcome(target, ratio_summary(ours, results.series(target.metric, target.peer)))
+
+
+def evaluate_all(results: ResultSet) -> list[TargetOutcome]:
+    return [evaluate(results, t) for t in TARGETS]

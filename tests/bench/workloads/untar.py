@@ -1,0 +1,73 @@
+"""Workload 6: untar a real source tree (headers from /usr/include) into the mount, then read
+every file back after dropping the kernel's page cache (so reads hit the mount, not the kernel)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+from ..context import BenchContext
+from ..mounters import Mounter
+from ..pagecache import drop_page_cache
+from ..s3objects import delete_prefix
+from .base import FS_SYSTEMS, Workload, read_whole_file
+
+PREFIX = "untar/"
+SOURCE_ROOT = Path("/usr/include")
+
+
+class Untar(Workload):
+    name = "untar"
+    systems = FS_SYSTEMS
+
+    def tarball(self, ctx: BenchContext) -> Path:
+        return ctx.workdir / "tree.tar"
+
+    def prepare(self, ctx: BenchContext, local_root: Path) -> None:
+        ctx.s3.put_object(Bucket=ctx.bucket, Key=PREFIX, Body=b"")
+        (local_root / PREFIX).mkdir(parents=True, exist_ok=True)
+        missing = [d for d in ctx.sizes.tree_dirs if not (SOURCE_ROOT / d).is_dir()]
+        if missing:
+            raise FileNotFoundError(f"source tree folders missing under {SOURCE_ROOT}: {missing}")
+        # Symlinks and hard links would measure link support, not the tree; keep regular files.
+        subprocess.run(
+            ["tar", "-cf", str(self.tarball(ctx)), "--hard-dereference", "--dereference",
+             "-C", str(SOURCE_ROOT), *ctx.sizes.tree_dirs],
+            check=True,
+        )  # fmt: skip
+        with tarfile.open(self.tarball(ctx)) as tar:
+            members = tar.getmembers()
+        files = [m for m in members if m.isfile()]
+        ctx.results.notes["untar_tree"] = {
+            "dirs": list(ctx.sizes.tree_dirs),
+            "files": len(files),
+            "bytes": sum(m.size for m in files),
+        }
+
+    def measure_fs(self, ctx: BenchContext, mounter: Mounter, run: int) -> dict[str, float]:
+        folder = f"{mounter.name}-r{run}"
+        with ctx.session(mounter, f"untar-{mounter.name}-r{run}") as root:
+            target = root / PREFIX / folder
+            target.mkdir()
+            start = time.monotonic()
+            subprocess.run(["tar", "-xf", str(self.tarball(ctx)), "-C", str(target)], check=True)
+            untar_s = time.monotonic() - start
+            drop_page_cache()
+            start = time.monotonic()
+            files = 0
+            for dirpath, _, filenames in os.walk(target):
+                for name in filenames:
+                    read_whole_file(Path(dirpath) / name)
+                    files += 1
+            readback_s = time.monotonic() - start
+        expected = ctx.results.notes["untar_tree"]["files"]
+        if files != expected:
+            raise AssertionError(f"read back {files} files, the tarball has {expected}")
+        return {"untar_s": untar_s, "untar_readback_s": readback_s}
+
+    def cleanup(self, ctx: BenchContext, local_root: Path) -> None:
+        delete_prefix(ctx.s3, ctx.bucket, PREFIX)
+        self.tarball(ctx).unlink(missing_ok=True)
