@@ -1,13 +1,14 @@
 """CSI Controller service: dynamic provisioning of a prefix per volume in a StorageClass's bucket.
 
-CreateVolume writes a zero-byte marker at the volume's prefix whose metadata records the CSI
-name and capacity, which makes repeated calls idempotent and a conflicting repeat ALREADY_EXISTS.
-DeleteVolume deletes every object under the prefix. S3 calls are blocking boto3 calls and run on
-worker threads."""
+CreateVolume writes the volume's directory marker and, beside the prefix, a small record of its
+CSI name and capacity, which makes repeated calls idempotent and a conflicting repeat
+ALREADY_EXISTS. DeleteVolume deletes the record and every object under the prefix. S3 calls are
+blocking boto3 calls and run on worker threads."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -26,8 +27,7 @@ from razorfs_wire.csi.v1 import csi_pb2, csi_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-_META_NAME = "razorfs-csi-name"
-_META_CAPACITY = "razorfs-capacity-bytes"
+_RECORD_MAX_BYTES = 64 * 1024
 # external-provisioner's own keys (secrets references, PVC/PV metadata) are not volume settings.
 _PROVISIONER_KEY_PREFIX = "csi.storage.k8s.io/"
 _KNOWN_PARAMETERS = frozenset(v for k, v in vars(ContextKey).items() if not k.startswith("_"))
@@ -91,7 +91,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):  # type: ignore[misc]
             prefix=volume_prefix(settings.prefix, request.name),
         )
         store = _store_for(handle, request.secrets)
-        await asyncio.to_thread(self._ensure_marker, store, handle, request.name, capacity)
+        await asyncio.to_thread(self._ensure_volume, store, handle, request.name, capacity)
         volume_context = {**parameters, ContextKey.PREFIX: handle.prefix}
         log.info("provisioned volume %s for %s", handle.volume_id, request.name)
         return csi_pb2.CreateVolumeResponse(
@@ -99,17 +99,23 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):  # type: ignore[misc]
         )
 
     @staticmethod
-    def _ensure_marker(store: S3Store, handle: VolumeHandle, name: str, capacity: int) -> None:
+    def _ensure_volume(store: S3Store, handle: VolumeHandle, name: str, capacity: int) -> None:
         try:
-            existing = store.head(handle.marker_key)
+            existing = json.loads(store.get_range(handle.record_key, 0, _RECORD_MAX_BYTES))
         except ObjectNotFound:
-            store.put_bytes(handle.marker_key, b"", {_META_NAME: name, _META_CAPACITY: str(capacity)})
+            record = {"name": name, "capacity_bytes": capacity}
+            # The marker first: a crash in between leaves no record, and the retry writes both.
+            store.put_bytes(handle.marker_key, b"", {})
+            store.put_bytes(handle.record_key, json.dumps(record).encode(), {})
             return
-        if existing.metadata.get(_META_NAME, name) != name:
-            raise AlreadyExists(f"prefix {handle.prefix} already belongs to volume {existing.metadata[_META_NAME]}")
-        recorded = existing.metadata.get(_META_CAPACITY)
-        if recorded is not None and int(recorded) != capacity:
-            raise AlreadyExists(f"volume {name} exists with capacity {recorded} bytes, not {capacity}")
+        except ValueError:
+            raise AlreadyExists(f"{handle.record_key} exists and is not a RazorFS volume record") from None
+        if existing.get("name") != name:
+            raise AlreadyExists(f"prefix {handle.prefix} already belongs to volume {existing.get('name')!r}")
+        if int(existing.get("capacity_bytes", 0)) != capacity:
+            raise AlreadyExists(
+                f"volume {name} exists with capacity {existing.get('capacity_bytes')} bytes, not {capacity}"
+            )
 
     @translate_errors
     async def DeleteVolume(
@@ -130,6 +136,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):  # type: ignore[misc]
     def _delete_prefix(store: S3Store, handle: VolumeHandle) -> int:
         deleted = 0
         try:
+            store.delete(handle.record_key)
             for page in store.list_pages(handle.key_prefix, delimiter=None):
                 keys = [o.key for o in page.objects]
                 if keys:
@@ -151,7 +158,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):  # type: ignore[misc]
             raise NotFound(f"volume {request.volume_id} does not exist")
         store = _store_for(handle, request.secrets)
         try:
-            await asyncio.to_thread(store.head, handle.marker_key)
+            await asyncio.to_thread(store.head, handle.record_key)
         except (ObjectNotFound, BucketNotFound):
             raise NotFound(f"volume {request.volume_id} does not exist") from None
         reasons = [r for c in request.volume_capabilities if (r := validation.capability_unsupported_reason(c))]

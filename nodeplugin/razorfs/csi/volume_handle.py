@@ -16,6 +16,7 @@ from razorfs.store.location import join_key
 _VERSION = "rz1"
 # Per-volume prefixes stay short enough for a readable key even for 128-character CSI names.
 PREFIX_NAME_MAX = 63
+RECORD_SUFFIX = ".razorfs-volume.json"
 
 
 def _q(text: str) -> str:
@@ -43,8 +44,15 @@ class VolumeHandle:
 
     @property
     def marker_key(self) -> str:
-        """The zero-byte directory marker of the volume root, carrying its CSI attributes."""
+        """The zero-byte directory marker of the volume root (so S3 tools show the volume)."""
         return self.key_prefix
+
+    @property
+    def record_key(self) -> str:
+        """A small JSON object beside the volume (not inside it, so the volume's files are only
+        the user's) recording its CSI name and capacity. Not user metadata on the marker: some
+        servers (SeaweedFS) keep `dir/` keys as directories and drop their metadata."""
+        return self.prefix + RECORD_SUFFIX
 
 
 def parse_volume_id(volume_id: str) -> VolumeHandle | None:
