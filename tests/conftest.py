@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.realparts.faultproxy import FaultProxy
 from tests.realparts.fusemount import force_unmount, require_fuse
 from tests.realparts.kubeapi import ControlPlane, start_control_plane
 from tests.realparts.processes import RealPartMissing
@@ -60,6 +61,17 @@ def bucket(s3_server: S3Server, s3_client: Any) -> str:
     name = f"t-{uuid.uuid4().hex[:20]}"
     s3_client.create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture
+def fault_proxy(s3_server: S3Server) -> Iterator[FaultProxy]:
+    """A fault-injecting proxy in front of the session's S3 server (point clients at
+    `fault_proxy.endpoint_url`); starts with no faults and is stopped after the test."""
+    proxy = FaultProxy(s3_server.endpoint_url).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
 
 
 @pytest.fixture(scope="session")

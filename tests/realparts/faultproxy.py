@@ -1,0 +1,412 @@
+"""A fault-injecting HTTP proxy in front of a real S3 server, on loopback.
+
+Requests and responses are forwarded byte for byte (the client's Host header included, so SigV4
+signatures made for the proxy's address verify upstream), except that `Expect: 100-continue`
+(a header SigV4 never signs) is answered by the proxy itself. Tests change the faults at run time:
+
+    proxy.add_rule(Fault.SLOWDOWN_503, times=2, method="PUT")   # the next 2 PUTs get 503 SlowDown
+    proxy.set_chaos(0.3, seed=7)                                # 30% of requests fail at random
+    proxy.partition(5.0)                                        # every connection reset for 5 s
+
+Standalone: `python -m tests.realparts.faultproxy --upstream URL --port N [--chaos 0.1 --seed 1]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import enum
+import random
+import socket
+import struct
+import threading
+import time
+import urllib.parse
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+_READ_CHUNK_BYTES = 64 * 1024
+_MAX_HEAD_BYTES = 64 * 1024
+
+
+class Fault(enum.Enum):
+    ERROR_500 = "500"  # 500 InternalError with an S3 XML body; the request never reaches upstream
+    SLOWDOWN_503 = "503"  # 503 SlowDown with an S3 XML body; the request never reaches upstream
+    RESET = "reset"  # forwarded, then the connection is reset halfway through the response body
+    TRUNCATE = "truncate"  # forwarded, then half the response body is sent and the connection closed
+    LATENCY = "latency"  # forwarded, the response delayed by the rule's delay_s
+    REFUSE = "refuse"  # the connection is reset before anything is forwarded
+
+
+RANDOM_FAULTS = (Fault.ERROR_500, Fault.SLOWDOWN_503, Fault.RESET, Fault.TRUNCATE)
+
+
+@dataclass
+class Rule:
+    fault: Fault
+    times: int | None = 1  # None: every matching request until removed
+    method: str | None = None  # e.g. "GET"; None matches any
+    path_contains: str | None = None  # substring of the request target (URL-decoded)
+    delay_s: float = 0.0  # for LATENCY
+
+    def matches(self, method: str, target: str) -> bool:
+        if self.method is not None and self.method.upper() != method:
+            return False
+        return self.path_contains is None or self.path_contains in target
+
+
+@dataclass
+class _Head:
+    first_line: str
+    headers: list[tuple[str, str]]
+    raw: bytes
+
+    def get(self, name: str) -> str | None:
+        for k, v in self.headers:
+            if k.lower() == name:
+                return v
+        return None
+
+
+@dataclass
+class ProxyStats:
+    requests: int = 0
+    faults: Counter[str] = field(default_factory=Counter)
+
+
+class _Drop(Exception):
+    """Stop serving this client connection (it was reset or closed on purpose)."""
+
+
+class FaultProxy:
+    """Runs an asyncio proxy on its own thread; every public method is thread-safe."""
+
+    def __init__(self, upstream_url: str, host: str = "127.0.0.1", port: int = 0):
+        parsed = urllib.parse.urlsplit(upstream_url)
+        if parsed.scheme != "http" or not parsed.hostname or not parsed.port:
+            raise ValueError(f"upstream must be http://HOST:PORT, got {upstream_url!r}")
+        self.upstream = (parsed.hostname, parsed.port)
+        self._bind = (host, port)
+        self._lock = threading.Lock()
+        self._rules: list[Rule] = []
+        self._chaos_p = 0.0
+        self._chaos_kinds: Sequence[Fault] = RANDOM_FAULTS
+        self._rng = random.Random(0)
+        self._partition_until = 0.0
+        self.stats = ProxyStats()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self.port = 0
+
+    # -- control (from tests) -------------------------------------------------------------------
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{self._bind[0]}:{self.port}"
+
+    def add_rule(
+        self,
+        fault: Fault,
+        times: int | None = 1,
+        method: str | None = None,
+        path_contains: str | None = None,
+        delay_s: float = 0.0,
+    ) -> Rule:
+        rule = Rule(fault, times, method, path_contains, delay_s)
+        with self._lock:
+            self._rules.append(rule)
+        return rule
+
+    def set_chaos(self, probability: float, seed: int = 0, kinds: Sequence[Fault] = RANDOM_FAULTS) -> None:
+        """Each request (not matched by a rule) fails with probability `probability` with a fault
+        drawn from `kinds`; `seed` makes the sequence of decisions repeatable."""
+        with self._lock:
+            self._chaos_p = probability
+            self._chaos_kinds = tuple(kinds)
+            self._rng = random.Random(seed)
+
+    def partition(self, seconds: float) -> None:
+        """Every new request and connection is reset for `seconds` from now."""
+        with self._lock:
+            self._partition_until = time.monotonic() + seconds
+
+    def heal(self) -> None:
+        with self._lock:
+            self._partition_until = 0.0
+
+    def clear(self) -> None:
+        """No rules, no chaos, no partition."""
+        with self._lock:
+            self._rules.clear()
+            self._chaos_p = 0.0
+            self._partition_until = 0.0
+
+    def faults_injected(self) -> int:
+        with self._lock:
+            return sum(self.stats.faults.values())
+
+    def _choose_fault(self, method: str, target: str) -> Rule | None:
+        with self._lock:
+            self.stats.requests += 1
+            chosen: Rule | None = None
+            if time.monotonic() < self._partition_until:
+                chosen = Rule(Fault.REFUSE)
+            else:
+                for rule in self._rules:
+                    if rule.matches(method, target):
+                        chosen = rule
+                        if rule.times is not None:
+                            rule.times -= 1
+                            if rule.times <= 0:
+                                self._rules.remove(rule)
+                        break
+                if chosen is None and self._chaos_p > 0 and self._rng.random() < self._chaos_p:
+                    chosen = Rule(self._rng.choice(list(self._chaos_kinds)))
+            if chosen is not None:
+                self.stats.faults[chosen.fault.value] += 1
+            return chosen
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> FaultProxy:
+        self._thread = threading.Thread(target=self._run, name="faultproxy", daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+        if self._startup_error is not None:
+            raise self._startup_error
+        if not self.port:
+            raise RuntimeError("fault proxy did not start within 10 s")
+        return self
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self._loop = loop
+        try:
+            self._server = loop.run_until_complete(
+                asyncio.start_server(self._serve_client, self._bind[0], self._bind[1], reuse_address=True)
+            )
+            self.port = self._server.sockets[0].getsockname()[1]
+        except BaseException as exc:
+            self._startup_error = exc
+            self._ready.set()
+            loop.close()
+            return
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            self._server.close()
+            # Cancel connection handlers still running so the loop closes cleanly.
+            tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in tasks:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            loop.close()
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+
+    def __enter__(self) -> FaultProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- serving --------------------------------------------------------------------------------
+
+    async def _serve_client(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        try:
+            while True:
+                head = await _read_head(client_r)
+                if head is None:
+                    return
+                upstream = await self._serve_request(head, client_r, client_w, upstream)
+        except (_Drop, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        except asyncio.CancelledError:
+            # Only stop() cancels, after the loop stopped; ending quietly keeps asyncio's
+            # stream callback from logging the cancellation as an error.
+            pass
+        finally:
+            if upstream is not None:
+                upstream[1].close()
+            client_w.close()
+
+    async def _serve_request(
+        self,
+        head: _Head,
+        client_r: asyncio.StreamReader,
+        client_w: asyncio.StreamWriter,
+        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None,
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        method, target = head.first_line.split(" ")[:2]
+        rule = self._choose_fault(method, urllib.parse.unquote(target))
+        fault = rule.fault if rule else None
+        if fault is Fault.REFUSE:
+            _reset(client_w)
+            raise _Drop
+        expects_continue = (head.get("expect") or "").lower() == "100-continue"
+        if fault in (Fault.ERROR_500, Fault.SLOWDOWN_503):
+            # Read a body the client already sends (closing on unread data would turn the answer
+            # into a reset), but not one it holds back waiting for 100 Continue.
+            if not expects_continue:
+                await _read_body(client_r, head, is_response=False, request_method=None)
+            code, status, reason = (
+                ("InternalError", 500, "Internal Server Error")
+                if fault is Fault.ERROR_500
+                else ("SlowDown", 503, "Slow Down")
+            )
+            client_w.write(_s3_error(status, reason, code, target))
+            await client_w.drain()
+            raise _Drop  # Connection: close, so the unread body does not matter
+        if expects_continue:
+            client_w.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            await client_w.drain()
+        body = await _read_body(client_r, head, is_response=False, request_method=None)
+        request_raw = _without_expect(head) if expects_continue else head.raw
+        if upstream is None or upstream[0].at_eof():
+            if upstream is not None:
+                upstream[1].close()
+            upstream = await asyncio.open_connection(*self.upstream)
+        up_r, up_w = upstream
+        up_w.write(request_raw + body)
+        await up_w.drain()
+        resp_head = await _read_head(up_r)
+        if resp_head is None:
+            _reset(client_w)
+            raise _Drop
+        resp_body = await _read_body(up_r, resp_head, is_response=True, request_method=method)
+        if fault is Fault.LATENCY and rule is not None:
+            await asyncio.sleep(rule.delay_s)
+        if fault in (Fault.RESET, Fault.TRUNCATE):
+            client_w.write(resp_head.raw + resp_body[: len(resp_body) // 2])
+            await client_w.drain()
+            if fault is Fault.RESET:
+                _reset(client_w)
+            raise _Drop
+        client_w.write(resp_head.raw + resp_body)
+        await client_w.drain()
+        if (resp_head.get("connection") or "").lower() == "close" or _reads_until_close(resp_head, method):
+            raise _Drop
+        return upstream
+
+
+async def _read_head(reader: asyncio.StreamReader) -> _Head | None:
+    try:
+        raw = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as exc:
+        if exc.partial:
+            raise
+        return None
+    if len(raw) > _MAX_HEAD_BYTES:
+        raise _Drop
+    lines = raw.decode("latin-1").split("\r\n")
+    headers = []
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            headers.append((name.strip(), value.strip()))
+    return _Head(lines[0], headers, raw)
+
+
+def _reads_until_close(head: _Head, request_method: str | None) -> bool:
+    status = int(head.first_line.split(" ")[1])
+    no_body = request_method == "HEAD" or status in (204, 304) or 100 <= status < 200
+    return (
+        not no_body
+        and head.get("content-length") is None
+        and (head.get("transfer-encoding") or "").lower() != "chunked"
+    )
+
+
+async def _read_body(
+    reader: asyncio.StreamReader, head: _Head, is_response: bool, request_method: str | None
+) -> bytes:
+    """The raw body bytes as framed on the wire (chunk framing kept), so forwarding is exact."""
+    if is_response:
+        status = int(head.first_line.split(" ")[1])
+        if request_method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+            return b""
+    if (head.get("transfer-encoding") or "").lower() == "chunked":
+        out = bytearray()
+        while True:
+            size_line = await reader.readuntil(b"\r\n")
+            out += size_line
+            size = int(size_line.split(b";")[0].strip(), 16)
+            if size == 0:
+                while True:  # trailers, ending with an empty line
+                    line = await reader.readuntil(b"\r\n")
+                    out += line
+                    if line == b"\r\n":
+                        return bytes(out)
+            out += await reader.readexactly(size + 2)
+    length = head.get("content-length")
+    if length is not None:
+        return await reader.readexactly(int(length))
+    if is_response:
+        return await reader.read()  # framed by the connection's end
+    return b""
+
+
+def _without_expect(head: _Head) -> bytes:
+    lines = head.raw.split(b"\r\n")
+    kept = [line for line in lines if not line.lower().startswith(b"expect:")]
+    return b"\r\n".join(kept)
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close with a TCP RST (SO_LINGER 0) rather than a FIN: a 'connection reset by peer'."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+def _s3_error(status: int, reason: str, code: str, target: str) -> bytes:
+    resource = urllib.parse.urlsplit(target).path
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{code}</Code><Message>injected by the fault proxy</Message>"
+        f"<Resource>{resource}</Resource><RequestId>faultproxy</RequestId></Error>"
+    ).encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    return head + body
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Fault-injecting HTTP proxy in front of an S3 server")
+    parser.add_argument("--upstream", required=True, help="e.g. http://127.0.0.1:8333")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--chaos", type=float, default=0.0, help="probability of a random fault")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    proxy = FaultProxy(args.upstream, args.host, args.port).start()
+    if args.chaos:
+        proxy.set_chaos(args.chaos, args.seed)
+    print(f"fault proxy on {proxy.endpoint_url} -> {args.upstream} (chaos {args.chaos})", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        proxy.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
