@@ -6,6 +6,7 @@ answers stat() with ENOTCONN; `mount`/`umount` from util-linux do the syscalls."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 from pathlib import Path
@@ -98,18 +99,19 @@ async def unmount(path: Path, lazy: bool = False) -> None:
 
 
 def _make_target(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # EEXIST is also what a dead mount there answers; a bind can stack over it.
+    with contextlib.suppress(FileExistsError):
+        path.mkdir()
 
 
 def _remove_target(path: Path) -> None:
     """The CSI spec has the plugin delete the target it created on unpublish."""
-    try:
+    with contextlib.suppress(FileNotFoundError):
         if path.is_dir():
             path.rmdir()
         else:
             path.unlink()
-    except FileNotFoundError:
-        pass
 
 
 async def make_target(path: Path) -> None:

@@ -166,21 +166,22 @@ class Supervisor:
         log.error("volume %s failed: %s", volume.record.volume_id, exc)
 
     async def _recover(self, volume: StagedVolume, reason: str) -> None:
-        """Kills what is left of the daemon, clears the dead mounts, starts a new daemon on the
-        same cache dir (it replays its journal) and re-binds every target."""
+        """Kills what is left of the daemon, starts a new one on the same cache dir (it replays
+        its journal) and binds the new mount over every target.
+
+        The dead target mounts stay in place until the new bind covers them: unmounting them first
+        would show pods the empty directory underneath, and a write there would land on the
+        node's disk instead of the volume. A pod sees ENOTCONN for the few seconds of the restart,
+        never a wrong directory. The covered dead layers go away at unpublish."""
         record = volume.record
         log.warning("recovering volume %s: %s", record.volume_id, reason)
         volume.state = VolumeState.RECOVERING
         if record.daemon is not None:
             daemon.kill(record.daemon)
             await daemon.wait_exit(record.daemon, 10.0)
-        for target in record.targets:
-            await mounts.unmount(Path(target), lazy=True)
         await mounts.unmount(volume.staging_path, lazy=True)
         await self._start_daemon(volume)
-        for target, read_only in record.targets.items():
-            await mounts.make_target(Path(target))
-            await mounts.bind(volume.staging_path, Path(target), read_only)
+        await self._ensure_targets_bound(volume)
         record.restarts += 1
         self.store.save(record)
         volume.state = VolumeState.MOUNTED
@@ -198,14 +199,15 @@ class Supervisor:
         await daemon.wait_ready(record.daemon, volume.staging_path, volume.cache_dir, log_path)
 
     async def _ensure_targets_bound(self, volume: StagedVolume) -> None:
+        """Binds the staging mount at every recorded target that is missing or dead (a fresh
+        bind stacks over a dead one)."""
         for target, read_only in volume.record.targets.items():
             path = Path(target)
             if mounts.is_mounted(path) and not mounts.is_dead(path):
                 continue
-            await mounts.unmount(path, lazy=True)
             await mounts.make_target(path)
             await mounts.bind(volume.staging_path, path, read_only)
-            log.info("re-bound %s for volume %s", target, volume.record.volume_id)
+            log.info("bound %s again for volume %s", target, volume.record.volume_id)
 
     # -- CSI node operations --------------------------------------------------------------------
 
