@@ -34,12 +34,18 @@ _MAX_HEAD_BYTES = 64 * 1024
 class Fault(enum.Enum):
     ERROR_500 = "500"  # 500 InternalError with an S3 XML body; the request never reaches upstream
     SLOWDOWN_503 = "503"  # 503 SlowDown with an S3 XML body; the request never reaches upstream
+    DENIED_403 = "403"  # 403 AccessDenied with an S3 XML body (a bucket policy saying no)
     RESET = "reset"  # forwarded, then the connection is reset halfway through the response body
     TRUNCATE = "truncate"  # forwarded, then half the response body is sent and the connection closed
     LATENCY = "latency"  # forwarded, the response delayed by the rule's delay_s
     REFUSE = "refuse"  # the connection is reset before anything is forwarded
 
 
+_ERROR_REPLIES = {
+    Fault.ERROR_500: (500, "Internal Server Error", "InternalError"),
+    Fault.SLOWDOWN_503: (503, "Slow Down", "SlowDown"),
+    Fault.DENIED_403: (403, "Forbidden", "AccessDenied"),
+}
 RANDOM_FAULTS = (Fault.ERROR_500, Fault.SLOWDOWN_503, Fault.RESET, Fault.TRUNCATE)
 
 
@@ -255,16 +261,12 @@ class FaultProxy:
             _reset(client_w)
             raise _Drop
         expects_continue = (head.get("expect") or "").lower() == "100-continue"
-        if fault in (Fault.ERROR_500, Fault.SLOWDOWN_503):
+        if fault in _ERROR_REPLIES:
             # Read a body the client already sends (closing on unread data would turn the answer
             # into a reset), but not one it holds back waiting for 100 Continue.
             if not expects_continue:
                 await _read_body(client_r, head, is_response=False, request_method=None)
-            code, status, reason = (
-                ("InternalError", 500, "Internal Server Error")
-                if fault is Fault.ERROR_500
-                else ("SlowDown", 503, "Slow Down")
-            )
+            status, reason, code = _ERROR_REPLIES[fault]
             client_w.write(_s3_error(status, reason, code, target))
             await client_w.drain()
             raise _Drop  # Connection: close, so the unread body does not matter
