@@ -53,9 +53,7 @@ class Cluster:
 
     def get_claim(self, namespace: str, name: str) -> Manifest | None:
         return self._get(
-            lambda: self._core.read_namespaced_persistent_volume_claim(
-                name, namespace, _preload_content=False
-            )
+            lambda: self._core.read_namespaced_persistent_volume_claim(name, namespace, _preload_content=False)
         )
 
     def get_volume(self, name: str) -> Manifest | None:
@@ -77,9 +75,7 @@ class Cluster:
 
     def node_plugin_pods(self, namespace: str, selector: str) -> list[NodePluginPod]:
         with _api_errors(f"list node plugin pods in {namespace}"):
-            pods = _json(
-                self._core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False)
-            )
+            pods = _json(self._core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False))
         found = []
         for pod in pods.get("items", []):
             ip = (pod.get("status") or {}).get("podIP")
@@ -95,9 +91,7 @@ class Cluster:
         with _api_errors(f"create PersistentVolumeClaim {namespace}/{name}"):
             try:
                 return _json(
-                    self._core.create_namespaced_persistent_volume_claim(
-                        namespace, manifest, _preload_content=False
-                    )
+                    self._core.create_namespaced_persistent_volume_claim(namespace, manifest, _preload_content=False)
                 )
             except ApiException as exc:
                 if exc.status != 409:
@@ -105,9 +99,7 @@ class Cluster:
         # Someone (an earlier run of this handler) created it meanwhile: use theirs.
         existing = self.get_claim(namespace, name)
         if existing is None:
-            raise KubernetesRequestFailed(
-                f"PersistentVolumeClaim {namespace}/{name} vanished while being created"
-            )
+            raise KubernetesRequestFailed(f"PersistentVolumeClaim {namespace}/{name} vanished while being created")
         return existing
 
     def create_volume(self, manifest: Any) -> Manifest:

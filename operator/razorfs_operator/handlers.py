@@ -45,9 +45,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         config=CONFIG,
         cluster=Cluster(load_api_client()),
         executor=executor,
-        node_admin=NodeAdminClient(
-            CONFIG.node_admin_token(), CONFIG.node_admin_port, CONFIG.node_admin_timeout_s
-        ),
+        node_admin=NodeAdminClient(CONFIG.node_admin_token(), CONFIG.node_admin_port, CONFIG.node_admin_timeout_s),
     )
 
 

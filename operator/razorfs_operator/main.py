@@ -53,6 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Even when debugging, client libraries stay at INFO: their DEBUG output carries request
+    # headers (signatures, bearer tokens) that must not reach logs.
+    for noisy in ("botocore", "boto3", "urllib3", "kubernetes", "grpc"):
+        logging.getLogger(noisy).setLevel(logging.INFO)
     import kopf
 
     importlib.import_module("razorfs_operator.handlers")

@@ -108,9 +108,7 @@ class Reconciler:
 
         def set_(type_: Any, ok: bool, reason: str, message: str) -> None:
             nonlocal conditions
-            conditions = set_condition(
-                conditions, type_, "True" if ok else "False", reason, message, generation, at
-            )
+            conditions = set_condition(conditions, type_, "True" if ok else "False", reason, message, generation, at)
 
         try:
             spec = parse_spec(body)
@@ -147,9 +145,7 @@ class Reconciler:
             binding = judge_binding(identity, claim, volume)
             set_("Bound", binding.bound, binding.reason, binding.message)
 
-            users = await self.rt.blocking(
-                self.rt.cluster.pods_using_claim, identity.namespace, identity.claim_name
-            )
+            users = await self.rt.blocking(self.rt.cluster.pods_using_claim, identity.namespace, identity.claim_name)
             if users:
                 set_("InUse", True, "PodsUsingClaim", f"used by pod(s) {_names(users)}")
             else:
@@ -160,9 +156,7 @@ class Reconciler:
                 if is_true(conditions, "S3Reachable"):
                     try:
                         bucket = await self._bucket(identity, spec)
-                        status.usage = await self.rt.blocking(
-                            bucket.measure_usage, self.rt.config.usage_max_objects
-                        )
+                        status.usage = await self.rt.blocking(bucket.measure_usage, self.rt.config.usage_max_objects)
                     except VolumeProblem as exc:
                         set_("S3Reachable", False, exc.reason, exc.message)
                         problem = problem or exc
@@ -188,9 +182,7 @@ class Reconciler:
             report_problem(
                 body,
                 problem,
-                changed=before is None
-                or before.reason != problem.reason
-                or before.message != problem.message,
+                changed=before is None or before.reason != problem.reason or before.message != problem.message,
             )
         elif not is_true(old.conditions, "Ready"):
             kopf.info(
@@ -209,7 +201,9 @@ class Reconciler:
         if ref is not None:
             ca_data = await self.rt.blocking(self.rt.cluster.read_secret_data, identity.namespace, ref.name)
             ca_pem = ca_bundle_from_secret_data(f"{identity.namespace}/{ref.name}", ref.key, ca_data)
-        return VolumeBucket(spec.s3, credentials, self.rt.config.s3_timeout_s, ca_pem)
+        return VolumeBucket(
+            spec.s3, credentials, self.rt.config.s3_timeout_s, ca_pem, f"{identity.namespace}/{secret_name}"
+        )
 
     async def _apply_objects(
         self, identity: VolumeIdentity, spec: RazorVolumeSpec, claim: Manifest | None, volume: Manifest | None
@@ -222,18 +216,14 @@ class Reconciler:
                 f"PersistentVolumeClaim {identity.claim_name} exists and is not managed by this RazorVolume"
             )
         if volume is not None and not is_ours(identity, volume):
-            raise ClaimConflict(
-                f"PersistentVolume {identity.pv_name} exists and is not managed by this RazorVolume"
-            )
+            raise ClaimConflict(f"PersistentVolume {identity.pv_name} exists and is not managed by this RazorVolume")
         if claim is None:
             claim = await self.rt.blocking(cluster.create_claim, desired_claim(identity, spec))
             log.info("created PersistentVolumeClaim %s/%s", identity.namespace, identity.claim_name)
         claim_uid = claim["metadata"]["uid"]
         if volume is None:
             volume = await self.rt.blocking(cluster.create_volume, desired_volume(identity, spec, claim_uid))
-            log.info(
-                "created PersistentVolume %s for %s/%s", identity.pv_name, identity.namespace, identity.name
-            )
+            log.info("created PersistentVolume %s for %s/%s", identity.pv_name, identity.namespace, identity.name)
         else:
             patch = _volume_drift(volume, spec, identity, claim_uid)
             if patch:
@@ -244,9 +234,7 @@ class Reconciler:
         self, identity: VolumeIdentity, spec: RazorVolumeSpec, previous: Sequence[NodeVolumeState], body: Any
     ) -> list[NodeVolumeState]:
         config = self.rt.config
-        pods = await self.rt.blocking(
-            self.rt.cluster.node_plugin_pods, config.node_namespace, config.node_selector
-        )
+        pods = await self.rt.blocking(self.rt.cluster.node_plugin_pods, config.node_namespace, config.node_selector)
         reports = await self.rt.node_admin.volume_on_nodes(pods, identity.volume_handle)
         known = {node.name: node for node in previous}
         states = []
@@ -301,9 +289,7 @@ class Reconciler:
         payload = status.model_dump(by_alias=True, mode="json", exclude_none=True)
         for key in ("persistentVolumeName", "claimName", "usage"):
             payload.setdefault(key, None)  # merge patch: None removes a stale value
-        await self.rt.blocking(
-            self.rt.cluster.patch_razorvolume_status, identity.namespace, identity.name, payload
-        )
+        await self.rt.blocking(self.rt.cluster.patch_razorvolume_status, identity.namespace, identity.name, payload)
 
     # --- delete ----------------------------------------------------------------------------
     async def release(self, body: Any) -> None:
@@ -320,12 +306,8 @@ class Reconciler:
             await self._release_steps(identity, body)
         except VolumeProblem as problem:
             if isinstance(problem, ClaimInUse):
-                conditions = set_condition(
-                    conditions, "InUse", "True", problem.reason, problem.message, generation, at
-                )
-            conditions = set_condition(
-                conditions, "Ready", "False", problem.reason, problem.message, generation, at
-            )
+                conditions = set_condition(conditions, "InUse", "True", problem.reason, problem.message, generation, at)
+            conditions = set_condition(conditions, "Ready", "False", problem.reason, problem.message, generation, at)
             status.conditions, status.phase = conditions, "Terminating"
             await self._write_status(identity, status)
             before = find_condition(old.conditions, "Ready")
@@ -370,9 +352,7 @@ class Reconciler:
             )
 
 
-def _volume_drift(
-    volume: Manifest, spec: RazorVolumeSpec, identity: VolumeIdentity, claim_uid: str
-) -> Manifest:
+def _volume_drift(volume: Manifest, spec: RazorVolumeSpec, identity: VolumeIdentity, claim_uid: str) -> Manifest:
     """The patch that brings the mutable parts of an existing PV back to the desired state."""
     patch: Manifest = {}
     current = volume.get("spec") or {}

@@ -51,8 +51,10 @@ class VolumeBucket:
         credentials: S3Credentials,
         timeout_s: float,
         ca_bundle_pem: str | None = None,
+        credentials_from: str = "the Secret",
     ) -> None:
         self.location = location
+        self._credentials_from = credentials_from
         self._credentials = credentials
         self._timeout_s = timeout_s
         self._ca_bundle_pem = ca_bundle_pem
@@ -91,7 +93,7 @@ class VolumeBucket:
         prefix (and is removed again)."""
         bucket = self.location.bucket
         key = f"{self.location.key_prefix}{PROBE_KEY_NAME}-{uuid.uuid4().hex[:8]}"
-        with self._client() as s3, _translated(f"bucket {bucket}"):
+        with self._client() as s3, _translated(f"bucket {bucket}", self._credentials_from):
             # LIST rather than HEAD: a HEAD error has no body, so bad credentials and a denied
             # bucket would look the same.
             s3.list_objects_v2(Bucket=bucket, Prefix=self.location.key_prefix, MaxKeys=1)
@@ -102,7 +104,7 @@ class VolumeBucket:
         """Objects and bytes under the prefix, listing at most `max_objects` keys."""
         objects = bytes_ = 0
         truncated = False
-        with self._client() as s3, _translated(f"bucket {self.location.bucket}"):
+        with self._client() as s3, _translated(f"bucket {self.location.bucket}", self._credentials_from):
             paginator = s3.get_paginator("list_objects_v2")
             pages = paginator.paginate(
                 Bucket=self.location.bucket,
@@ -131,7 +133,7 @@ class VolumeBucket:
             # The CRD forbids reclaimPolicy Delete with an empty prefix; refuse here too.
             raise AccessDenied("refusing to delete the objects of a whole bucket (empty prefix)")
         deleted = 0
-        with self._client() as s3, _translated(f"bucket {self.location.bucket}"):
+        with self._client() as s3, _translated(f"bucket {self.location.bucket}", self._credentials_from):
             while True:
                 page = s3.list_objects_v2(
                     Bucket=self.location.bucket, Prefix=self.location.key_prefix, MaxKeys=DELETE_BATCH_KEYS
@@ -139,9 +141,7 @@ class VolumeBucket:
                 keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
                 if not keys:
                     return deleted
-                reply = s3.delete_objects(
-                    Bucket=self.location.bucket, Delete={"Objects": keys, "Quiet": True}
-                )
+                reply = s3.delete_objects(Bucket=self.location.bucket, Delete={"Objects": keys, "Quiet": True})
                 errors = reply.get("Errors") or []
                 if errors:
                     first = errors[0]
@@ -153,7 +153,7 @@ class VolumeBucket:
 
 
 @contextmanager
-def _translated(what: str) -> Iterator[None]:
+def _translated(what: str, credentials_from: str) -> Iterator[None]:
     try:
         yield
     except VolumeProblem:
@@ -163,15 +163,15 @@ def _translated(what: str) -> Iterator[None]:
         code = str(error.get("Code", ""))
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if code in _CREDENTIAL_CODES:
-            raise CredentialsRejected(f"S3 rejected the credentials for {what} ({code})") from None
+            raise CredentialsRejected(
+                f"S3 rejected the credentials in Secret {credentials_from} for {what} ({code})"
+            ) from None
         if code in _MISSING_BUCKET_CODES:
             raise BucketNotFound(f"{what} does not exist") from None
         if code in _DENIED_CODES or status == 403:
             raise AccessDenied(f"S3 denied access to {what} ({code or status})") from None
         raise S3RequestFailed(f"S3 request on {what} failed: {code or status}") from None
     except EndpointConnectionError as exc:
-        raise S3Unreachable(
-            f"cannot reach the S3 endpoint for {what}: {exc.kwargs.get('endpoint_url', '')}"
-        ) from None
+        raise S3Unreachable(f"cannot reach the S3 endpoint for {what}: {exc.kwargs.get('endpoint_url', '')}") from None
     except BotoCoreError as exc:
         raise S3Unreachable(f"S3 request on {what} failed: {type(exc).__name__}") from None

@@ -165,9 +165,7 @@ class Binding:
 def judge_binding(identity: VolumeIdentity, claim: Manifest | None, volume: Manifest | None) -> Binding:
     """Whether the observed PVC and PV reference each other (see the module docstring)."""
     if claim is None:
-        return Binding(
-            False, "ClaimMissing", f"PersistentVolumeClaim {identity.claim_name} does not exist yet"
-        )
+        return Binding(False, "ClaimMissing", f"PersistentVolumeClaim {identity.claim_name} does not exist yet")
     if volume is None:
         return Binding(False, "VolumeMissing", f"PersistentVolume {identity.pv_name} does not exist yet")
     claim_uid = claim["metadata"].get("uid")
