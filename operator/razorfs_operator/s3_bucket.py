@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -92,7 +91,9 @@ class VolumeBucket:
         """The bucket answers with these credentials and a probe object can be written under the
         prefix (and is removed again)."""
         bucket = self.location.bucket
-        key = f"{self.location.key_prefix}{PROBE_KEY_NAME}-{uuid.uuid4().hex[:8]}"
+        # A fixed key: a probe left behind by a killed operator is overwritten and removed by the
+        # next check instead of piling up; S3 deletes are idempotent, so concurrent checks agree.
+        key = f"{self.location.key_prefix}{PROBE_KEY_NAME}"
         with self._client() as s3, _translated(f"bucket {bucket}", self._credentials_from):
             # LIST rather than HEAD: a HEAD error has no body, so bad credentials and a denied
             # bucket would look the same.

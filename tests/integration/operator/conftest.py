@@ -138,11 +138,19 @@ class OperatorProcess:
             self.proc.wait(timeout=20)
 
 
-def start_operator(kubeconfig: Path, workdir: Path, extra_env: dict[str, str] | None = None) -> OperatorProcess:
+def start_operator(
+    kubeconfig: Path, workdir: Path, extra_env: dict[str, str] | None = None, via_kopf_cli: bool = False
+) -> OperatorProcess:
+    """Starts `razorfs-operator` (or, with `via_kopf_cli`, `kopf run -m razorfs_operator.handlers`)
+    in its own process group and waits for its liveness endpoint."""
     port = free_port()
     liveness = f"http://127.0.0.1:{port}/healthz"
-    exe = Path(sys.executable).with_name("razorfs-operator")
-    argv = [str(exe), "--liveness", liveness, "--verbose"]
+    if via_kopf_cli:
+        kopf = Path(sys.executable).with_name("kopf")
+        argv = [str(kopf), "run", "-m", "razorfs_operator.handlers", "--all-namespaces", "--standalone"]
+        argv += [f"--liveness={liveness}"]
+    else:
+        argv = [str(Path(sys.executable).with_name("razorfs-operator")), "--liveness", liveness, "--verbose"]
     env = {
         **os.environ,
         "KUBECONFIG": str(kubeconfig),
