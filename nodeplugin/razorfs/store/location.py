@@ -11,7 +11,7 @@ from razorfs.errors import UsageError
 
 # Lenient on purpose (S3-compatible servers accept more than AWS does), but never a slash,
 # whitespace or an empty name.
-_BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$")
+_BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{2,254}$")
 
 
 @dataclass(frozen=True)

@@ -89,9 +89,7 @@ def test_copy_keeps_or_replaces_metadata(store: LocalDirStore) -> None:
     assert store.get_range("dst2", 0, 100) == b"payload"
 
 
-def test_compose_joins_copied_and_local_ranges_even_onto_its_source(
-    store: LocalDirStore, tmp_path: Path
-) -> None:
+def test_compose_joins_copied_and_local_ranges_even_onto_its_source(store: LocalDirStore, tmp_path: Path) -> None:
     original = os.urandom(10_000)
     store.put_bytes("big", original, {})
     local = tmp_path / "patch"
