@@ -1,0 +1,184 @@
+"""Per-node state and warmup through the NodeAdmin gRPC API. The node side is played by a test peer
+implementing razorfs.v1.NodeAdmin from the same generated stubs (the real `razorfs-node` serves the
+same proto); node plugin pods are real Pod objects whose status carries the peer's loopback IP."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import uuid
+from collections.abc import Iterator
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from razorfs_wire.razorfs.v1 import node_admin_pb2, node_admin_pb2_grpc
+from tests.realparts.processes import free_port
+
+from .conftest import GROUP, PLURAL, VERSION, OperatorProcess, eventually, razorvolume, start_operator
+
+pytestmark = [pytest.mark.kube, pytest.mark.s3]
+TOKEN = "node-admin-token-for-tests"
+
+
+@dataclass
+class NodePeer(node_admin_pb2_grpc.NodeAdminServicer):  # type: ignore[misc]
+    node_id: str
+    staged: dict[str, tuple[int, int]] = field(default_factory=dict)  # volume_id -> (cached, dirty)
+    warm_requests: list[tuple[str, list[str]]] = field(default_factory=list)
+    tokens_seen: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _authorize(self, context: Any) -> None:
+        header = dict(context.invocation_metadata()).get("authorization", "")
+        with self.lock:
+            self.tokens_seen.append(header)
+        if header != f"Bearer {TOKEN}":
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "bad token")
+
+    def ListVolumes(self, request: Any, context: Any) -> Any:
+        self._authorize(context)
+        with self.lock:
+            volumes = [
+                node_admin_pb2.VolumeState(volume_id=vid, state="Mounted", cached_bytes=cached, dirty_bytes=dirty)
+                for vid, (cached, dirty) in self.staged.items()
+            ]
+        return node_admin_pb2.ListVolumesResponse(node_id=self.node_id, volumes=volumes)
+
+    def WarmVolume(self, request: Any, context: Any) -> Iterator[Any]:
+        self._authorize(context)
+        with self.lock:
+            self.warm_requests.append((request.volume_id, list(request.paths)))
+        for done, path in enumerate(request.paths, start=1):
+            yield node_admin_pb2.WarmVolumeProgress(files_done=done, files_total=len(request.paths), current_path=path)
+
+
+@pytest.fixture
+def node_peers() -> Iterator[tuple[int, dict[str, NodePeer], dict[str, grpc.Server]]]:
+    """NodeAdmin peers for node-a (127.0.0.1) and node-b (127.0.0.2) on one port; node-c
+    (127.0.0.3) has a pod but nothing listening."""
+    port = free_port()
+    peers = {"node-a": NodePeer("node-a"), "node-b": NodePeer("node-b")}
+    servers: dict[str, grpc.Server] = {}
+    try:
+        for node, ip in (("node-a", "127.0.0.1"), ("node-b", "127.0.0.2")):
+            server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+            node_admin_pb2_grpc.add_NodeAdminServicer_to_server(peers[node], server)
+            server.add_insecure_port(f"{ip}:{port}")
+            server.start()
+            servers[node] = server
+        yield port, peers, servers
+    finally:
+        for server in servers.values():
+            server.stop(grace=None)
+
+
+def _node_pod(core_api: Any, namespace: str, node: str, ip: str) -> None:
+    labels = {"app.kubernetes.io/name": "razorfs", "app.kubernetes.io/component": "node"}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"razorfs-node-{node}", "labels": labels},
+        "spec": {"nodeName": node, "containers": [{"name": "node", "image": "razorfs"}]},
+    }
+    core_api.create_namespaced_pod(namespace, pod)
+    core_api.patch_namespaced_pod_status(
+        pod["metadata"]["name"], namespace, {"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}}
+    )
+
+
+@pytest.fixture
+def operator_with_nodes(
+    kube_apiserver: Any,
+    core_api: Any,
+    razorvolume_crd: Any,
+    node_peers: tuple[int, dict[str, NodePeer], dict[str, grpc.Server]],
+    tmp_path: Path,
+) -> Iterator[OperatorProcess]:
+    from kubernetes import client
+
+    port, _, _ = node_peers
+    system_namespace = f"razorfs-system-{uuid.uuid4().hex[:6]}"
+    core_api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=system_namespace)))
+    for node, ip in (("node-a", "127.0.0.1"), ("node-b", "127.0.0.2"), ("node-c", "127.0.0.3")):
+        _node_pod(core_api, system_namespace, node, ip)
+    env = {
+        "RAZORFS_OPERATOR_NODE_NAMESPACE": system_namespace,
+        "RAZORFS_OPERATOR_NODE_ADMIN_PORT": str(port),
+        "RAZORFS_OPERATOR_NODE_ADMIN_TIMEOUT_S": "1",
+        "RAZORFS_OPERATOR_RESYNC_INTERVAL_S": "1",
+        "RAZORFS_NODE_ADMIN_TOKEN": TOKEN,
+    }
+    operator = start_operator(kube_apiserver.kubeconfig, tmp_path / "operator", extra_env=env)
+    try:
+        yield operator
+    finally:
+        operator.kill(signal.SIGTERM)
+        assert TOKEN not in operator.log(), "the NodeAdmin token leaked into the operator's log"
+        for pod in core_api.list_namespaced_pod(system_namespace).items:
+            core_api.delete_namespaced_pod(pod.metadata.name, system_namespace, grace_period_seconds=0)
+        core_api.delete_namespace(system_namespace)
+
+
+def _nodes(custom_api: Any, namespace: str, name: str) -> list[dict[str, Any]]:
+    rv = custom_api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    found: list[dict[str, Any]] = (rv.get("status") or {}).get("nodes") or []
+    return found
+
+
+def test_node_state_and_warmup_come_from_nodes_that_have_the_volume_staged(
+    custom_api: Any,
+    kube_namespace: str,
+    s3_server: Any,
+    bucket: str,
+    s3_secret: str,
+    node_peers: tuple[int, dict[str, NodePeer], dict[str, grpc.Server]],
+    operator_with_nodes: OperatorProcess,
+) -> None:
+    _, peers, servers = node_peers
+    spec = {
+        "s3": {"endpoint": s3_server.endpoint_url, "bucket": bucket, "prefix": "vol", "secretRef": {"name": s3_secret}},
+        "cache": {"warmup": {"paths": ["models/", "index.db"]}},
+    }
+    created = custom_api.create_namespaced_custom_object(
+        GROUP, VERSION, kube_namespace, PLURAL, razorvolume("nv", spec)
+    )
+    handle = f"razorfs-{created['metadata']['uid']}"
+    with peers["node-a"].lock:
+        peers["node-a"].staged[handle] = (4096, 512)
+    with peers["node-b"].lock:
+        peers["node-b"].staged["some-other-volume"] = (1, 1)
+
+    def node_a_warmed() -> list[dict[str, Any]] | None:
+        nodes = _nodes(custom_api, kube_namespace, "nv")
+        return nodes if nodes and nodes[0].get("warmedPaths") else None
+
+    nodes = eventually(node_a_warmed, 30, "node-a reported and warmed")
+    assert nodes == [
+        {
+            "name": "node-a",
+            "state": "Mounted",
+            "cachedBytes": 4096,
+            "dirtyBytes": 512,
+            "lastError": "",
+            "warmedPaths": ["index.db", "models/"],
+        }
+    ]
+    assert peers["node-a"].warm_requests == [(handle, ["models/", "index.db"])]
+    assert peers["node-b"].warm_requests == []
+    assert set(peers["node-a"].tokens_seen) == {f"Bearer {TOKEN}"}
+
+    # A node that stops answering is kept in the status as Unreachable, with the error.
+    servers["node-a"].stop(grace=None)
+
+    def node_a_unreachable() -> dict[str, Any] | None:
+        nodes = _nodes(custom_api, kube_namespace, "nv")
+        return nodes[0] if nodes and nodes[0]["state"] == "Unreachable" else None
+
+    unreachable = eventually(node_a_unreachable, 30, "node-a Unreachable")
+    assert "UNAVAILABLE" in unreachable["lastError"] or "DEADLINE_EXCEEDED" in unreachable["lastError"]
+    assert [n["name"] for n in _nodes(custom_api, kube_namespace, "nv")] == ["node-a"]
