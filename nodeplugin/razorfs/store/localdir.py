@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from razorfs.store.base import CopyRange, FileRange, ListingPage, ObjectInfo
+from razorfs.store.base import CopyRange, FileRange, ListingPage, ObjectInfo, ObjectStore
 from razorfs.store.errors import InvalidRequest, ObjectNotFound, PreconditionFailed
 
 _MAGIC = b"RZO1"
@@ -318,3 +318,7 @@ def _copy_stream(src: BinaryIO, out: BinaryIO, md5: hashlib._Hash, limit: int | 
         out.write(chunk)
         copied += len(chunk)
     return copied
+
+
+def _conforms_to_protocol(store: LocalDirStore) -> ObjectStore:
+    return store  # mypy proves LocalDirStore implements ObjectStore

@@ -22,7 +22,7 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
-from razorfs.store.base import CopyRange, FileRange, ListingPage, ObjectInfo
+from razorfs.store.base import CopyRange, FileRange, ListingPage, ObjectInfo, ObjectStore
 from razorfs.store.counters import StoreCounters
 from razorfs.store.errors import InvalidRequest, ObjectNotFound, PreconditionFailed, StoreError
 from razorfs.store.part_plan import CopyPart, DataPart, Part, part_size_for, plan_parts
@@ -395,3 +395,7 @@ def _make_client(settings: S3Settings) -> S3Client:
     )
     client: S3Client = session.client("s3", endpoint_url=settings.endpoint_url, verify=verify, config=config)
     return client
+
+
+def _conforms_to_protocol(store: S3Store) -> ObjectStore:
+    return store  # mypy proves S3Store implements ObjectStore
