@@ -18,8 +18,10 @@ import asyncio
 import contextlib
 import enum
 import random
+import signal
 import socket
 import struct
+import sys
 import threading
 import time
 import urllib.parse
@@ -397,6 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     proxy = FaultProxy(args.upstream, args.host, args.port).start()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop() runs in the finally below
     if args.chaos:
         proxy.set_chaos(args.chaos, args.seed)
     print(f"fault proxy on {proxy.endpoint_url} -> {args.upstream} (chaos {args.chaos})", flush=True)
