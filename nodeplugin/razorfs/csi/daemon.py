@@ -110,7 +110,7 @@ async def wait_ready(identity: DaemonIdentity, mountpoint: Path, cache_dir: Path
         if not is_alive(identity):
             code = DaemonProcess.exit_code(identity.pid)
             raise DaemonFailed(f"mount daemon exited with {code} before it was ready: {_last_line(log_path)}")
-        if mounts.is_mounted(mountpoint) and not mounts.is_dead(mountpoint):
+        if mounts.is_mounted(mountpoint) and not await mounts.is_dead(mountpoint, timeout_s=2.0):
             try:
                 await client.stats(timeout_s=2.0)
                 return

@@ -225,6 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    # gRPC's and asyncio's debug chatter would drown ours.
+    for noisy in ("grpc", "asyncio"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
     try:
         config = config_from_args(args)
         asyncio.run(serve(config))

@@ -53,14 +53,25 @@ def is_mounted(path: Path) -> bool:
     return mount_count(path) > 0
 
 
-def is_dead(path: Path) -> bool:
-    """True when `path` is a FUSE mount whose daemon is gone (ENOTCONN) or a mount that no
-    longer answers at all."""
+STAT_TIMEOUT_S = 5.0
+
+
+def _answers_stat(path: Path) -> bool:
     try:
         os.stat(path)
     except OSError as exc:
-        return exc.errno in (errno.ENOTCONN, errno.EIO, errno.ECONNABORTED)
-    return False
+        return exc.errno not in (errno.ENOTCONN, errno.EIO, errno.ECONNABORTED)
+    return True
+
+
+async def is_dead(path: Path, timeout_s: float = STAT_TIMEOUT_S) -> bool:
+    """True when `path` is a FUSE mount whose daemon is gone (ENOTCONN) or that does not answer
+    stat() within `timeout_s`. The stat runs on a worker thread: a hung mount must never block
+    the event loop that serves every other volume."""
+    try:
+        return not await asyncio.wait_for(asyncio.to_thread(_answers_stat, path), timeout_s)
+    except TimeoutError:
+        return True
 
 
 async def _run(*argv: str) -> tuple[int, str]:

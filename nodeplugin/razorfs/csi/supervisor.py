@@ -15,7 +15,7 @@ import os
 import shutil
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,6 @@ class StagedVolume:
     dead_mount_strikes: int = 0
     next_recovery_at: float = 0.0
     recovery_backoff_s: float = 0.5
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def staging_path(self) -> Path:
@@ -104,7 +103,7 @@ class Supervisor:
             self.volumes[record.volume_id] = volume
             async with self._lock(record.volume_id):
                 try:
-                    if self._daemon_healthy(volume):
+                    if await self._daemon_healthy(volume):
                         await self._ensure_targets_bound(volume)
                         log.info("re-adopted volume %s (pid %s)", record.volume_id, record.daemon and record.daemon.pid)
                     else:
@@ -126,13 +125,13 @@ class Supervisor:
                     await self._check_volume(volume)
             await asyncio.sleep(self.health_check_interval_s)
 
-    def _daemon_healthy(self, volume: StagedVolume) -> bool:
+    async def _daemon_healthy(self, volume: StagedVolume) -> bool:
         identity = volume.record.daemon
         return (
             identity is not None
             and daemon.is_alive(identity)
             and mounts.is_mounted(volume.staging_path)
-            and not mounts.is_dead(volume.staging_path)
+            and not await mounts.is_dead(volume.staging_path)
         )
 
     async def _check_volume(self, volume: StagedVolume) -> None:
@@ -140,7 +139,7 @@ class Supervisor:
             return
         identity = volume.record.daemon
         alive = identity is not None and daemon.is_alive(identity)
-        if alive and self._daemon_healthy(volume):
+        if alive and await self._daemon_healthy(volume):
             volume.dead_mount_strikes = 0
             if volume.state is not VolumeState.MOUNTED:
                 volume.state = VolumeState.MOUNTED
@@ -203,7 +202,7 @@ class Supervisor:
         bind stacks over a dead one)."""
         for target, read_only in volume.record.targets.items():
             path = Path(target)
-            if mounts.is_mounted(path) and not mounts.is_dead(path):
+            if mounts.is_mounted(path) and not await mounts.is_dead(path):
                 continue
             await mounts.make_target(path)
             await mounts.bind(volume.staging_path, path, read_only)
@@ -221,7 +220,7 @@ class Supervisor:
                     )
                 if existing.record.capability != request.capability:
                     raise AlreadyExists(f"volume {request.volume_id} is staged with another capability")
-                if not self._daemon_healthy(existing):
+                if not await self._daemon_healthy(existing):
                     await self._recover(existing, "stage called while the daemon was down")
                 return
             await self._stage_new(request)
@@ -229,7 +228,7 @@ class Supervisor:
     async def _stage_new(self, request: StageRequest) -> None:
         staging = request.staging_path
         if mounts.is_mounted(staging):
-            if not mounts.is_dead(staging):
+            if not await mounts.is_dead(staging):
                 raise FailedPrecondition(f"staging path {staging} is already a mount point of something else")
             await mounts.unmount(staging, lazy=True)
         staging.mkdir(parents=True, exist_ok=True)
@@ -279,7 +278,7 @@ class Supervisor:
         async with self._lock(volume_id):
             volume = self.volumes.get(volume_id)
             if volume is None:
-                if mounts.is_mounted(staging_path) and not mounts.is_dead(staging_path):
+                if mounts.is_mounted(staging_path) and not await mounts.is_dead(staging_path):
                     raise FailedPrecondition(f"{staging_path} is mounted but volume {volume_id} is not staged here")
                 await mounts.unmount(staging_path, lazy=True)
                 return
@@ -288,7 +287,7 @@ class Supervisor:
             still_published = [t for t in volume.record.targets if mounts.is_mounted(Path(t))]
             if still_published:
                 raise FailedPrecondition(f"volume {volume_id} is still published at {', '.join(still_published)}")
-            if not self._daemon_healthy(volume):
+            if not await self._daemon_healthy(volume):
                 # Dirty data may sit in the dead daemon's journal: replay it before letting go.
                 await self._recover(volume, "unstage found the daemon down")
             volume.state = VolumeState.UNMOUNTING
@@ -322,7 +321,7 @@ class Supervisor:
             if key in volume.record.targets:
                 if volume.record.targets[key] != read_only:
                     raise AlreadyExists(f"{target} is already published with readonly={volume.record.targets[key]}")
-                if mounts.is_mounted(target) and not mounts.is_dead(target):
+                if mounts.is_mounted(target) and not await mounts.is_dead(target):
                     return
             if volume.state is not VolumeState.MOUNTED:
                 raise Unavailable(f"volume {volume_id} is {volume.state.value}: {volume.last_error}")

@@ -88,7 +88,7 @@ class NodePlugin:
             "--health-check-interval",
             str(self.health_check_interval_s),
             "--log-level",
-            "DEBUG",
+            "INFO",
             *self.extra_args,
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}

@@ -29,7 +29,7 @@ def test_bind_shows_the_source_and_read_only_bind_refuses_writes(dirs: tuple[Pat
     source, target = dirs
     asyncio.run(mounts.make_target(target))
     asyncio.run(mounts.bind(source, target, read_only=True))
-    assert mounts.is_mounted(target) and not mounts.is_dead(target)
+    assert mounts.is_mounted(target) and not asyncio.run(mounts.is_dead(target))
     assert (target / "file").read_text() == "content"
     with pytest.raises(OSError) as info:
         (target / "new").write_text("x")
