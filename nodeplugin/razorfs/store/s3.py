@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DELETE_BATCH_KEYS = 1000
+# Replies the filesystem asks for all the time (lookup of a missing name, revalidation of a changed
+# object): not failures of the store, so not counted in `errors`.
+ANSWERS_NOT_ERRORS = (ObjectNotFound, PreconditionFailed)
 LIST_PAGE_KEYS = 1000
 
 
@@ -73,7 +76,8 @@ class S3Store:
                 return call()
             except Exception as exc:
                 translated = translate(exc, operation, self.bucket, key)
-                self.counters.count_error(f"{type(translated.error).__name__}: {translated.error}")
+                if not isinstance(translated.error, ANSWERS_NOT_ERRORS):
+                    self.counters.count_error(f"{type(translated.error).__name__}: {translated.error}")
                 if translated.retryable:
                     raise RetryableFailure(translated.error) from None
                 raise translated.error from None

@@ -3,6 +3,7 @@ front of the real server) and gives up with a typed error once its retry budget 
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -107,3 +108,31 @@ def test_endless_slowdown_ends_in_throttled_after_bounded_attempts(proxied: S3St
     snapshot = proxied.counters.snapshot()
     assert snapshot.errors == snapshot.requests == proxied.settings.retry.max_attempts
     assert "Throttled" in snapshot.last_error
+
+
+@pytest.mark.parametrize("fault", [Fault.RESET, Fault.TRUNCATE, Fault.ERROR_500])
+def test_lost_reply_to_complete_multipart_still_ends_with_the_whole_object(
+    proxied: S3Store, direct: S3Store, fault_proxy: FaultProxy, tmp_path: Path, fault: Fault
+) -> None:
+    data = os.urandom(11 * MiB)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    # CompleteMultipartUpload is the only POST whose target carries an uploadId.
+    fault_proxy.add_rule(fault, method="POST", path_contains="uploadId=")
+    info = proxied.put_file("obj", path, {"mode": "33188"})
+    assert fault_proxy.faults_injected() == 1
+    assert info.size == len(data)
+    assert direct.get_range("obj", 0, len(data) + 1) == data
+    assert direct.head("obj").metadata == {"mode": "33188"}
+
+
+def test_logs_of_a_faulty_run_never_contain_the_secret(
+    proxied: S3Store, fault_proxy: FaultProxy, s3_server: S3Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    fault_proxy.set_chaos(0.5, seed=99)
+    with caplog.at_level(logging.DEBUG):
+        for i in range(10):
+            proxied.put_bytes(f"k{i}", b"v", {})
+            proxied.head(f"k{i}")
+    assert "retrying in" in caplog.text  # the retries were logged...
+    assert s3_server.secret_key not in caplog.text  # ...without the secret, even at DEBUG

@@ -227,3 +227,13 @@ def test_sse_s3_is_requested_on_single_and_multipart_puts(
     for key in ("single", "multi", "copied"):
         assert s3_client.head_object(Bucket=bucket, Key=key).get("ServerSideEncryption") == "AES256", key
     assert read_all(store, "multi") == path.read_bytes()
+
+
+def test_counters_count_requests_bytes_and_only_real_errors(s3_store: S3Store) -> None:
+    s3_store.put_bytes("k", b"12345", {})
+    s3_store.get_range("k", 1, 3)
+    with pytest.raises(ObjectNotFound):
+        s3_store.head("missing")  # an answer, not a store failure
+    snapshot = s3_store.counters.snapshot()
+    assert (snapshot.requests, snapshot.errors, snapshot.retries) == (3, 0, 0)
+    assert (snapshot.bytes_uploaded, snapshot.bytes_downloaded) == (5, 3)
