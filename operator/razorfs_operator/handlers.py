@@ -17,9 +17,8 @@ from .config import OperatorConfig
 from .errors import VolumeProblem
 from .node_admin import NodeAdminClient
 from .outcome import retry_later
-from .reconciler import Reconciler, Runtime
+from .reconciler import FINALIZER, Reconciler, Runtime
 
-FINALIZER = "razorfs.io/cleanup"
 ANNOTATION_PREFIX = "razorfs.io"
 RESOURCE = (CRD_GROUP, CRD_VERSION, CRD_PLURAL)
 

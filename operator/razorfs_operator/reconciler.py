@@ -10,7 +10,6 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, TypeVar
 
 import grpc.aio
@@ -18,17 +17,15 @@ import kopf
 import pydantic
 
 from razorfs.volume_spec import (
-    Condition,
     NodeVolumeState,
     RazorVolumeSpec,
-    RazorVolumeStatus,
 )
 
 from .cluster import Cluster
-from .conditions import find_condition, is_true, now, phase_of, set_condition
 from .config import OperatorConfig
 from .credentials import ca_bundle_from_secret_data, credentials_from_secret_data
 from .errors import (
+    BucketNotFound,
     ClaimConflict,
     ClaimInUse,
     InvalidSpec,
@@ -38,6 +35,7 @@ from .errors import (
 from .node_admin import NodeAdminClient, NodeReport
 from .outcome import report_problem
 from .s3_bucket import VolumeBucket
+from .status_draft import StatusDraft
 from .volume_objects import (
     Manifest,
     VolumeIdentity,
@@ -49,6 +47,8 @@ from .volume_objects import (
 )
 
 log = logging.getLogger("razorfs_operator")
+# kopf's finalizer marker (set in handlers.configure); named in messages about stuck deletions.
+FINALIZER = "razorfs.io/cleanup"
 T = TypeVar("T")
 MAX_PODS_NAMED = 5
 
@@ -67,11 +67,6 @@ class Runtime:
         return await asyncio.get_running_loop().run_in_executor(self.executor, call, *args)
 
 
-def identity_of(body: Any) -> VolumeIdentity:
-    meta = body["metadata"]
-    return VolumeIdentity(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"])
-
-
 def parse_spec(body: Any) -> RazorVolumeSpec:
     try:
         return RazorVolumeSpec.model_validate(dict(body.get("spec") or {}))
@@ -79,14 +74,6 @@ def parse_spec(body: Any) -> RazorVolumeSpec:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         raise InvalidSpec(f"spec.{where}: {first['msg']}") from None
-
-
-def parse_status(body: Any) -> RazorVolumeStatus:
-    try:
-        return RazorVolumeStatus.model_validate(dict(body.get("status") or {}))
-    except pydantic.ValidationError:
-        # A status we cannot read is rebuilt from scratch rather than blocking reconciliation.
-        return RazorVolumeStatus()
 
 
 class Reconciler:
@@ -98,99 +85,86 @@ class Reconciler:
         """Converges one RazorVolume and patches its status. With `recheck_s3` the S3 write check
         runs even if it passed before; with `refresh` usage, node state and warmup are gathered too.
         Returns the problem that keeps it from Ready (already reported), or None."""
-        identity = identity_of(body)
-        generation = body["metadata"].get("generation")
-        old = parse_status(body)
-        conditions: list[Condition] = list(old.conditions)
-        at = now()
-        problem: VolumeProblem | None = None
-        status = old.model_copy()
-
-        def set_(type_: Any, ok: bool, reason: str, message: str) -> None:
-            nonlocal conditions
-            conditions = set_condition(conditions, type_, "True" if ok else "False", reason, message, generation, at)
-
-        try:
-            spec = parse_spec(body)
-        except InvalidSpec as exc:
-            problem = exc
-            spec = None
-
+        draft = StatusDraft.from_body(body)
         claim: Manifest | None = None
         volume: Manifest | None = None
+        try:
+            spec: RazorVolumeSpec | None = parse_spec(body)
+        except InvalidSpec as exc:
+            draft.fail(exc)
+            spec = None
         if spec is not None:
-            if recheck_s3 or not is_true(conditions, "S3Reachable"):
-                try:
-                    bucket = await self._bucket(identity, spec)
-                    await self.rt.blocking(bucket.check_writable)
-                    prefix = spec.s3.prefix or "(whole bucket)"
-                    set_(
-                        "S3Reachable",
-                        True,
-                        "BucketWritable",
-                        f"bucket {spec.s3.bucket} answers and prefix {prefix} is writable",
-                    )
-                except VolumeProblem as exc:
-                    set_("S3Reachable", False, exc.reason, exc.message)
-                    problem = exc
-            claim = await self.rt.blocking(self.rt.cluster.get_claim, identity.namespace, identity.claim_name)
-            volume = await self.rt.blocking(self.rt.cluster.get_volume, identity.pv_name)
-            # The claim is only offered once S3 has worked: a claim whose mounts must fail helps
-            # nobody. Once created it is kept through later S3 trouble.
-            if problem is None or claim is not None or volume is not None:
-                try:
-                    claim, volume = await self._apply_objects(identity, spec, claim, volume)
-                except VolumeProblem as exc:
-                    problem = problem or exc
-            binding = judge_binding(identity, claim, volume)
-            set_("Bound", binding.bound, binding.reason, binding.message)
-
-            users = await self.rt.blocking(self.rt.cluster.pods_using_claim, identity.namespace, identity.claim_name)
-            if users:
-                set_("InUse", True, "PodsUsingClaim", f"used by pod(s) {_names(users)}")
-            else:
-                set_("InUse", False, "NoPods", "no pod uses the claim")
-
-            if refresh and claim is not None:
-                status.nodes = await self._node_states(identity, spec, old.nodes, body)
-                if is_true(conditions, "S3Reachable"):
-                    try:
-                        bucket = await self._bucket(identity, spec)
-                        status.usage = await self.rt.blocking(bucket.measure_usage, self.rt.config.usage_max_objects)
-                    except VolumeProblem as exc:
-                        set_("S3Reachable", False, exc.reason, exc.message)
-                        problem = problem or exc
-
-        ready = problem is None and is_true(conditions, "S3Reachable") and is_true(conditions, "Bound")
-        if ready:
-            set_("Ready", True, "VolumeReady", f"claim {identity.claim_name} is ready to be mounted")
-        elif problem is not None:
-            set_("Ready", False, problem.reason, problem.message)
-        else:
-            bound = find_condition(conditions, "Bound")
-            set_("Ready", False, bound.reason if bound else "Reconciling", bound.message if bound else "")
-        status.conditions = conditions
-        status.phase = phase_of(ready, problem is not None and problem.permanent, deleting=False)
-        status.observed_generation = generation
-        status.persistent_volume_name = identity.pv_name if volume is not None else None
-        status.claim_name = identity.claim_name if claim is not None else None
-        status.volume_handle = identity.volume_handle
-        await self._write_status(identity, status)
-
-        if problem is not None:
-            before = find_condition(old.conditions, "Ready")
-            report_problem(
-                body,
-                problem,
-                changed=before is None or before.reason != problem.reason or before.message != problem.message,
-            )
-        elif not is_true(old.conditions, "Ready"):
+            try:
+                if recheck_s3 or not draft.is_true("S3Reachable"):
+                    await self._check_s3(draft, spec)
+                claim, volume = await self._converge_objects(draft, spec)
+                await self._observe_use(draft)
+                if refresh and claim is not None:
+                    await self._refresh(draft, spec, body)
+            except VolumeProblem as exc:  # e.g. the API server failing a read: report and retry
+                draft.fail(exc)
+        draft.conclude(has_claim=claim is not None, has_volume=volume is not None)
+        await self._write_status(draft)
+        if draft.problem is not None:
+            report_problem(body, draft.problem, changed=draft.problem_changed())
+        elif draft.became_ready():
             kopf.info(
                 body,
                 reason="Ready",
-                message=f"PersistentVolume {identity.pv_name} and claim {identity.claim_name} are bound",
+                message=f"PersistentVolume {draft.identity.pv_name} and claim {draft.identity.claim_name} are bound",
             )
-        return problem
+        return draft.problem
+
+    async def _check_s3(self, draft: StatusDraft, spec: RazorVolumeSpec) -> None:
+        try:
+            bucket = await self._bucket(draft.identity, spec)
+            await self.rt.blocking(bucket.check_writable)
+        except VolumeProblem as exc:
+            draft.fail(exc, "S3Reachable")
+            return
+        prefix = spec.s3.prefix or "(whole bucket)"
+        draft.set(
+            "S3Reachable", True, "BucketWritable", f"bucket {spec.s3.bucket} answers and prefix {prefix} is writable"
+        )
+
+    async def _converge_objects(
+        self, draft: StatusDraft, spec: RazorVolumeSpec
+    ) -> tuple[Manifest | None, Manifest | None]:
+        identity, cluster = draft.identity, self.rt.cluster
+        claim = await self.rt.blocking(cluster.get_claim, identity.namespace, identity.claim_name)
+        volume = await self.rt.blocking(cluster.get_volume, identity.pv_name)
+        # The claim is only offered once S3 has worked: a claim whose mounts must fail helps
+        # nobody. Once created it is kept through later S3 trouble.
+        if draft.problem is None or claim is not None or volume is not None:
+            try:
+                claim, volume = await self._apply_objects(identity, spec, claim, volume)
+            except VolumeProblem as exc:
+                draft.fail(exc)
+        binding = judge_binding(identity, claim, volume)
+        draft.set("Bound", binding.bound, binding.reason, binding.message)
+        return claim, volume
+
+    async def _observe_use(self, draft: StatusDraft) -> None:
+        identity = draft.identity
+        users = await self.rt.blocking(self.rt.cluster.pods_using_claim, identity.namespace, identity.claim_name)
+        if users:
+            draft.set("InUse", True, "PodsUsingClaim", f"used by pod(s) {_names(users)}")
+        else:
+            draft.set("InUse", False, "NoPods", "no pod uses the claim")
+
+    async def _refresh(self, draft: StatusDraft, spec: RazorVolumeSpec, body: Any) -> None:
+        try:
+            draft.status.nodes = await self._node_states(draft.identity, spec, draft.old.nodes, body)
+        except VolumeProblem as exc:
+            # Node discovery failing must not hide the volume's own state; keep the last report.
+            log.warning("RazorVolume %s: node state not refreshed: %s", draft.identity.name, exc.message)
+        if not draft.is_true("S3Reachable"):
+            return
+        try:
+            bucket = await self._bucket(draft.identity, spec)
+            draft.status.usage = await self.rt.blocking(bucket.measure_usage, self.rt.config.usage_max_objects)
+        except VolumeProblem as exc:
+            draft.fail(exc, "S3Reachable")
 
     async def _bucket(self, identity: VolumeIdentity, spec: RazorVolumeSpec) -> VolumeBucket:
         secret_name = spec.s3.secret_ref.name
@@ -285,10 +259,11 @@ class Reconciler:
         )
         return sorted(wanted)
 
-    async def _write_status(self, identity: VolumeIdentity, status: RazorVolumeStatus) -> None:
-        payload = status.model_dump(by_alias=True, mode="json", exclude_none=True)
+    async def _write_status(self, draft: StatusDraft) -> None:
+        payload = draft.status.model_dump(by_alias=True, mode="json", exclude_none=True)
         for key in ("persistentVolumeName", "claimName", "usage"):
             payload.setdefault(key, None)  # merge patch: None removes a stale value
+        identity = draft.identity
         await self.rt.blocking(self.rt.cluster.patch_razorvolume_status, identity.namespace, identity.name, payload)
 
     # --- delete ----------------------------------------------------------------------------
@@ -296,22 +271,14 @@ class Reconciler:
         """Deletion behind the finalizer: wait while pods use the claim, delete PVC and PV and wait
         until they are gone, then for reclaimPolicy Delete remove the objects under the prefix.
         Raises a VolumeProblem (already reported) while it has to wait."""
-        identity = identity_of(body)
-        generation = body["metadata"].get("generation")
-        old = parse_status(body)
-        status = old.model_copy()
-        at = now()
-        conditions = list(old.conditions)
+        draft = StatusDraft.from_body(body)
+        identity = draft.identity
         try:
             await self._release_steps(identity, body)
         except VolumeProblem as problem:
-            if isinstance(problem, ClaimInUse):
-                conditions = set_condition(conditions, "InUse", "True", problem.reason, problem.message, generation, at)
-            conditions = set_condition(conditions, "Ready", "False", problem.reason, problem.message, generation, at)
-            status.conditions, status.phase = conditions, "Terminating"
-            await self._write_status(identity, status)
-            before = find_condition(old.conditions, "Ready")
-            report_problem(body, problem, changed=before is None or before.message != problem.message)
+            draft.terminating(problem, in_use=isinstance(problem, ClaimInUse))
+            await self._write_status(draft)
+            report_problem(body, problem, changed=draft.problem_changed())
             raise
         kopf.info(
             body,
@@ -342,14 +309,19 @@ class Reconciler:
         if waiting:
             raise ObjectsStillTerminating(f"deletion waits for {' and '.join(waiting)} to be removed")
         spec = parse_spec(body)
-        if spec.reclaim_policy == "Delete":
+        if spec.reclaim_policy != "Delete":
+            return
+        try:
             bucket = await self._bucket(identity, spec)
             deleted = await self.rt.blocking(bucket.delete_everything)
-            kopf.info(
-                body,
-                reason="ObjectsDeleted",
-                message=f"deleted {deleted} object(s) under {spec.s3.key_prefix}",
-            )
+        except BucketNotFound:
+            deleted = 0  # nothing left to delete
+        except VolumeProblem as problem:
+            if problem.permanent:
+                # The user must act; say how to give up on the objects instead.
+                problem.message += f"; fix it, or remove the finalizer {FINALIZER} to keep the objects"
+            raise
+        kopf.info(body, reason="ObjectsDeleted", message=f"deleted {deleted} object(s) under {spec.s3.key_prefix}")
 
 
 def _volume_drift(volume: Manifest, spec: RazorVolumeSpec, identity: VolumeIdentity, claim_uid: str) -> Manifest:
@@ -368,7 +340,3 @@ def _volume_drift(volume: Manifest, spec: RazorVolumeSpec, identity: VolumeIdent
 def _names(pods: Sequence[str]) -> str:
     shown = ", ".join(pods[:MAX_PODS_NAMED])
     return shown + (f" and {len(pods) - MAX_PODS_NAMED} more" if len(pods) > MAX_PODS_NAMED else "")
-
-
-def age_s(moment: datetime | None) -> float:
-    return float("inf") if moment is None else (now() - moment).total_seconds()

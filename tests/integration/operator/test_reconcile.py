@@ -107,6 +107,29 @@ def test_valid_razorvolume_becomes_ready_with_pv_and_pvc_bound_to_each_other(
     assert "Contents" not in s3_server.client().list_objects_v2(Bucket=bucket)
 
 
+def test_capacity_change_is_applied_to_the_pv_and_observed_generation_follows(
+    custom_api: Any, core_api: Any, kube_namespace: str, s3_server: Any, bucket: str, s3_secret: str
+) -> None:
+    apply_rv(custom_api, kube_namespace, "grow", spec_for(s3_server, bucket, s3_secret, capacity="1Gi"))
+    rv = wait_phase(custom_api, kube_namespace, "grow", "Ready")
+    custom_api.patch_namespaced_custom_object(
+        GROUP, VERSION, kube_namespace, PLURAL, "grow", {"spec": {"capacity": "3Gi"}}
+    )
+
+    def observed_new_generation() -> dict[str, Any] | None:
+        current = get_rv(custom_api, kube_namespace, "grow")
+        generation = current["metadata"]["generation"]
+        return current if current["status"].get("observedGeneration") == generation > 1 else None
+
+    updated = eventually(observed_new_generation, 20, "observedGeneration of the capacity change")
+    assert updated["status"]["phase"] == "Ready"
+    assert (condition(updated, "Ready") or {}).get("observedGeneration") == updated["metadata"]["generation"]
+    pv = core_api.read_persistent_volume(rv["status"]["persistentVolumeName"])
+    assert pv.spec.capacity["storage"] == "3Gi"
+    events = core_api.list_namespaced_event(kube_namespace, field_selector="involvedObject.name=grow").items
+    assert [e.reason for e in events if e.reason == "Ready"] == ["Ready"], "one Ready event, not one per run"
+
+
 def test_printer_columns_show_phase_bucket_prefix_claim_ready_and_age(
     custom_api: Any, kube_apiserver: Any, kube_namespace: str, s3_server: Any, bucket: str, s3_secret: str
 ) -> None:

@@ -1,0 +1,91 @@
+"""The status of one RazorVolume as a handler run composes it: starts from what the object carries,
+collects conditions and the problem that keeps the volume from Ready, and concludes into phase and
+Ready the same way for every handler."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pydantic
+
+from razorfs.volume_spec import ConditionType, RazorVolumeStatus
+
+from .conditions import find_condition, is_true, now, phase_of, set_condition
+from .errors import VolumeProblem
+from .volume_objects import VolumeIdentity
+
+
+def parse_status(body: Any) -> RazorVolumeStatus:
+    try:
+        return RazorVolumeStatus.model_validate(dict(body.get("status") or {}))
+    except pydantic.ValidationError:
+        # A status we cannot read is rebuilt from scratch rather than blocking reconciliation.
+        return RazorVolumeStatus()
+
+
+@dataclass
+class StatusDraft:
+    identity: VolumeIdentity
+    generation: int | None
+    old: RazorVolumeStatus
+    status: RazorVolumeStatus
+    at: datetime = field(default_factory=now)
+    problem: VolumeProblem | None = None
+
+    @classmethod
+    def from_body(cls, body: Any) -> StatusDraft:
+        meta = body["metadata"]
+        old = parse_status(body)
+        identity = VolumeIdentity(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"])
+        return cls(identity, meta.get("generation"), old, old.model_copy(deep=True))
+
+    def set(self, type_: ConditionType, ok: bool, reason: str, message: str) -> None:
+        self.status.conditions = set_condition(
+            self.status.conditions, type_, "True" if ok else "False", reason, message, self.generation, self.at
+        )
+
+    def fail(self, problem: VolumeProblem, condition: ConditionType | None = None) -> None:
+        """Records a problem (the first one wins for Ready) and, if given, the condition it falsifies."""
+        if condition is not None:
+            self.set(condition, False, problem.reason, problem.message)
+        self.problem = self.problem or problem
+
+    def is_true(self, type_: ConditionType) -> bool:
+        return is_true(self.status.conditions, type_)
+
+    def conclude(self, has_claim: bool, has_volume: bool) -> bool:
+        """Sets Ready, phase and the object names; returns whether the volume is Ready."""
+        ready = self.problem is None and self.is_true("S3Reachable") and self.is_true("Bound")
+        if ready:
+            self.set("Ready", True, "VolumeReady", f"claim {self.identity.claim_name} is ready to be mounted")
+        elif self.problem is not None:
+            self.set("Ready", False, self.problem.reason, self.problem.message)
+        else:
+            bound = find_condition(self.status.conditions, "Bound")
+            self.set("Ready", False, bound.reason if bound else "Reconciling", bound.message if bound else "")
+        permanent = self.problem is not None and self.problem.permanent
+        self.status.phase = phase_of(ready, permanent, deleting=False)
+        self.status.observed_generation = self.generation
+        self.status.persistent_volume_name = self.identity.pv_name if has_volume else None
+        self.status.claim_name = self.identity.claim_name if has_claim else None
+        self.status.volume_handle = self.identity.volume_handle
+        return ready
+
+    def terminating(self, problem: VolumeProblem, in_use: bool) -> None:
+        if in_use:
+            self.set("InUse", True, problem.reason, problem.message)
+        self.set("Ready", False, problem.reason, problem.message)
+        self.status.phase = "Terminating"
+        self.problem = problem
+
+    def problem_changed(self) -> bool:
+        """Whether the problem differs from what Ready said before (so it deserves an event)."""
+        before = find_condition(self.old.conditions, "Ready")
+        if self.problem is None:
+            return False
+        return before is None or before.reason != self.problem.reason or before.message != self.problem.message
+
+    def became_ready(self) -> bool:
+        return self.is_true("Ready") and not is_true(self.old.conditions, "Ready")
