@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import errno
 import os
 from pathlib import Path
@@ -56,22 +57,33 @@ def is_mounted(path: Path) -> bool:
 STAT_TIMEOUT_S = 5.0
 
 
-def _answers_stat(path: Path) -> bool:
+class MountHealth(enum.Enum):
+    OK = "ok"
+    DEAD = "dead"  # ENOTCONN and friends: the FUSE daemon is gone
+    SLOW = "slow"  # no answer in time: busy (flushing, back pressure) or hung; not proof of death
+
+
+def _stat_health(path: Path) -> MountHealth:
     try:
         os.stat(path)
     except OSError as exc:
-        return exc.errno not in (errno.ENOTCONN, errno.EIO, errno.ECONNABORTED)
-    return True
+        if exc.errno in (errno.ENOTCONN, errno.EIO, errno.ECONNABORTED):
+            return MountHealth.DEAD
+    return MountHealth.OK
+
+
+async def mount_health(path: Path, timeout_s: float = STAT_TIMEOUT_S) -> MountHealth:
+    """Stats `path` on a worker thread: a hung mount must never block the event loop that serves
+    every other volume."""
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(_stat_health, path), timeout_s)
+    except TimeoutError:
+        return MountHealth.SLOW
 
 
 async def is_dead(path: Path, timeout_s: float = STAT_TIMEOUT_S) -> bool:
-    """True when `path` is a FUSE mount whose daemon is gone (ENOTCONN) or that does not answer
-    stat() within `timeout_s`. The stat runs on a worker thread: a hung mount must never block
-    the event loop that serves every other volume."""
-    try:
-        return not await asyncio.wait_for(asyncio.to_thread(_answers_stat, path), timeout_s)
-    except TimeoutError:
-        return True
+    """True when `path` does not answer (dead or not within `timeout_s`)."""
+    return await mount_health(path, timeout_s) is not MountHealth.OK
 
 
 async def _run(*argv: str) -> tuple[int, str]:

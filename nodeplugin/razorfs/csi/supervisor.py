@@ -126,13 +126,12 @@ class Supervisor:
             await asyncio.sleep(self.health_check_interval_s)
 
     async def _daemon_healthy(self, volume: StagedVolume) -> bool:
+        """The daemon runs and its mount is not dead. A slow mount counts as healthy: a daemon
+        busy flushing under back pressure must not be killed for it."""
         identity = volume.record.daemon
-        return (
-            identity is not None
-            and daemon.is_alive(identity)
-            and mounts.is_mounted(volume.staging_path)
-            and not await mounts.is_dead(volume.staging_path)
-        )
+        if identity is None or not daemon.is_alive(identity) or not mounts.is_mounted(volume.staging_path):
+            return False
+        return await mounts.mount_health(volume.staging_path) is not mounts.MountHealth.DEAD
 
     async def _check_volume(self, volume: StagedVolume) -> None:
         if volume.state is VolumeState.UNMOUNTING:
@@ -146,12 +145,13 @@ class Supervisor:
             await self._ensure_targets_bound(volume)
             return
         if alive:
+            # Alive but its mount is gone or dead: give a starting or unmounting daemon a moment.
             volume.dead_mount_strikes += 1
             if volume.dead_mount_strikes < DEAD_MOUNT_STRIKES:
                 return
         if time.monotonic() < volume.next_recovery_at:
             return
-        reason = "mount daemon died" if not alive else "mount stopped answering"
+        reason = "mount daemon died" if not alive else "mount daemon alive but its mount is dead"
         try:
             await self._recover(volume, reason)
         except Exception as exc:
@@ -202,7 +202,7 @@ class Supervisor:
         bind stacks over a dead one)."""
         for target, read_only in volume.record.targets.items():
             path = Path(target)
-            if mounts.is_mounted(path) and not await mounts.is_dead(path):
+            if mounts.is_mounted(path) and await mounts.mount_health(path) is not mounts.MountHealth.DEAD:
                 continue
             await mounts.make_target(path)
             await mounts.bind(volume.staging_path, path, read_only)
@@ -321,7 +321,7 @@ class Supervisor:
             if key in volume.record.targets:
                 if volume.record.targets[key] != read_only:
                     raise AlreadyExists(f"{target} is already published with readonly={volume.record.targets[key]}")
-                if mounts.is_mounted(target) and not await mounts.is_dead(target):
+                if mounts.is_mounted(target) and await mounts.mount_health(target) is not mounts.MountHealth.DEAD:
                     return
             if volume.state is not VolumeState.MOUNTED:
                 raise Unavailable(f"volume {volume_id} is {volume.state.value}: {volume.last_error}")
