@@ -1,0 +1,522 @@
+"""`FileCache`: the local tier of one volume. It owns every `CachedFile`, fills missing ranges from
+S3 block by block (with readahead), keeps the byte limit by evicting clean blocks least recently
+used first, never evicts dirty data, makes writers wait when dirty data fills the cache, journals
+what close() acknowledges, and builds the uploads (whole file, or compose when only part of a
+large file changed) that the `Uploader` runs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from razorfs.cache.cached_file import CachedFile
+from razorfs.cache.journal import Journal
+from razorfs.cache.metered_store import MeteredStore
+from razorfs.cache.range_map import RangeMap
+from razorfs.cache.readahead import ReadAhead
+from razorfs.store.base import CopyRange, FileRange, ObjectInfo
+from razorfs.store.errors import PreconditionFailed
+from razorfs.store.object_attrs import ObjectAttrs, metadata_from_attrs
+
+log = logging.getLogger(__name__)
+
+BLOCK_BYTES = 1024 * 1024
+# Files at least this large whose written ranges cover less than half of them are uploaded with
+# compose: unchanged ranges are copied server-side instead of re-uploaded.
+COMPOSE_MIN_BYTES = 32 * 1024 * 1024
+# Compose segments are aligned to this, so every copied or uploaded part but the last is >= 5 MiB.
+COMPOSE_SEGMENT_BYTES = 8 * 1024 * 1024
+MAX_FILL_ATTEMPTS = 8
+
+
+class CacheConflict(Exception):
+    """The object changed in S3 while this node holds unsaved changes to missing ranges of it."""
+
+
+@dataclass
+class CacheCounters:
+    hits: int = 0
+    misses: int = 0
+    evicted_bytes: int = 0
+
+
+class FileCache:
+    def __init__(
+        self,
+        cache_dir: Path,
+        store: MeteredStore,
+        journal: Journal,
+        limit_bytes: int,
+        key_for: Callable[[str], str],
+        metadata_ttl_s: float,
+    ) -> None:
+        self.cache_dir = cache_dir
+        self.data_dir = cache_dir / "data"
+        self.upload_dir = cache_dir / "uploads"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Snapshots of a crashed daemon are useless: the journal rows point at the data files.
+        shutil.rmtree(self.upload_dir, ignore_errors=True)
+        self.upload_dir.mkdir(parents=True, exist_ok=True)
+        self.store = store
+        self.journal = journal
+        self.limit_bytes = limit_bytes
+        self.key_for = key_for
+        self.metadata_ttl_s = metadata_ttl_s
+        self.counters = CacheCounters()
+        self.cached_bytes = 0
+        self.uploading_bytes = 0
+        self._files: dict[str, CachedFile] = {}
+        self._by_id: dict[int, CachedFile] = {}
+        self._lru: OrderedDict[tuple[int, int], None] = OrderedDict()
+        self._inflight: dict[tuple[int, int], trio.Event] = {}
+        self._changed = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        # Set by the uploader: called with a file whose acknowledged version needs uploading.
+        self.on_needs_upload: Callable[[CachedFile], None] = lambda f: None
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def bind_nursery(self, nursery: trio.Nursery) -> None:
+        """Readahead fetches run in this nursery (owned and cancelled by the daemon)."""
+        self._nursery = nursery
+
+    def replay_journal(self) -> list[CachedFile]:
+        """Rebuilds the dirty files a previous daemon acknowledged; drops clean leftovers."""
+        files: list[CachedFile] = []
+        keep: set[str] = set()
+        for rec in self.journal.dirty_records():
+            f = CachedFile(
+                file_id=rec.file_id,
+                path=rec.path,
+                data_path=self.data_dir / str(rec.file_id),
+                size=rec.size,
+                attrs=ObjectAttrs(rec.mode, rec.uid, rec.gid, rec.mtime),
+                base_key=rec.base_key,
+                base_etag=rec.base_etag,
+                base_size=rec.base_size,
+                present=RangeMap.from_list(rec.present),
+                written=RangeMap.from_list(rec.written),
+                version=1,
+                journaled_version=1,
+                uploaded_version=0,
+                shrunk_to=rec.size,
+            )
+            self._adopt(f)
+            keep.add(f.data_path.name)
+            files.append(f)
+        for leftover in self.data_dir.iterdir():
+            if leftover.name not in keep:
+                leftover.unlink(missing_ok=True)
+        return files
+
+    def _adopt(self, f: CachedFile) -> None:
+        self._files[f.path] = f
+        self._by_id[f.file_id] = f
+        self.cached_bytes += f.present.total()
+
+    # -- lookup -----------------------------------------------------------------------------------
+
+    def get(self, path: str) -> CachedFile | None:
+        return self._files.get(path)
+
+    def files_under(self, dir_path: str) -> list[CachedFile]:
+        prefix = dir_path + "/" if dir_path else ""
+        return [f for p, f in self._files.items() if p.startswith(prefix)]
+
+    def children_of(self, dir_path: str) -> list[CachedFile]:
+        """Cached files directly in `dir_path` (new files not in S3 yet show up through this)."""
+        prefix = dir_path + "/" if dir_path else ""
+        return [f for p, f in self._files.items() if p.startswith(prefix) and "/" not in p[len(prefix) :]]
+
+    def dirty_files(self) -> list[CachedFile]:
+        return [f for f in self._files.values() if f.dirty]
+
+    @property
+    def dirty_bytes(self) -> int:
+        return sum(max(f.written.total(), 1 if f.dirty else 0) for f in self._files.values() if f.dirty)
+
+    # -- creating entries -------------------------------------------------------------------------
+
+    def _new_file(self, path: str, size: int, attrs: ObjectAttrs) -> CachedFile:
+        file_id = self.journal.allocate_file_id()
+        f = CachedFile(file_id=file_id, path=path, data_path=self.data_dir / str(file_id), size=size, attrs=attrs)
+        f.truncate_data(size)
+        self._adopt(f)
+        return f
+
+    def create(self, path: str, attrs: ObjectAttrs) -> CachedFile:
+        """A new empty file (replacing any cached one at `path`); dirty until uploaded."""
+        old = self._files.get(path)
+        if old is not None:
+            self.forget(old)
+        f = self._new_file(path, 0, attrs)
+        f.version = 1
+        self._notify()
+        return f
+
+    def open_object(self, path: str, info: ObjectInfo, attrs: ObjectAttrs) -> CachedFile:
+        """The cached file for an S3 object, created clean (nothing present yet) if needed."""
+        f = self._files.get(path)
+        if f is not None:
+            return f
+        f = self._new_file(path, info.size, attrs)
+        f.base_key, f.base_etag, f.base_size = info.key, info.etag, info.size
+        f.shrunk_to = info.size
+        return f
+
+    def needs_revalidation(self, f: CachedFile) -> bool:
+        return not f.dirty and time.monotonic() - f.validated_at >= self.metadata_ttl_s
+
+    def revalidate(self, f: CachedFile, info: ObjectInfo, attrs: ObjectAttrs) -> None:
+        """Close-to-open: `info` is a fresh HEAD; a changed ETag drops the stale cached bytes."""
+        f.validated_at = time.monotonic()
+        f.attrs = attrs
+        if f.dirty or (info.etag == f.base_etag and info.key == f.base_key):
+            return
+        log.info("%s changed in S3 (ETag %s -> %s): dropping cached data", f.path, f.base_etag, info.etag)
+        self._drop_present(f)
+        f.truncate_data(info.size)
+        f.size = f.base_size = f.shrunk_to = info.size
+        f.base_key, f.base_etag = info.key, info.etag
+        self._notify()
+
+    def forget(self, f: CachedFile) -> None:
+        """Drops a file's local state entirely (unlink, or replaced by a rename)."""
+        f.deleted = True
+        f.base_size = 0  # an open unlinked file reads what it has locally
+        if self._files.get(f.path) is f:
+            del self._files[f.path]
+        self._by_id.pop(f.file_id, None)
+        self._drop_present(f)
+        if f.open_handles == 0:  # an open unlinked file keeps its bytes until release
+            f.data_path.unlink(missing_ok=True)
+        self.journal.remove(f.file_id)
+        self._notify()
+
+    def move(self, f: CachedFile, new_path: str) -> None:
+        """Re-keys a cached file after its object moved (the caller copied the S3 side)."""
+        if self._files.get(f.path) is f:
+            del self._files[f.path]
+        f.path = new_path
+        self._files[new_path] = f
+        if f.journaled_version > f.uploaded_version:
+            self.journal.record_dirty(f.dirty_record())
+
+    def _drop_present(self, f: CachedFile) -> None:
+        self.cached_bytes -= f.present.total()
+        f.present = RangeMap()
+        f.written = RangeMap()
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def _missing_in_base(self, f: CachedFile, start: int, end: int) -> list[tuple[int, int]]:
+        end = min(end, f.base_size)
+        return f.present.missing(start, end) if start < end else []
+
+    async def read(self, f: CachedFile, offset: int, length: int, ra: ReadAhead) -> bytes:
+        end = min(offset + length, f.size)
+        if offset >= end:
+            return b""
+        missing = self._missing_in_base(f, offset, end)
+        if missing:
+            self.counters.misses += 1
+        else:
+            self.counters.hits += 1
+        ahead = ra.after_read(offset, end)
+        if ahead and self._nursery is not None:
+            blocks = self._blocks_of(self._missing_in_base(f, end, end + ahead))
+            for block in blocks:
+                if (f.file_id, block) not in self._inflight:
+                    self._nursery.start_soon(self._prefetch_block, f, block)
+        await self._fill(f, offset, end)
+        end = min(end, f.size)  # a truncate may have run while we fetched
+        data = f.pread(offset, max(0, end - offset))
+        self._touch(f, offset, end)
+        return data
+
+    async def warm(self, f: CachedFile) -> None:
+        """Brings the whole file into the cache (the control socket's `warm`)."""
+        step = 8 * BLOCK_BYTES
+        for start in range(0, f.base_size, step):
+            await self._fill(f, start, min(start + step, f.base_size))
+
+    async def _fill(self, f: CachedFile, start: int, end: int) -> None:
+        """Makes [start, end) present (fetching missing blocks from the base object in parallel)."""
+        for _ in range(MAX_FILL_ATTEMPTS):
+            missing = self._missing_in_base(f, start, end)
+            if not missing:
+                return
+            blocks = self._blocks_of(missing)
+            try:
+                if len(blocks) == 1:
+                    await self._fetch_block(f, blocks[0])
+                else:
+                    async with trio.open_nursery() as nursery:
+                        for block in blocks:
+                            nursery.start_soon(self._fetch_block, f, block)
+            except PreconditionFailed as err:
+                if f.dirty:
+                    raise CacheConflict(f"{f.path} changed in S3 while it has local changes") from err
+                info = await self.store.head(f.base_key or self.key_for(f.path))
+                self.revalidate(f, info, f.attrs)
+        if self._missing_in_base(f, start, end):
+            raise CacheConflict(f"{f.path}: could not keep [{start}, {end}) cached (cache too small?)")
+
+    @staticmethod
+    def _blocks_of(ranges: list[tuple[int, int]]) -> list[int]:
+        blocks: list[int] = []
+        for s, e in ranges:
+            for b in range(s // BLOCK_BYTES, (e - 1) // BLOCK_BYTES + 1):
+                if not blocks or blocks[-1] != b:
+                    blocks.append(b)
+        return blocks
+
+    async def _prefetch_block(self, f: CachedFile, block: int) -> None:
+        try:
+            await self._fetch_block(f, block)
+        except Exception as err:  # readahead is a hint; the real read retries and reports
+            log.debug("readahead of %s block %d failed: %s", f.path, block, err)
+
+    async def _fetch_block(self, f: CachedFile, block: int) -> None:
+        slot = (f.file_id, block)
+        running = self._inflight.get(slot)
+        if running is not None:
+            await running.wait()
+            return
+        done = self._inflight[slot] = trio.Event()
+        try:
+            start = block * BLOCK_BYTES
+            length = min(BLOCK_BYTES, f.base_size - start)
+            if length <= 0 or f.base_key is None or not self._missing_in_base(f, start, start + length):
+                return
+            base_key, base_etag = f.base_key, f.base_etag
+            data = await self.store.get_range(base_key, start, length, if_match=base_etag)
+            if f.deleted or f.base_key != base_key or f.base_etag != base_etag:
+                return  # the caller's loop looks again
+            self._make_room(len(data))
+            for gs, ge in self._missing_in_base(f, start, start + len(data)):
+                f.pwrite(data[gs - start : ge - start], gs)
+                self._add_present(f, gs, ge)
+            self._touch(f, start, start + len(data))
+        finally:
+            done.set()
+            del self._inflight[slot]
+
+    def _add_present(self, f: CachedFile, start: int, end: int) -> None:
+        before = f.present.total()
+        f.present.add(start, end)
+        self.cached_bytes += f.present.total() - before
+
+    def _touch(self, f: CachedFile, start: int, end: int) -> None:
+        if end <= start:
+            return
+        for b in range(start // BLOCK_BYTES, (end - 1) // BLOCK_BYTES + 1):
+            self._lru[(f.file_id, b)] = None
+            self._lru.move_to_end((f.file_id, b))
+
+    # -- eviction and back-pressure --------------------------------------------------------------
+
+    def _make_room(self, incoming: int) -> None:
+        """Evicts clean blocks, least recently used first, until `incoming` more bytes fit."""
+        skipped: list[tuple[int, int]] = []
+        while self.cached_bytes + incoming > self.limit_bytes and self._lru:
+            slot, _ = self._lru.popitem(last=False)
+            f = self._by_id.get(slot[0])
+            if f is None:
+                continue
+            start = slot[1] * BLOCK_BYTES
+            end = start + BLOCK_BYTES
+            if f.dirty or (slot in self._inflight):
+                skipped.append(slot)  # dirty data is never evicted
+                continue
+            if not f.present.overlaps(start, end):
+                continue
+            before = f.present.total()
+            f.punch_hole(start, BLOCK_BYTES)
+            f.present.remove(start, end)
+            freed = before - f.present.total()
+            self.cached_bytes -= freed
+            self.counters.evicted_bytes += freed
+        for slot in reversed(skipped):
+            self._lru[slot] = None
+            self._lru.move_to_end(slot, last=False)
+
+    async def wait_for_room(self, f: CachedFile, incoming: int) -> None:
+        """Back-pressure: waits while dirty data fills the cache and uploads can free it. If only
+        data nobody can upload yet (still open, never closed) fills it, the write goes ahead
+        (the limit is exceeded rather than deadlocking the writer)."""
+        while True:
+            self._make_room(incoming)
+            if self.cached_bytes + incoming <= self.limit_bytes:
+                return
+            if not any(g is not f and g.needs_upload for g in self._files.values()) and self.uploading_bytes == 0:
+                return
+            await self.wait_changed()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_changed(self) -> None:
+        await self._changed.wait()
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    async def write(self, f: CachedFile, offset: int, data: bytes) -> int:
+        await self.wait_for_room(f, len(data))
+        async with f.write_lock:
+            if f.deleted:
+                # Unlinked while open: keep accepting writes like a local file would, but for nothing.
+                return len(data)
+            end = offset + len(data)
+            f.pwrite(data, offset)
+            if offset > f.size:
+                self._add_present(f, f.size, offset)  # the hole reads as zeros
+            self._add_present(f, offset, end)
+            f.written.add(offset, end)
+            f.size = max(f.size, end)
+            f.version += 1
+            self._touch(f, offset, end)
+        return len(data)
+
+    async def truncate(self, f: CachedFile, size: int) -> None:
+        async with f.write_lock:
+            if size == f.size:
+                return
+            f.truncate_data(size)
+            if size < f.size:
+                before = f.present.total()
+                f.present.truncate(size)
+                self.cached_bytes -= before - f.present.total()
+                f.written.truncate(size)
+                f.base_size = min(f.base_size, size)
+                f.shrunk_to = min(f.shrunk_to, size)
+            else:
+                self._add_present(f, f.size, size)
+                f.written.add(f.size, size)
+            f.size = size
+            f.version += 1
+
+    def set_attrs(self, f: CachedFile, attrs: ObjectAttrs) -> None:
+        f.attrs = attrs
+        f.version += 1
+
+    async def commit(self, f: CachedFile) -> None:
+        """close() durability: the cache file is fsync'd and the file's state journaled, then the
+        upload is queued. Returns at once when nothing changed since the last commit."""
+        if f.deleted or f.version == f.journaled_version or not f.dirty:
+            return
+        version = f.version
+        record = f.dirty_record()  # taken before the fsync: later writes are not acknowledged
+        data_path = f.data_path
+
+        def sync_data() -> None:
+            fd = os.open(data_path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+        await trio.to_thread.run_sync(sync_data)
+        if f.deleted or f.uploaded_version >= version:
+            return
+        self.journal.record_dirty(record)
+        f.journaled_version = max(f.journaled_version, version)
+        self.on_needs_upload(f)
+        self._notify()
+
+    # -- uploading --------------------------------------------------------------------------------
+
+    def _compose_plan(self, f: CachedFile) -> list[tuple[int, int, bool]] | None:
+        """(start, end, copy) segments when compose pays off, else None (upload the whole file)."""
+        if f.base_key is None or f.size < COMPOSE_MIN_BYTES or f.written.total() * 2 > f.size:
+            return None
+        plan: list[tuple[int, int, bool]] = []
+        for start in range(0, f.size, COMPOSE_SEGMENT_BYTES):
+            end = min(start + COMPOSE_SEGMENT_BYTES, f.size)
+            copy = end <= f.base_size and not f.written.overlaps(start, end)
+            if plan and plan[-1][2] == copy:
+                plan[-1] = (plan[-1][0], end, copy)
+            else:
+                plan.append((start, end, copy))
+        if not any(copy for _, _, copy in plan):
+            return None
+        return plan
+
+    async def upload(self, f: CachedFile) -> None:
+        """Uploads the file's current content (caller holds `f.upload_lock`). Copies the bytes to
+        upload into a snapshot first, under the write lock, so the object is never a mix of two
+        versions; writes after the snapshot keep the file dirty for the next round."""
+        key = self.key_for(f.path)
+        snapshot = self.upload_dir / f"{f.file_id}.{f.version}"
+        for _ in range(MAX_FILL_ATTEMPTS):
+            plan = self._compose_plan(f)
+            local = [(s, e) for s, e, copy in plan if not copy] if plan else [(0, f.size)]
+            for s, e in local:
+                await self._fill(f, s, e)
+            async with f.write_lock:
+                if f.deleted:
+                    return
+                if self._compose_plan(f) != plan or any(self._missing_in_base(f, s, e) for s, e in local):
+                    continue  # changed while we fetched: plan again
+                version, size, attrs = f.version, f.size, f.attrs
+                base_key, base_etag = f.base_key, f.base_etag
+                f.shrunk_to = size
+                await trio.to_thread.run_sync(_copy_ranges, f.data_path, snapshot, local, size)
+            break
+        else:
+            raise CacheConflict(f"{f.path}: kept changing while preparing its upload")
+        metadata = metadata_from_attrs(attrs)
+        self.uploading_bytes += size
+        try:
+            if plan is not None:
+                assert base_key is not None
+                parts: list[CopyRange | FileRange] = [
+                    CopyRange(base_key, s, e - s) if copy else FileRange(snapshot, s, e - s) for s, e, copy in plan
+                ]
+                log.info("uploading %s with compose (%d bytes reused server-side)", f.path,
+                         sum(e - s for s, e, copy in plan if copy))
+                info = await self.store.compose(key, parts, metadata)
+            else:
+                info = await self.store.put_file(key, snapshot, size, metadata)
+        finally:
+            self.uploading_bytes -= size
+            snapshot.unlink(missing_ok=True)
+        if base_key is not None and base_key != key:
+            await self.store.delete(base_key)
+        f.base_key, f.base_etag = key, info.etag
+        f.base_size = min(size, f.shrunk_to)
+        f.uploaded_version = max(f.uploaded_version, version)
+        f.validated_at = time.monotonic()
+        if not f.dirty:
+            f.written = RangeMap()
+            self.journal.remove(f.file_id)
+        elif f.journaled_version > f.uploaded_version:
+            self.journal.record_dirty(f.dirty_record())
+        log.debug("uploaded %s (%d bytes, ETag %s, base was %s)", f.path, size, info.etag, base_etag)
+        self._notify()
+
+
+def _copy_ranges(source: Path, dest: Path, ranges: list[tuple[int, int]], size: int) -> None:
+    """Copies `ranges` of `source` into a new sparse `dest` of `size` bytes at the same offsets."""
+    with open(source, "rb") as src, open(dest, "wb") as out:
+        out.truncate(size)
+        for start, end in ranges:
+            src.seek(start)
+            out.seek(start)
+            remaining = end - start
+            while remaining > 0:
+                chunk = src.read(min(remaining, 4 * 1024 * 1024))
+                if not chunk:
+                    out.write(bytes(remaining))  # past the sparse file's end: zeros
+                    break
+                out.write(chunk)
+                remaining -= len(chunk)

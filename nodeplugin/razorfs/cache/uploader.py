@@ -1,0 +1,94 @@
+"""`Uploader`: the background writeback. Parallel workers upload every file whose acknowledged
+version is not in S3 yet, retrying store failures with exponential backoff and jitter for as long
+as it takes (data close() acknowledged is never dropped). `wait_uploaded` backs fsync() and
+writethrough close(); `flush` backs `razorfs flush`, unmount and SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import deque
+
+import trio
+
+from razorfs.cache.cached_file import CachedFile
+from razorfs.cache.file_cache import CacheConflict, FileCache
+from razorfs.store.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+UPLOAD_WORKERS = 4
+FIRST_RETRY_DELAY_S = 0.2
+MAX_RETRY_DELAY_S = 30.0
+
+
+class Uploader:
+    def __init__(self, cache: FileCache, workers: int = UPLOAD_WORKERS) -> None:
+        self.cache = cache
+        self.workers = workers
+        self._queue: deque[CachedFile] = deque()
+        self._queued: set[int] = set()
+        self._wakeup = trio.Event()
+        self.last_error = ""
+        self.failed_attempts = 0
+        cache.on_needs_upload = self.enqueue
+
+    def enqueue(self, f: CachedFile) -> None:
+        if f.file_id in self._queued:
+            return
+        self._queued.add(f.file_id)
+        self._queue.append(f)
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """Runs the workers until cancelled (the daemon owns and cancels this task)."""
+        async with trio.open_nursery() as nursery:
+            for _ in range(self.workers):
+                nursery.start_soon(self._worker)
+
+    async def _worker(self) -> None:
+        while True:
+            while not self._queue:
+                self._wakeup = trio.Event()
+                await self._wakeup.wait()
+            f = self._queue.popleft()
+            self._queued.discard(f.file_id)
+            await self._upload_until_done(f)
+
+    async def _upload_until_done(self, f: CachedFile) -> None:
+        delay = FIRST_RETRY_DELAY_S
+        while f.needs_upload:
+            try:
+                async with f.upload_lock:
+                    if not f.needs_upload:
+                        return
+                    await self.cache.upload(f)
+                self.last_error = ""
+                # Written again since the snapshot and already acknowledged: go round once more.
+                continue
+            except (StoreError, CacheConflict, OSError) as err:
+                self.failed_attempts += 1
+                self.last_error = f"upload of {f.path}: {type(err).__name__}: {err}"
+                log.warning("%s; retrying in %.1fs", self.last_error, delay)
+                await trio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, MAX_RETRY_DELAY_S)
+
+    async def wait_uploaded(self, f: CachedFile) -> None:
+        """Returns once the version the file had at the call is in S3 (commit it first)."""
+        target = f.journaled_version
+        while not f.deleted and f.uploaded_version < target:
+            await self.cache.wait_changed()
+
+    async def flush(self) -> int:
+        """Commits every dirty file and waits until nothing is dirty; returns the bytes flushed."""
+        flushed = 0
+        while True:
+            dirty = self.cache.dirty_files()
+            if not dirty:
+                return flushed
+            for f in dirty:
+                await self.cache.commit(f)
+            for f in dirty:
+                if f.dirty:
+                    flushed += f.size
+                    await self.wait_uploaded(f)

@@ -1,0 +1,296 @@
+"""`Namespace`: paths of the volume and what they are (file, directory, symlink) from S3 listings,
+HEADs and the local cache, plus the name operations that change S3 directly: mkdir/rmdir (markers),
+unlink, symlink, metadata updates and rename. A file rename is a server-side copy plus delete; a
+directory rename moves every object below it one by one and is therefore NOT atomic: a crash
+midway leaves some entries under the old name and some under the new one, none lost."""
+
+from __future__ import annotations
+
+import errno
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pyfuse3
+
+from razorfs.cache.cached_file import CachedFile
+from razorfs.cache.file_cache import FileCache
+from razorfs.cache.metadata_cache import DirEntry, Listing, MetadataCache
+from razorfs.cache.metered_store import MeteredStore
+from razorfs.store.base import ObjectInfo
+from razorfs.store.errors import ObjectNotFound
+from razorfs.store.object_attrs import AttrDefaults, ObjectAttrs, attrs_from_metadata, metadata_from_attrs
+
+
+@dataclass(frozen=True)
+class Node:
+    path: str
+    size: int
+    attrs: ObjectAttrs
+    # False when the attributes are guesses from a listing (no HEAD yet): not to be cached long.
+    exact: bool = True
+
+    @property
+    def is_dir(self) -> bool:
+        return self.attrs.is_dir
+
+
+def split_path(path: str) -> tuple[str, str]:
+    parent, _, name = path.rpartition("/")
+    return parent, name
+
+
+def join_path(parent: str, name: str) -> str:
+    return f"{parent}/{name}" if parent else name
+
+
+class Namespace:
+    def __init__(
+        self,
+        store: MeteredStore,
+        cache: FileCache,
+        meta: MetadataCache,
+        key_for: Callable[[str], str],
+        defaults: AttrDefaults,
+    ) -> None:
+        self.store = store
+        self.cache = cache
+        self.meta = meta
+        self.key_for = key_for
+        self.defaults = defaults
+        self.root_key = key_for("")
+        self._mounted_at = time.time()
+
+    def dir_key(self, path: str) -> str:
+        return self.key_for(path) + "/" if path else self.root_key
+
+    def path_of_key(self, key: str) -> str:
+        return key[len(self.root_key) :].rstrip("/") if self.root_key else key.rstrip("/")
+
+    # -- reading the tree -----------------------------------------------------------------------
+
+    async def listing(self, dir_path: str, fresh: bool = False) -> dict[str, DirEntry]:
+        """Names in a directory: the S3 listing (cached for the TTL) plus local files not yet
+        uploaded."""
+        listing = None if fresh else self.meta.listing(dir_path)
+        if listing is None:
+            dkey = self.dir_key(dir_path)
+            entries: dict[str, DirEntry] = {}
+            for page in await self.store.list_all(dkey, "/"):
+                for obj in page.objects:
+                    name = obj.key[len(dkey) :]
+                    if name and "/" not in name:
+                        entries[name] = DirEntry(name, False, obj.size, obj.last_modified)
+                for prefix in page.prefixes:
+                    name = prefix[len(dkey) :].rstrip("/")
+                    if name and "/" not in name:
+                        entries[name] = DirEntry(name, True)  # a directory wins over a same-named file
+            listing = Listing(entries)
+            self.meta.put_listing(dir_path, listing)
+        merged = dict(listing.entries)
+        for f in self.cache.children_of(dir_path):
+            name = split_path(f.path)[1]
+            merged[name] = DirEntry(name, False, f.size, f.attrs.mtime)
+        return merged
+
+    async def head(self, key: str) -> ObjectInfo | None:
+        known, info = self.meta.head(key)
+        if known:
+            return info
+        try:
+            info = await self.store.head(key)
+        except ObjectNotFound:
+            info = None
+        self.meta.put_head(key, info)
+        return info
+
+    def root_node(self) -> Node:
+        d = self.defaults
+        attrs = ObjectAttrs(stat.S_IFDIR | d.dir_mode, d.uid, d.gid, self._mounted_at)
+        return Node("", 0, attrs)
+
+    def node_of_cached(self, f: CachedFile) -> Node:
+        return Node(f.path, f.size, f.attrs)
+
+    async def stat(self, path: str) -> Node | None:
+        if path == "":
+            marker = await self.head(self.root_key) if self.root_key else None
+            if marker is None:
+                return self.root_node()
+            attrs = attrs_from_metadata(marker.metadata, marker.last_modified, self.defaults, directory=True)
+            return Node("", 0, attrs)
+        f = self.cache.get(path)
+        if f is not None:
+            return self.node_of_cached(f)
+        parent, name = split_path(path)
+        entry = (await self.listing(parent)).get(name)
+        if entry is None:
+            return None
+        if entry.is_dir:
+            return await self._dir_node(path)
+        info = await self.head(self.key_for(path))
+        if info is None:
+            return None
+        return Node(path, info.size, attrs_from_metadata(info.metadata, info.last_modified, self.defaults))
+
+    async def _dir_node(self, path: str) -> Node:
+        marker = await self.head(self.dir_key(path))
+        if marker is None:
+            # An implicit directory (objects below it, no marker): the mount's defaults.
+            attrs = attrs_from_metadata({}, self._mounted_at, self.defaults, directory=True)
+        else:
+            attrs = attrs_from_metadata(marker.metadata, marker.last_modified, self.defaults, directory=True)
+        return Node(path, 0, attrs)
+
+    def listed_node(self, dir_path: str, entry: DirEntry) -> Node:
+        """A readdir entry's attributes without a HEAD: exact when known, else marked inexact."""
+        path = join_path(dir_path, entry.name)
+        f = self.cache.get(path)
+        if f is not None:
+            return self.node_of_cached(f)
+        key = self.dir_key(path) if entry.is_dir else self.key_for(path)
+        known, info = self.meta.head(key)
+        if known and info is not None:
+            attrs = attrs_from_metadata(info.metadata, info.last_modified, self.defaults, directory=entry.is_dir)
+            return Node(path, 0 if entry.is_dir else info.size, attrs)
+        attrs = attrs_from_metadata({}, entry.last_modified or self._mounted_at, self.defaults, directory=entry.is_dir)
+        return Node(path, entry.size, attrs, exact=False)
+
+    async def readlink(self, path: str) -> bytes:
+        info = await self.head(self.key_for(path))
+        if info is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        return await self.store.get_range(self.key_for(path), 0, info.size)
+
+    # -- changing the tree ----------------------------------------------------------------------
+
+    def note_file(self, path: str, size: int, mtime: float) -> None:
+        parent, name = split_path(path)
+        self.meta.add_entry(parent, DirEntry(name, False, size, mtime))
+        self.meta.forget_head(self.key_for(path))
+
+    def note_gone(self, path: str) -> None:
+        parent, name = split_path(path)
+        self.meta.remove_entry(parent, name)
+        self.meta.forget_head(self.key_for(path))
+        self.meta.forget_head(self.dir_key(path))
+
+    async def mkdir(self, path: str, attrs: ObjectAttrs) -> Node:
+        info = await self.store.put_bytes(self.dir_key(path), b"", metadata_from_attrs(attrs))
+        self.meta.put_head(info.key, info)
+        parent, name = split_path(path)
+        self.meta.add_entry(parent, DirEntry(name, True))
+        self.meta.put_listing(path, Listing({}))
+        return Node(path, 0, attrs)
+
+    async def is_empty_dir(self, path: str) -> bool:
+        return not await self.listing(path, fresh=True)
+
+    async def rmdir(self, path: str) -> None:
+        if not await self.is_empty_dir(path):
+            raise pyfuse3.FUSEError(errno.ENOTEMPTY)
+        await self.store.delete(self.dir_key(path))
+        self.note_gone(path)
+        self.meta.forget_listing(path)
+
+    async def unlink(self, path: str) -> None:
+        f = self.cache.get(path)
+        if f is not None:
+            async with f.upload_lock:  # an upload in flight must not recreate the object
+                self.cache.forget(f)
+        await self.store.delete(self.key_for(path))
+        self.note_gone(path)
+
+    async def symlink(self, path: str, target: bytes, attrs: ObjectAttrs) -> Node:
+        info = await self.store.put_bytes(self.key_for(path), target, metadata_from_attrs(attrs))
+        self.meta.put_head(info.key, info)
+        self.note_file(path, len(target), attrs.mtime)
+        self.meta.put_head(info.key, info)
+        return Node(path, len(target), attrs)
+
+    async def set_object_attrs(self, node: Node, attrs: ObjectAttrs) -> None:
+        """chmod/chown/utimens of something not dirty in the cache: rewrite the object's metadata
+        in place (copy onto itself); for a directory, (re)write its marker."""
+        metadata = metadata_from_attrs(attrs)
+        if node.is_dir:
+            info = await self.store.put_bytes(self.dir_key(node.path), b"", metadata)
+        else:
+            info = await self.store.copy(self.key_for(node.path), self.key_for(node.path), metadata)
+            f = self.cache.get(node.path)
+            if f is not None and not f.dirty:
+                f.base_etag = info.etag
+                f.attrs = attrs
+        self.meta.put_head(info.key, info)
+
+    async def rename(self, old: str, new: str) -> None:
+        src = await self.stat(old)
+        if src is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        dst = await self.stat(new)
+        if src.is_dir:
+            if new.startswith(old + "/"):
+                raise pyfuse3.FUSEError(errno.EINVAL)
+            if dst is not None and not dst.is_dir:
+                raise pyfuse3.FUSEError(errno.ENOTDIR)
+            if dst is not None:
+                await self.rmdir(new)
+            await self._rename_dir(old, new)
+        else:
+            if dst is not None and dst.is_dir:
+                raise pyfuse3.FUSEError(errno.EISDIR)
+            await self._rename_file(old, new)
+
+    async def _rename_file(self, old: str, new: str) -> None:
+        replaced = self.cache.get(new)
+        if replaced is not None:
+            async with replaced.upload_lock:
+                self.cache.forget(replaced)
+        new_key = self.key_for(new)
+        f = self.cache.get(old)
+        if f is None:
+            await self.store.copy(self.key_for(old), new_key)
+            await self.store.delete(self.key_for(old))
+        else:
+            # Waits for an upload in flight; the object moves with its last uploaded content and
+            # the dirty local version follows under the new name (never a half file in S3).
+            async with f.upload_lock:
+                if f.base_key is not None:
+                    info = await self.store.copy(f.base_key, new_key)
+                    await self.store.delete(f.base_key)
+                    f.base_key, f.base_etag = new_key, info.etag
+                elif replaced is None and await self.head(new_key) is not None:
+                    # The new name's old object would show through until our upload: remove it.
+                    await self.store.delete(new_key)
+                self.cache.move(f, new)
+        self.note_gone(old)
+        node = await self.stat(new) if f is None else self.node_of_cached(f)
+        self.note_file(new, node.size if node else 0, time.time())
+
+    async def _rename_dir(self, old: str, new: str) -> None:
+        old_dkey, new_dkey = self.dir_key(old), self.dir_key(new)
+        keys: list[str] = []
+        for page in await self.store.list_all(old_dkey, None):
+            keys.extend(obj.key for obj in page.objects)
+        moved: set[str] = set()
+        for key in keys:
+            if key == old_dkey:
+                continue
+            path = self.path_of_key(key)
+            target = new + path[len(old) :]
+            if key.endswith("/"):
+                await self.store.copy(key, self.dir_key(target))
+                await self.store.delete(key)
+            else:
+                await self._rename_file(path, target)
+                moved.add(path)
+        for f in self.cache.files_under(old):
+            if f.path not in moved:
+                await self._rename_file(f.path, new + f.path[len(old) :])
+        if old_dkey in keys:
+            await self.store.copy(old_dkey, new_dkey)
+            await self.store.delete(old_dkey)
+        else:
+            marker = metadata_from_attrs(attrs_from_metadata({}, time.time(), self.defaults, directory=True))
+            await self.store.put_bytes(new_dkey, b"", marker)
+        self.meta.forget_all()

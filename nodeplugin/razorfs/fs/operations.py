@@ -1,0 +1,375 @@
+"""`RazorOperations`: the pyfuse3 request handlers. They turn inodes into paths, ask the namespace
+and the file cache, and hold the durability promises: close() returns once the data is fsync'd
+locally and journaled (writethrough: once it is in S3), fsync() once the content is in S3.
+Hard links are refused with EPERM (what link(2) returns on filesystems without hard links)."""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import logging
+import os
+import stat
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pyfuse3
+
+from razorfs.cache.cached_file import CachedFile
+from razorfs.cache.file_cache import FileCache
+from razorfs.cache.readahead import ReadAhead
+from razorfs.cache.uploader import Uploader
+from razorfs.fs.errno_map import errno_boundary
+from razorfs.fs.inode_table import InodeTable
+from razorfs.fs.namespace import Namespace, Node, join_path
+from razorfs.store.errors import ObjectNotFound
+from razorfs.store.object_attrs import ObjectAttrs, attrs_from_metadata
+
+log = logging.getLogger(__name__)
+
+CACHE_MODES = ("writeback", "writethrough", "readonly")
+BLOCK_SIZE_BYTES = 128 * 1024
+STATFS_BLOCKS = 2**40 // 4096  # S3 has no capacity: report 1 PiB free
+STATFS_FILES = 2**32
+
+
+@dataclass(frozen=True)
+class FsOptions:
+    cache_mode: str = "writeback"
+    metadata_ttl_s: float = 1.0
+
+    @property
+    def read_only(self) -> bool:
+        return self.cache_mode == "readonly"
+
+
+@dataclass
+class OpenFile:
+    file: CachedFile
+    writable: bool
+    readahead: ReadAhead = field(default_factory=ReadAhead)
+
+
+class RazorOperations(pyfuse3.Operations):  # type: ignore[misc]
+    supports_dot_lookup = False
+    enable_writeback_cache = False
+
+    def __init__(self, namespace: Namespace, cache: FileCache, uploader: Uploader, options: FsOptions) -> None:
+        super().__init__()
+        self.ns = namespace
+        self.cache = cache
+        self.uploader = uploader
+        self.options = options
+        self.inodes = InodeTable()
+        self._handles: dict[int, OpenFile] = {}
+        self._dir_handles: dict[int, list[tuple[str, Node]]] = {}
+        self._next_fh = itertools.count(1)
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _path(self, inode: int) -> str:
+        path = self.inodes.path(inode)
+        if path is None:
+            raise pyfuse3.FUSEError(errno.ESTALE)
+        return path
+
+    def _child(self, parent_inode: int, name: bytes) -> str:
+        decoded = os.fsdecode(name)
+        if len(name) > 255:
+            raise pyfuse3.FUSEError(errno.ENAMETOOLONG)
+        return join_path(self._path(parent_inode), decoded)
+
+    async def _node(self, path: str) -> Node:
+        node = await self.ns.stat(path)
+        if node is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        return node
+
+    def _entry(self, node: Node) -> pyfuse3.EntryAttributes:
+        entry = pyfuse3.EntryAttributes()
+        entry.st_ino = self.inodes.inode(node.path)
+        entry.generation = 0
+        timeout = self.options.metadata_ttl_s if node.exact else 0
+        entry.entry_timeout = timeout
+        entry.attr_timeout = timeout
+        entry.st_mode = node.attrs.mode
+        entry.st_nlink = 2 if node.is_dir else 1
+        entry.st_uid = node.attrs.uid
+        entry.st_gid = node.attrs.gid
+        entry.st_rdev = 0
+        entry.st_size = node.size
+        entry.st_blksize = BLOCK_SIZE_BYTES
+        entry.st_blocks = (node.size + 511) // 512
+        mtime_ns = int(node.attrs.mtime * 1e9)
+        entry.st_atime_ns = entry.st_mtime_ns = entry.st_ctime_ns = mtime_ns
+        return entry
+
+    def _refuse_if_read_only(self) -> None:
+        if self.options.read_only:
+            raise pyfuse3.FUSEError(errno.EROFS)
+
+    async def _commit(self, f: CachedFile) -> None:
+        await self.cache.commit(f)
+        if self.options.cache_mode == "writethrough":
+            await self.uploader.wait_uploaded(f)
+
+    async def _cached_file(self, path: str, node: Node) -> CachedFile:
+        f = self.cache.get(path)
+        if f is not None:
+            if self.cache.needs_revalidation(f):
+                try:
+                    fresh = await self.ns.store.head(self.ns.key_for(path))
+                except ObjectNotFound:
+                    self.cache.forget(f)  # deleted by another client since we cached it
+                    self.ns.note_gone(path)
+                    raise pyfuse3.FUSEError(errno.ENOENT) from None
+                attrs = attrs_from_metadata(fresh.metadata, fresh.last_modified, self.ns.defaults)
+                self.cache.revalidate(f, fresh, attrs)
+            return f
+        info = await self.ns.head(self.ns.key_for(path))
+        if info is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        return self.cache.open_object(path, info, node.attrs)
+
+    # -- attributes -------------------------------------------------------------------------------
+
+    @errno_boundary
+    async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return self._entry(await self._node(self._child(parent_inode, name)))
+
+    @errno_boundary
+    async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return self._entry(await self._node(self._path(inode)))
+
+    async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
+        # Paths keep their inode numbers for the life of the mount.
+        return None
+
+    @errno_boundary
+    async def setattr(
+        self,
+        inode: int,
+        attr: pyfuse3.EntryAttributes,
+        fields: pyfuse3.SetattrFields,
+        fh: int | None,
+        ctx: pyfuse3.RequestContext,
+    ) -> pyfuse3.EntryAttributes:
+        self._refuse_if_read_only()
+        path = self._path(inode)
+        node = await self._node(path)
+        attrs = node.attrs
+        if fields.update_mode:
+            attrs = attrs.replace(mode=stat.S_IFMT(attrs.mode) | stat.S_IMODE(attr.st_mode))
+        if fields.update_uid:
+            attrs = attrs.replace(uid=attr.st_uid)
+        if fields.update_gid:
+            attrs = attrs.replace(gid=attr.st_gid)
+        if fields.update_mtime:
+            attrs = attrs.replace(mtime=attr.st_mtime_ns / 1e9)
+        if fields.update_size:
+            if node.is_dir:
+                raise pyfuse3.FUSEError(errno.EISDIR)
+            if fh is not None and fh in self._handles:
+                f = self._handles[fh].file
+            else:
+                f = await self._cached_file(path, node)
+            await self.cache.truncate(f, attr.st_size)
+            if not fields.update_mtime:
+                attrs = attrs.replace(mtime=time.time())
+            self.cache.set_attrs(f, attrs)
+            if fh is None:
+                await self._commit(f)  # truncate(2) has no close() to wait for
+        elif attrs != node.attrs:
+            cached = self.cache.get(path)
+            if cached is not None and cached.dirty:
+                self.cache.set_attrs(cached, attrs)
+                if cached.open_handles == 0:
+                    await self._commit(cached)
+            elif not attrs.is_symlink:
+                await self.ns.set_object_attrs(node, attrs)
+        return self._entry(await self._node(path))
+
+    # -- files ------------------------------------------------------------------------------------
+
+    @errno_boundary
+    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        path = self._path(inode)
+        node = await self._node(path)
+        if node.is_dir:
+            raise pyfuse3.FUSEError(errno.EISDIR)
+        writable = (flags & os.O_ACCMODE) != os.O_RDONLY
+        if writable:
+            self._refuse_if_read_only()
+        f = await self._cached_file(path, node)
+        if writable and flags & os.O_TRUNC and f.size:
+            await self.cache.truncate(f, 0)
+            self.cache.set_attrs(f, f.attrs.replace(mtime=time.time()))
+        return self._open_handle(f, writable)
+
+    def _open_handle(self, f: CachedFile, writable: bool) -> pyfuse3.FileInfo:
+        fh = next(self._next_fh)
+        self._handles[fh] = OpenFile(f, writable)
+        f.open_handles += 1
+        return pyfuse3.FileInfo(fh=fh, keep_cache=False)
+
+    @errno_boundary
+    async def create(
+        self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
+    ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        self._refuse_if_read_only()
+        path = self._child(parent_inode, name)
+        existing = self.cache.get(path)
+        if existing is not None:
+            async with existing.upload_lock:
+                self.cache.forget(existing)
+        attrs = ObjectAttrs(stat.S_IFREG | (stat.S_IMODE(mode) & ~ctx.umask), ctx.uid, ctx.gid, time.time())
+        f = self.cache.create(path, attrs)
+        self.ns.note_file(path, 0, attrs.mtime)
+        return self._open_handle(f, True), self._entry(self.ns.node_of_cached(f))
+
+    @errno_boundary
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        handle = self._handles[fh]
+        return await self.cache.read(handle.file, off, size, handle.readahead)
+
+    @errno_boundary
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        self._refuse_if_read_only()
+        handle = self._handles[fh]
+        written = await self.cache.write(handle.file, off, buf)
+        handle.file.attrs = handle.file.attrs.replace(mtime=time.time())
+        return written
+
+    @errno_boundary
+    async def flush(self, fh: int) -> None:
+        handle = self._handles[fh]
+        if handle.writable or handle.file.dirty:
+            await self._commit(handle.file)
+
+    @errno_boundary
+    async def release(self, fh: int) -> None:
+        handle = self._handles.pop(fh)
+        f = handle.file
+        f.open_handles -= 1
+        if f.deleted:
+            if f.open_handles == 0:
+                f.data_path.unlink(missing_ok=True)
+            return
+        if handle.writable:
+            await self._commit(f)
+
+    @errno_boundary
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        f = self._handles[fh].file
+        await self.cache.commit(f)
+        await self.uploader.wait_uploaded(f)
+
+    # -- directories ------------------------------------------------------------------------------
+
+    @errno_boundary
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
+        path = self._path(inode)
+        node = await self._node(path)
+        if not node.is_dir:
+            raise pyfuse3.FUSEError(errno.ENOTDIR)
+        entries = await self.ns.listing(path)
+        fh = next(self._next_fh)
+        self._dir_handles[fh] = [
+            (name, self.ns.listed_node(path, entry)) for name, entry in sorted(entries.items())
+        ]
+        return fh
+
+    @errno_boundary
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        entries = self._dir_handles[fh]
+        for index in range(start_id, len(entries)):
+            name, node = entries[index]
+            if not pyfuse3.readdir_reply(token, os.fsencode(name), self._entry(node), index + 1):
+                return
+
+    async def releasedir(self, fh: int) -> None:
+        self._dir_handles.pop(fh, None)
+
+    @errno_boundary
+    async def mkdir(
+        self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        self._refuse_if_read_only()
+        path = self._child(parent_inode, name)
+        if await self.ns.stat(path) is not None:
+            raise pyfuse3.FUSEError(errno.EEXIST)
+        attrs = ObjectAttrs(stat.S_IFDIR | (stat.S_IMODE(mode) & ~ctx.umask), ctx.uid, ctx.gid, time.time())
+        return self._entry(await self.ns.mkdir(path, attrs))
+
+    @errno_boundary
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        self._refuse_if_read_only()
+        path = self._child(parent_inode, name)
+        node = await self._node(path)
+        if not node.is_dir:
+            raise pyfuse3.FUSEError(errno.ENOTDIR)
+        await self.ns.rmdir(path)
+        self.inodes.forget_path(path)
+
+    @errno_boundary
+    async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        self._refuse_if_read_only()
+        path = self._child(parent_inode, name)
+        node = await self._node(path)
+        if node.is_dir:
+            raise pyfuse3.FUSEError(errno.EISDIR)
+        await self.ns.unlink(path)
+        self.inodes.forget_path(path)
+
+    @errno_boundary
+    async def rename(
+        self,
+        parent_inode_old: int,
+        name_old: bytes,
+        parent_inode_new: int,
+        name_new: bytes,
+        flags: int,
+        ctx: pyfuse3.RequestContext,
+    ) -> None:
+        self._refuse_if_read_only()
+        if flags & pyfuse3.RENAME_EXCHANGE:
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        old = self._child(parent_inode_old, name_old)
+        new = self._child(parent_inode_new, name_new)
+        if old == new:
+            return
+        if flags & pyfuse3.RENAME_NOREPLACE and await self.ns.stat(new) is not None:
+            raise pyfuse3.FUSEError(errno.EEXIST)
+        await self.ns.rename(old, new)
+        self.inodes.move(old, new)
+
+    # -- links ------------------------------------------------------------------------------------
+
+    @errno_boundary
+    async def symlink(
+        self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        self._refuse_if_read_only()
+        path = self._child(parent_inode, name)
+        if await self.ns.stat(path) is not None:
+            raise pyfuse3.FUSEError(errno.EEXIST)
+        attrs = ObjectAttrs(stat.S_IFLNK | 0o777, ctx.uid, ctx.gid, time.time())
+        return self._entry(await self.ns.symlink(path, target, attrs))
+
+    @errno_boundary
+    async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
+        return await self.ns.readlink(self._path(inode))
+
+    async def link(
+        self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        raise pyfuse3.FUSEError(errno.EPERM)
+
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        data = pyfuse3.StatvfsData()
+        data.f_bsize = data.f_frsize = 4096
+        data.f_blocks = data.f_bfree = data.f_bavail = STATFS_BLOCKS
+        data.f_files = data.f_ffree = data.f_favail = STATFS_FILES
+        data.f_namemax = 255
+        return data

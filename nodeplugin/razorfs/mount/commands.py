@@ -1,0 +1,192 @@
+"""`razorfs mount | umount | flush | stats`: the command-line face of the mount daemon.
+
+`mount` without --foreground starts the daemon as a detached child (`--foreground` of itself,
+output in `<cache-dir>/daemon.log`) and returns 0 once the mount is ready and the control socket
+answers; otherwise it prints the daemon's one-line reason and exits 1. The other commands find
+the daemon of MOUNTPOINT through the registry (see razorfs.mount.registry)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from razorfs.errors import UsageError
+from razorfs.mount import registry
+from razorfs.mount.control import CONTROL_SOCKET_NAME, ControlUnavailable, request_final
+from razorfs.mount.options import add_mount_arguments, mount_options_from_args
+
+READY_TIMEOUT_S = 60.0
+DAEMON_LOG_NAME = "daemon.log"
+
+
+def register(subparsers: Any) -> None:
+    mount = subparsers.add_parser(
+        "mount",
+        help="mount a bucket (prefix) at MOUNTPOINT",
+        description="Mount s3://BUCKET[/PREFIX] at MOUNTPOINT with a local cache. Returns once mounted.",
+    )
+    add_mount_arguments(mount)
+    mount.set_defaults(run=run_mount_command)
+
+    umount = subparsers.add_parser("umount", help="flush every dirty file to S3, then unmount")
+    umount.add_argument("mountpoint", metavar="MOUNTPOINT")
+    umount.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
+    umount.set_defaults(run=run_umount_command)
+
+    flush = subparsers.add_parser("flush", help="wait until nothing is dirty (everything is in S3)")
+    flush.add_argument("mountpoint", metavar="MOUNTPOINT")
+    flush.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
+    flush.set_defaults(run=run_flush_command)
+
+    stats = subparsers.add_parser("stats", help="cache and transfer statistics of a mount")
+    stats.add_argument("mountpoint", metavar="MOUNTPOINT")
+    stats.add_argument("--json", action="store_true", help="print one JSON object")
+    stats.set_defaults(run=run_stats_command)
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("RAZORFS_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def run_mount_command(args: argparse.Namespace) -> int:
+    options = mount_options_from_args(args)
+    if options.foreground:
+        from razorfs.mount.daemon import run_mount
+
+        _configure_logging()
+        return run_mount(options)
+    return _start_detached(args, options.cache_dir, options.mountpoint)
+
+
+def _start_detached(args: argparse.Namespace, cache_dir: Path, mountpoint: Path) -> int:
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "razorfs.mount", *_child_argv(args), "--foreground"]
+    log_path = cache_dir / DAEMON_LOG_NAME
+    with open(log_path, "ab") as log_file:
+        child = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True, close_fds=True
+        )
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    socket_path = cache_dir / CONTROL_SOCKET_NAME
+    while time.monotonic() < deadline:
+        code = child.poll()
+        if code is not None:
+            raise UsageError(_last_line(log_path) or f"the mount daemon exited with code {code}", exit_code=1)
+        record = registry.read_record(mountpoint)
+        if record is not None and record.pid == child.pid:
+            try:
+                if request_final(socket_path, {"op": "stats"}, timeout_s=5).get("ok"):
+                    return 0
+            except ControlUnavailable:
+                pass
+        time.sleep(0.05)
+    child.terminate()
+    raise UsageError(f"the mount daemon was not ready after {READY_TIMEOUT_S:.0f}s (see {log_path})", exit_code=1)
+
+
+def _child_argv(args: argparse.Namespace) -> list[str]:
+    """The same mount request for the child; secrets stay in the environment, never in argv."""
+    argv = ["mount", args.url, args.mountpoint, "--cache-dir", args.cache_dir]
+    valued = {
+        "--endpoint-url": args.endpoint_url,
+        "--region": args.region,
+        "--ca-bundle": args.ca_bundle,
+        "--sse": args.sse,
+        "--sse-kms-key-id": args.sse_kms_key_id,
+        "--cache-size": args.cache_size,
+        "--cache-mode": args.cache_mode,
+        "--metadata-ttl": args.metadata_ttl,
+        "--uid": args.uid,
+        "--gid": args.gid,
+        "--file-mode": args.file_mode,
+        "--dir-mode": args.dir_mode,
+        "--metrics-port": args.metrics_port,
+        "--local-store": args.local_store,
+    }
+    for flag, value in valued.items():
+        if value is not None:
+            argv += [flag, str(value)]
+    for flag, on in {
+        "--force-path-style": args.force_path_style,
+        "--read-only": args.read_only,
+        "--allow-other": args.allow_other,
+    }.items():
+        if on:
+            argv.append(flag)
+    return argv
+
+
+def _last_line(log_path: Path) -> str:
+    try:
+        lines = [line.strip() for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+    except FileNotFoundError:
+        return ""
+    if not lines:
+        return ""
+    last = lines[-1]
+    # "razorfs mount: <reason>" from the child's CLI is already the one line we want.
+    return last.split("razorfs mount: ", 1)[-1]
+
+
+def _record(mountpoint: str) -> registry.MountRecord:
+    record = registry.read_record(mountpoint)
+    if record is None or not registry.pid_alive(record.pid):
+        raise UsageError(f"{mountpoint} is not a RazorFS mount (no running daemon for it)", exit_code=1)
+    return record
+
+
+def _ask(record: registry.MountRecord, message: dict[str, Any], timeout_s: float | None) -> dict[str, Any]:
+    try:
+        reply = request_final(Path(record.control_socket), message, timeout_s=None)
+    except ControlUnavailable as err:
+        raise UsageError(str(err), exit_code=1) from err
+    if not reply.get("ok"):
+        raise UsageError(str(reply.get("error", "the daemon refused")), exit_code=1)
+    return reply
+
+
+def run_umount_command(args: argparse.Namespace) -> int:
+    record = _record(args.mountpoint)
+    message: dict[str, Any] = {"op": "shutdown"}
+    if args.timeout is not None:
+        message["timeout_s"] = args.timeout
+    _ask(record, message, args.timeout)
+    deadline = time.monotonic() + (args.timeout or 60.0)
+    while registry.pid_alive(record.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if registry.pid_alive(record.pid):
+        raise UsageError(f"daemon {record.pid} flushed but did not exit", exit_code=1)
+    return 0
+
+
+def run_flush_command(args: argparse.Namespace) -> int:
+    record = _record(args.mountpoint)
+    message: dict[str, Any] = {"op": "flush"}
+    if args.timeout is not None:
+        message["timeout_s"] = args.timeout
+    reply = _ask(record, message, args.timeout)
+    print(f"flushed {reply.get('flushed_bytes', 0)} bytes")
+    return 0
+
+
+def run_stats_command(args: argparse.Namespace) -> int:
+    stats = _ask(_record(args.mountpoint), {"op": "stats"}, 30)["stats"]
+    if args.json:
+        print(json.dumps(stats, sort_keys=True))
+        return 0
+    width = max(len(name) for name in stats)
+    for name, value in stats.items():
+        print(f"{name:<{width}}  {value}")
+    return 0

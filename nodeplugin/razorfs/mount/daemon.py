@@ -1,0 +1,320 @@
+"""`MountDaemon`: one mounted volume for the life of a process. It takes the cache dir's lock,
+replays the journal (pending uploads resume), mounts FUSE, answers the control socket, and on
+`shutdown`, SIGTERM/SIGINT or an external unmount flushes every dirty file to S3 before it exits,
+so a volume is never reported unmounted with data only on the node."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import math
+import os
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pyfuse3
+import trio
+
+from razorfs.cache.file_cache import FileCache
+from razorfs.cache.journal import Journal
+from razorfs.cache.metadata_cache import MetadataCache
+from razorfs.cache.metered_store import MeteredStore
+from razorfs.cache.uploader import Uploader
+from razorfs.errors import UsageError
+from razorfs.fs.namespace import Namespace
+from razorfs.fs.operations import FsOptions, RazorOperations
+from razorfs.mount import registry
+from razorfs.mount.control import CONTROL_SOCKET_NAME, ControlServer
+from razorfs.mount.options import MountOptions
+from razorfs.store.base import ObjectStore
+from razorfs.store.errors import ObjectNotFound, StoreError
+
+log = logging.getLogger(__name__)
+
+LOCK_FILE_NAME = "lock"
+JOURNAL_FILE_NAME = "journal.sqlite"
+
+
+def build_store(options: MountOptions) -> ObjectStore:
+    if options.local_store is not None:
+        from razorfs.store.localdir import LocalDirStore
+
+        return LocalDirStore(options.local_store)
+    from razorfs.store.s3 import S3Store
+    from razorfs.store.s3_settings import S3Settings
+
+    settings = S3Settings(
+        bucket=options.location.bucket,
+        endpoint_url=options.endpoint_url,
+        region=options.region,
+        force_path_style=options.force_path_style,
+        ca_bundle=options.ca_bundle,
+        sse=options.sse,  # type: ignore[arg-type]  # validated by argparse choices
+        sse_kms_key_id=options.sse_kms_key_id,
+    )
+    return S3Store(settings)
+
+
+def prepare_mountpoint(mountpoint: Path) -> None:
+    """Lazily unmounts a dead FUSE mount left at `mountpoint`; refuses a non-empty directory."""
+    try:
+        os.stat(mountpoint)
+    except OSError as err:
+        if err.errno != errno.ENOTCONN:
+            raise UsageError(f"mountpoint {mountpoint}: {err.strerror}") from err
+        log.warning("%s is a dead FUSE mount: unmounting it lazily", mountpoint)
+        subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True, check=False)
+    if not mountpoint.is_dir():
+        raise UsageError(f"mountpoint {mountpoint} is not a directory")
+    if os.path.ismount(mountpoint):
+        raise UsageError(f"mountpoint {mountpoint} is already mounted")
+    if any(os.scandir(mountpoint)):
+        raise UsageError(f"mountpoint {mountpoint} is not empty")
+
+
+def lock_cache_dir(cache_dir: Path) -> int:
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(cache_dir / LOCK_FILE_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        os.close(fd)
+        raise UsageError(f"cache dir {cache_dir} is in use by another razorfs mount (pid {holder or '?'})") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+class MountDaemon:
+    def __init__(self, options: MountOptions, store: ObjectStore) -> None:
+        self.options = options
+        self.store = MeteredStore(store)
+        self.journal = Journal(options.cache_dir / JOURNAL_FILE_NAME)
+        key_for = options.location.key_for
+        self.cache = FileCache(
+            options.cache_dir, self.store, self.journal, options.cache_size_bytes, key_for, options.metadata_ttl_s
+        )
+        self.uploader = Uploader(self.cache)
+        self.meta = MetadataCache(options.metadata_ttl_s)
+        self.namespace = Namespace(self.store, self.cache, self.meta, key_for, options.defaults)
+        self.ops = RazorOperations(
+            self.namespace,
+            self.cache,
+            self.uploader,
+            FsOptions(cache_mode=options.cache_mode, metadata_ttl_s=options.metadata_ttl_s),
+        )
+        self.control = ControlServer(options.cache_dir / CONTROL_SOCKET_NAME, self.handle_request)
+        self._flushed_for_exit = False
+        self._terminating = False
+        # Resolved now: once mounted, any stat of the mountpoint from this process would ask our
+        # own (not yet running) FUSE loop and deadlock.
+        self.real_mountpoint = registry.real_mountpoint(options.mountpoint)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def replay_journal(self) -> int:
+        files = self.cache.replay_journal()
+        for f in files:
+            self.uploader.enqueue(f)
+        if files:
+            log.info("journal replay: %d file(s) acknowledged before a restart are being uploaded", len(files))
+        return len(files)
+
+    def fuse_options(self) -> set[str]:
+        opts = set(pyfuse3.default_options) | {"fsname=razorfs", "subtype=razorfs"}
+        if self.options.allow_other:
+            opts.add("allow_other")
+        if self.options.cache_mode == "readonly":
+            opts.add("ro")
+        return opts
+
+    async def main(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self.cache.bind_nursery(nursery)
+            nursery.start_soon(self.uploader.run)
+            await nursery.start(self.control.serve)
+            nursery.start_soon(self._watch_signals)
+            registry.write_record(
+                registry.MountRecord(
+                    mountpoint=self.real_mountpoint,
+                    cache_dir=str(self.options.cache_dir),
+                    control_socket=str(self.control.socket_path),
+                    pid=os.getpid(),
+                )
+            )
+            task_status.started()
+            log.info("mounted %s at %s", self.store.description, self.options.mountpoint)
+            await pyfuse3.main()
+            # Here after terminate() (flushed already) or an unmount from outside (not yet).
+            if not self._flushed_for_exit:
+                log.info("unmounted from outside: flushing before exit")
+                await self.uploader.flush()
+            nursery.cancel_scope.cancel()
+
+    async def _watch_signals(self) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                log.info("%s: flushing, then unmounting", signal.Signals(signum).name)
+                await self._flush_and_terminate(timeout_s=math.inf)
+                return
+
+    async def _flush_and_terminate(self, timeout_s: float) -> int | None:
+        """Flushes (retrying while S3 is unreachable, up to `timeout_s`) and ends the FUSE loop.
+        Returns the bytes flushed, or None when the flush timed out (the daemon keeps running)."""
+        with trio.move_on_after(timeout_s):
+            flushed = await self.uploader.flush()
+            self._flushed_for_exit = True
+            if not self._terminating:
+                self._terminating = True
+                pyfuse3.terminate()
+            return flushed
+        return None
+
+    # -- control socket ---------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        s = self.store.stats
+        return {
+            "cached_bytes": self.cache.cached_bytes,
+            "dirty_bytes": self.cache.dirty_bytes,
+            "uploading_bytes": self.cache.uploading_bytes,
+            "cache_limit_bytes": self.cache.limit_bytes,
+            "hits": self.cache.counters.hits,
+            "misses": self.cache.counters.misses,
+            "bytes_uploaded": s.bytes_uploaded,
+            "bytes_downloaded": s.bytes_downloaded,
+            "s3_requests": s.requests,
+            "s3_errors": s.errors,
+            "last_error": self.uploader.last_error or s.last_error,
+            "mountpoint": str(self.options.mountpoint),
+            "pid": os.getpid(),
+            "files_cached": len(self.cache.files_under("")),
+            "dirty_files": len(self.cache.dirty_files()),
+            "evicted_bytes": self.cache.counters.evicted_bytes,
+        }
+
+    async def handle_request(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        op = request.get("op")
+        try:
+            if op == "stats":
+                yield {"ok": True, "stats": self.stats()}
+            elif op == "flush":
+                timeout = float(request.get("timeout_s") or math.inf)
+                flushed: int | None = None
+                with trio.move_on_after(timeout):
+                    flushed = await self.uploader.flush()
+                if flushed is None:
+                    yield {"ok": False, "error": f"flush timed out after {timeout}s: {self.uploader.last_error}"}
+                else:
+                    yield {"ok": True, "flushed_bytes": flushed}
+            elif op == "shutdown":
+                timeout = float(request.get("timeout_s") or math.inf)
+                done = await self._flush_and_terminate(timeout)
+                if done is None:
+                    yield {"ok": False, "error": f"flush did not finish in {timeout}s: {self.uploader.last_error}"}
+                else:
+                    yield {"ok": True, "flushed_bytes": done}
+            elif op == "warm":
+                async for line in self._warm([str(p) for p in request.get("paths", [])]):
+                    yield line
+            else:
+                yield {"ok": False, "error": f"unknown op {op!r}"}
+        except (StoreError, OSError, ValueError) as err:
+            log.warning("control op %s failed: %s: %s", op, type(err).__name__, err)
+            yield {"ok": False, "error": f"{type(err).__name__}: {err}"}
+
+    async def _warm(self, paths: list[str]) -> AsyncIterator[dict[str, Any]]:
+        """Reads the given files (directories recursively) into the cache, reporting progress."""
+        files: list[tuple[str, int]] = []
+        for raw in paths:
+            path = raw.strip("/")
+            node = await self.namespace.stat(path)
+            if node is None:
+                yield {"ok": False, "error": f"{raw}: no such file or directory"}
+                return
+            if not node.is_dir:
+                files.append((path, node.size))
+                continue
+            dkey = self.namespace.dir_key(path)
+            for page in await self.store.list_all(dkey, None):
+                files.extend(
+                    (self.namespace.path_of_key(o.key), o.size) for o in page.objects if not o.key.endswith("/")
+                )
+        total = sum(size for _, size in files)
+        done_bytes = 0
+        for index, (path, size) in enumerate(files):
+            yield {
+                "progress": {
+                    "files_done": index,
+                    "files_total": len(files),
+                    "bytes_done": done_bytes,
+                    "bytes_total": total,
+                    "current_path": path,
+                }
+            }
+            try:
+                info = await self.store.head(self.namespace.key_for(path))
+            except ObjectNotFound:
+                continue
+            attrs = (await self.namespace.stat(path) or self.namespace.root_node()).attrs
+            f = self.cache.get(path) or self.cache.open_object(path, info, attrs)
+            await self.cache.warm(f)
+            done_bytes += size
+        yield {
+            "progress": {
+                "files_done": len(files),
+                "files_total": len(files),
+                "bytes_done": done_bytes,
+                "bytes_total": total,
+                "current_path": "",
+            }
+        }
+        yield {"ok": True}
+
+
+def run_mount(options: MountOptions) -> int:
+    """Runs the daemon in this process until it is unmounted; returns the exit code."""
+    prepare_mountpoint(options.mountpoint)
+    lock_fd = lock_cache_dir(options.cache_dir)
+    daemon: MountDaemon | None = None
+    mounted = False
+    try:
+        store = build_store(options)
+        store.check_bucket()
+        daemon = MountDaemon(options, store)
+        daemon.replay_journal()
+        metrics = None
+        if options.metrics_port is not None:
+            from razorfs.mount.metrics import serve_metrics
+
+            metrics = serve_metrics(options.metrics_port, daemon.stats)
+        pyfuse3.init(daemon.ops, str(options.mountpoint), daemon.fuse_options())
+        mounted = True
+        trio.run(daemon.main)
+        if metrics is not None:
+            metrics.shutdown()
+        return 0
+    finally:
+        if mounted:
+            pyfuse3.close(unmount=True)
+        if daemon is not None:
+            registry.remove_record(daemon.real_mountpoint, os.getpid())
+        if daemon is not None:
+            daemon.journal.close()
+        os.close(lock_fd)
+
+
+def wait_until_unmounted(mountpoint: Path, pid: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not registry.pid_alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+

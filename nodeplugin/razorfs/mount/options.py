@@ -1,0 +1,97 @@
+"""`MountOptions`: what `razorfs mount` was asked to do, validated once, and the argparse
+arguments that produce it (shared by the CLI and anyone building a mount command line)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+from razorfs.errors import UsageError
+from razorfs.store.location import S3Location, parse_s3_url
+from razorfs.store.object_attrs import AttrDefaults
+from razorfs.volume_spec import CACHE_MODES, parse_duration, parse_mode, parse_size
+
+DEFAULT_CACHE_SIZE = "10GiB"
+DEFAULT_METADATA_TTL = "1s"
+
+
+@dataclass(frozen=True)
+class MountOptions:
+    location: S3Location
+    mountpoint: Path
+    cache_dir: Path
+    endpoint_url: str | None
+    region: str | None
+    force_path_style: bool
+    ca_bundle: Path | None
+    sse: str | None
+    sse_kms_key_id: str | None
+    cache_size_bytes: int
+    cache_mode: str
+    metadata_ttl_s: float
+    defaults: AttrDefaults
+    allow_other: bool
+    metrics_port: int | None
+    foreground: bool
+    local_store: Path | None  # objects in a local directory instead of S3 (demo, tests)
+
+
+def add_mount_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("url", metavar="s3://BUCKET[/PREFIX]")
+    parser.add_argument("mountpoint", metavar="MOUNTPOINT")
+    parser.add_argument("--endpoint-url", help="S3 endpoint, e.g. http://127.0.0.1:8333")
+    parser.add_argument("--cache-dir", required=True, help="local cache directory (one live daemon each)")
+    parser.add_argument("--region")
+    parser.add_argument("--force-path-style", action="store_true", help="path-style bucket addressing")
+    parser.add_argument("--ca-bundle", help="PEM file of CAs to trust for the endpoint")
+    parser.add_argument("--sse", choices=["AES256", "aws:kms"], help="server-side encryption")
+    parser.add_argument("--sse-kms-key-id")
+    parser.add_argument("--cache-size", default=DEFAULT_CACHE_SIZE, help="cache byte limit (default 10GiB)")
+    parser.add_argument("--cache-mode", default="writeback", choices=CACHE_MODES)
+    parser.add_argument("--metadata-ttl", default=DEFAULT_METADATA_TTL, help="listing/attribute TTL (default 1s)")
+    parser.add_argument("--uid", type=int, default=0, help="owner of objects without uid metadata")
+    parser.add_argument("--gid", type=int, default=0, help="group of objects without gid metadata")
+    parser.add_argument("--file-mode", default="0644", help="mode of files without mode metadata")
+    parser.add_argument("--dir-mode", default="0755", help="mode of directories without mode metadata")
+    parser.add_argument("--read-only", action="store_true", help="same as --cache-mode readonly")
+    parser.add_argument("--allow-other", action="store_true", help="let other users access the mount")
+    parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    parser.add_argument("--foreground", action="store_true", help="stay in the foreground (no daemon)")
+    parser.add_argument("--local-store", help=argparse.SUPPRESS)
+
+
+def mount_options_from_args(args: argparse.Namespace) -> MountOptions:
+    try:
+        cache_size = parse_size(args.cache_size)
+        ttl = parse_duration(args.metadata_ttl)
+        file_mode = parse_mode(args.file_mode)
+        dir_mode = parse_mode(args.dir_mode)
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+    if cache_size < 64 * 1024 * 1024:
+        raise UsageError(f"--cache-size {args.cache_size} is too small: at least 64MiB")
+    if args.sse_kms_key_id and args.sse != "aws:kms":
+        raise UsageError("--sse-kms-key-id needs --sse aws:kms")
+    if not args.endpoint_url and not args.region and not args.local_store:
+        # boto3 would pick a region from its chain; nothing to refuse here.
+        pass
+    return MountOptions(
+        location=parse_s3_url(args.url),
+        mountpoint=Path(args.mountpoint).absolute(),
+        cache_dir=Path(args.cache_dir).absolute(),
+        endpoint_url=args.endpoint_url,
+        region=args.region,
+        force_path_style=bool(args.force_path_style),
+        ca_bundle=Path(args.ca_bundle) if args.ca_bundle else None,
+        sse=args.sse,
+        sse_kms_key_id=args.sse_kms_key_id,
+        cache_size_bytes=cache_size,
+        cache_mode="readonly" if args.read_only else args.cache_mode,
+        metadata_ttl_s=ttl,
+        defaults=AttrDefaults(uid=args.uid, gid=args.gid, file_mode=file_mode, dir_mode=dir_mode),
+        allow_other=bool(args.allow_other),
+        metrics_port=args.metrics_port,
+        foreground=bool(args.foreground),
+        local_store=Path(args.local_store).absolute() if args.local_store else None,
+    )
