@@ -91,7 +91,8 @@ class ObjectStore(Protocol):
     def list_pages(
         self, prefix: str, delimiter: str | None = "/", start_after: str | None = None
     ) -> Iterator[ListingPage]:
-        """Paginated listing under `prefix`, in key order."""
+        """Paginated listing under `prefix`, in key order. (Without a delimiter SeaweedFS walks its
+        directory tree instead: `a/x` comes before `a-c`; do not rely on a flat listing's order.)"""
         ...
 
     def check_bucket(self) -> None:

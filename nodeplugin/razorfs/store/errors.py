@@ -40,3 +40,8 @@ class StoreUnavailable(StoreError):
 
 class InvalidRequest(StoreError):
     """The store rejected the request as malformed (bad key, bad range, entity too large)."""
+
+
+class KeyConflict(InvalidRequest):
+    """The server cannot keep this key next to an existing one: filer-backed servers (SeaweedFS)
+    refuse `a` as an object when `a/...` exists, and the reverse."""

@@ -16,6 +16,7 @@ from razorfs.store.errors import (
     BucketNotFound,
     InvalidCredentials,
     InvalidRequest,
+    KeyConflict,
     ObjectNotFound,
     PreconditionFailed,
     StoreError,
@@ -134,6 +135,8 @@ def _translate_client_error(exc: botocore.exceptions.ClientError, where: str, bu
         return Translated(Throttled(text), True)
     if code in _TRANSIENT_CODES or status >= 500:
         return Translated(StoreUnavailable(text), True)
+    if code in ("ExistingObjectIsFile", "ExistingObjectIsDirectory"):
+        return Translated(KeyConflict(text), False)
     if code in _BAD_REQUEST_CODES or status == 400 or status == 416:
         return Translated(InvalidRequest(text), False)
     return Translated(StoreError(text), False)
