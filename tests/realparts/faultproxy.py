@@ -81,6 +81,7 @@ class _Head:
 @dataclass
 class ProxyStats:
     requests: int = 0
+    by_method: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
 
 
@@ -161,6 +162,7 @@ class FaultProxy:
     def _choose_fault(self, method: str, target: str) -> Rule | None:
         with self._lock:
             self.stats.requests += 1
+            self.stats.by_method[method] += 1
             chosen: Rule | None = None
             if time.monotonic() < self._partition_until:
                 chosen = Rule(Fault.REFUSE)
@@ -277,17 +279,23 @@ class FaultProxy:
             await client_w.drain()
         body = await _read_body(client_r, head, is_response=False, request_method=None)
         request_raw = _without_expect(head) if expects_continue else head.raw
-        if upstream is None or upstream[0].at_eof():
+        reused = upstream is not None and not upstream[0].at_eof()
+        if not reused:
             if upstream is not None:
                 upstream[1].close()
             upstream = await asyncio.open_connection(*self.upstream)
-        up_r, up_w = upstream
-        up_w.write(request_raw + body)
-        await up_w.drain()
-        resp_head = await _read_head(up_r)
+        assert upstream is not None
+        resp_head = await _exchange(upstream, request_raw + body)
+        if resp_head is None and reused:
+            # The upstream closed an idle keep-alive connection as we wrote: not an injected
+            # fault, so send again on a fresh connection instead of failing the client.
+            upstream[1].close()
+            upstream = await asyncio.open_connection(*self.upstream)
+            resp_head = await _exchange(upstream, request_raw + body)
         if resp_head is None:
             _reset(client_w)
             raise _Drop
+        up_r = upstream[0]
         resp_body = await _read_body(up_r, resp_head, is_response=True, request_method=method)
         if fault is Fault.LATENCY and rule is not None:
             await asyncio.sleep(rule.delay_s)
@@ -299,9 +307,22 @@ class FaultProxy:
             raise _Drop
         client_w.write(resp_head.raw + resp_body)
         await client_w.drain()
-        if (resp_head.get("connection") or "").lower() == "close" or _reads_until_close(resp_head, method):
+        closing = (resp_head.get("connection") or "").lower() == "close" or (
+            head.get("connection") or ""
+        ).lower() == "close"
+        if closing or _reads_until_close(resp_head, method):
             raise _Drop
         return upstream
+
+
+async def _exchange(upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter], request: bytes) -> _Head | None:
+    """Sends a request; the response head, or None if the connection closed first."""
+    try:
+        upstream[1].write(request)
+        await upstream[1].drain()
+        return await _read_head(upstream[0])
+    except ConnectionError:
+        return None
 
 
 async def _read_head(reader: asyncio.StreamReader) -> _Head | None:
@@ -332,9 +353,7 @@ def _reads_until_close(head: _Head, request_method: str | None) -> bool:
     )
 
 
-async def _read_body(
-    reader: asyncio.StreamReader, head: _Head, is_response: bool, request_method: str | None
-) -> bytes:
+async def _read_body(reader: asyncio.StreamReader, head: _Head, is_response: bool, request_method: str | None) -> bytes:
     """The raw body bytes as framed on the wire (chunk framing kept), so forwarding is exact."""
     if is_response:
         status = int(head.first_line.split(" ")[1])

@@ -42,7 +42,8 @@ def test_signed_requests_pass_through_the_proxy_byte_exact(
     assert proxied_once.head("dir/obj").metadata == {"mode": "33188"}
     listed = [o.key for page in proxied_once.list_pages("dir/") for o in page.objects]
     assert listed == ["dir/obj"]
-    assert fault_proxy.stats.requests == 4  # put, get, head, list
+    assert fault_proxy.stats.requests == 4
+    assert fault_proxy.stats.by_method == {"PUT": 1, "GET": 2, "HEAD": 1}  # put, get, list; head
     assert fault_proxy.faults_injected() == 0
 
 
