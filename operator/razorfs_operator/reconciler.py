@@ -16,10 +16,7 @@ import grpc.aio
 import kopf
 import pydantic
 
-from razorfs.volume_spec import (
-    NodeVolumeState,
-    RazorVolumeSpec,
-)
+from razorfs.volume_spec import NodeVolumeState, RazorVolumeSpec, SecretKey
 
 from .cluster import Cluster
 from .config import OperatorConfig
@@ -172,7 +169,11 @@ class Reconciler:
         credentials = credentials_from_secret_data(f"{identity.namespace}/{secret_name}", data)
         ca_pem = None
         ref = spec.s3.ca_bundle_secret_ref
-        if ref is not None:
+        if ref is None and data.get(SecretKey.CA_BUNDLE):
+            # The node plugin reads the CA bundle from the credentials Secret (its stage secret);
+            # check S3 the way the mounts will reach it.
+            ca_pem = ca_bundle_from_secret_data(f"{identity.namespace}/{secret_name}", SecretKey.CA_BUNDLE, data)
+        elif ref is not None:
             ca_data = await self.rt.blocking(self.rt.cluster.read_secret_data, identity.namespace, ref.name)
             ca_pem = ca_bundle_from_secret_data(f"{identity.namespace}/{ref.name}", ref.key, ca_data)
         return VolumeBucket(

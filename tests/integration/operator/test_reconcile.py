@@ -130,6 +130,42 @@ def test_capacity_change_is_applied_to_the_pv_and_observed_generation_follows(
     assert [e.reason for e in events if e.reason == "Ready"] == ["Ready"], "one Ready event, not one per run"
 
 
+def test_existing_foreign_claim_of_the_same_name_is_a_conflict_not_adopted(
+    custom_api: Any, core_api: Any, kube_namespace: str, s3_server: Any, bucket: str, s3_secret: str
+) -> None:
+    foreign = {
+        "metadata": {"name": "taken"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    core_api.create_namespaced_persistent_volume_claim(kube_namespace, foreign)
+    apply_rv(custom_api, kube_namespace, "taken", spec_for(s3_server, bucket, s3_secret))
+    rv = wait_phase(custom_api, kube_namespace, "taken", "Failed")
+    assert (condition(rv, "Ready") or {}).get("reason") == "ClaimConflict"
+    claim = core_api.read_namespaced_persistent_volume_claim("taken", kube_namespace)
+    assert claim.spec.volume_name is None and not (claim.metadata.labels or {})
+
+
+def test_deleted_claim_is_recreated_and_the_pv_reserved_for_the_new_one(
+    custom_api: Any, core_api: Any, kube_namespace: str, s3_server: Any, bucket: str, s3_secret: str
+) -> None:
+    apply_rv(custom_api, kube_namespace, "repair", spec_for(s3_server, bucket, s3_secret))
+    rv = wait_phase(custom_api, kube_namespace, "repair", "Ready")
+    old_uid = core_api.read_namespaced_persistent_volume_claim("repair", kube_namespace).metadata.uid
+    core_api.delete_namespaced_persistent_volume_claim("repair", kube_namespace)
+
+    def recreated() -> Any:
+        claims = core_api.list_namespaced_persistent_volume_claim(kube_namespace).items
+        fresh = [c for c in claims if c.metadata.uid != old_uid and not c.metadata.deletion_timestamp]
+        if not fresh:
+            return None
+        pv = core_api.read_persistent_volume(rv["status"]["persistentVolumeName"])
+        return fresh[0] if pv.spec.claim_ref.uid == fresh[0].metadata.uid else None
+
+    claim = eventually(recreated, 30, "claim recreated and PV re-reserved by the resync timer")
+    assert claim.spec.volume_name == rv["status"]["persistentVolumeName"]
+    assert (condition(get_rv(custom_api, kube_namespace, "repair"), "Bound") or {}).get("status") == "True"
+
+
 def test_printer_columns_show_phase_bucket_prefix_claim_ready_and_age(
     custom_api: Any, kube_apiserver: Any, kube_namespace: str, s3_server: Any, bucket: str, s3_secret: str
 ) -> None:
