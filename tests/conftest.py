@@ -20,6 +20,9 @@ from tests.realparts.kubeapi import ControlPlane, start_control_plane
 from tests.realparts.processes import RealPartMissing
 from tests.realparts.s3server import S3Server, start_s3_server
 
+# Fails the session if the test S3 secret appears in any log under basetemp or in any test's output.
+pytest_plugins = ["tests.reliability.secret_scan"]
+
 
 def _missing(exc: RealPartMissing) -> None:
     if os.environ.get("RAZORFS_ALLOW_SKIP") == "1":

@@ -1,0 +1,129 @@
+"""A `razorfs mount` daemon driven the way a user drives it (the CLI, as a subprocess), which tests
+can also kill -9, restart on the same cache dir, flush and unmount. Teardown leaves no daemon and
+no FUSE mount behind, whatever state the daemon is in (dead, hung, or mid-upload)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.realparts.fusemount import force_unmount, is_mounted
+
+RAZORFS_BIN = str(Path(sys.executable).with_name("razorfs"))
+CLI_TIMEOUT_S = 120.0
+
+
+class MountFailed(AssertionError):
+    """`razorfs mount` (or flush/umount) exited non-zero; the message carries its stderr and the
+    tail of the daemon's log."""
+
+
+@dataclass
+class MountProcess:
+    url: str  # s3://bucket/prefix
+    mountpoint: Path
+    cache_dir: Path
+    endpoint_url: str
+    env: dict[str, str]
+    extra_args: list[str] = field(default_factory=list)
+    pids: list[int] = field(default_factory=list)  # every daemon this object started
+
+    @property
+    def log_path(self) -> Path:
+        return self.cache_dir / "daemon.log"
+
+    def command(self) -> list[str]:
+        return [
+            RAZORFS_BIN,
+            "mount",
+            self.url,
+            str(self.mountpoint),
+            "--endpoint-url",
+            self.endpoint_url,
+            "--cache-dir",
+            str(self.cache_dir),
+            "--force-path-style",
+            "--region",
+            "us-east-1",
+            *self.extra_args,
+        ]
+
+    def start(self) -> MountProcess:
+        self.mountpoint.mkdir(parents=True, exist_ok=True)
+        result = self._cli(self.command())
+        if result.returncode != 0:
+            raise MountFailed(f"razorfs mount exited {result.returncode}: {result.stderr.strip()}\n{self.log_tail()}")
+        pid = self.pid()
+        if pid is not None:
+            self.pids.append(pid)
+        return self
+
+    def pid(self) -> int | None:
+        """The live daemon's pid, from the lock file the daemon writes into its cache dir."""
+        try:
+            text = (self.cache_dir / "lock").read_text().strip()
+        except FileNotFoundError:
+            return None
+        return int(text) if text.isdigit() and _alive(int(text)) else None
+
+    def alive(self) -> bool:
+        return self.pid() is not None
+
+    def kill9(self) -> None:
+        """A crash: SIGKILL, no flush, the FUSE mount left dead (ENOTCONN) at the mountpoint."""
+        pid = self.pid()
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGKILL)
+        _wait_gone(pid, 20)
+
+    def flush(self, timeout_s: float = 180.0) -> None:
+        result = self._cli([RAZORFS_BIN, "flush", str(self.mountpoint), "--timeout", str(timeout_s)], timeout_s + 30)
+        if result.returncode != 0:
+            raise MountFailed(f"razorfs flush exited {result.returncode}: {result.stderr.strip()}\n{self.log_tail()}")
+
+    def umount(self, timeout_s: float = 180.0) -> None:
+        result = self._cli([RAZORFS_BIN, "umount", str(self.mountpoint), "--timeout", str(timeout_s)], timeout_s + 30)
+        if result.returncode != 0:
+            raise MountFailed(f"razorfs umount exited {result.returncode}: {result.stderr.strip()}\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no daemon log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def cleanup(self) -> None:
+        """Unmount (lazily: the daemon may be dead or hung) first, which also releases a daemon
+        blocked on its own mount, then kill whatever daemon this object started."""
+        force_unmount(self.mountpoint)
+        for pid in {*self.pids, *([p] if (p := self.pid()) else [])}:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            _wait_gone(pid, 20)
+        if is_mounted(self.mountpoint):
+            subprocess.run(["umount", "-l", str(self.mountpoint)], capture_output=True, check=False)
+
+    def _cli(self, argv: list[str], timeout_s: float = CLI_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=timeout_s, check=False)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ")[-1][:1] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _wait_gone(pid: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
