@@ -1,25 +1,25 @@
 """`ReadAhead`: per open file handle, detects sequential reads and says how far ahead to fetch.
-The window doubles with every sequential read up to a cap and collapses on a seek, so a random
-1 MiB read of a huge object fetches about 1 MiB, and a streaming read keeps S3 busy in parallel."""
+The window is as long as the current sequential run (capped), so a random 1 MiB read of a huge
+object fetches about 2 MiB, while a streaming read soon keeps 32 MiB in flight in parallel.
+A seek resets the run."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-MIN_READAHEAD_BYTES = 1024 * 1024
 MAX_READAHEAD_BYTES = 32 * 1024 * 1024
 
 
 @dataclass
 class ReadAhead:
     next_offset: int = -1
-    window: int = 0
+    run_bytes: int = 0
 
     def after_read(self, offset: int, end: int) -> int:
         """Records a read of [offset, end) and returns how many bytes past `end` to prefetch."""
         if offset == self.next_offset:
-            self.window = min(max(self.window * 2, MIN_READAHEAD_BYTES), MAX_READAHEAD_BYTES)
+            self.run_bytes += end - offset
         else:
-            self.window = 0
+            self.run_bytes = 0
         self.next_offset = end
-        return self.window
+        return min(self.run_bytes, MAX_READAHEAD_BYTES)
