@@ -173,6 +173,10 @@ class NodePlugin:
             time.sleep(0.05)
         for mountpoint in sorted(_mounts_under(self.root), key=len, reverse=True):
             force_unmount(Path(mountpoint))
+        # The state dir's credential files hold the stage secrets by design (a dead daemon is
+        # restarted with them); a test that ends with volumes still staged removes them here.
+        for credentials in self.state_dir.glob("volumes/*/credentials.json"):
+            credentials.unlink()
 
 
 def _alive(pid: int) -> bool:
