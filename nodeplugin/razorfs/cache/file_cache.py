@@ -77,6 +77,7 @@ class FileCache:
         self._by_id: dict[int, CachedFile] = {}
         self._lru: OrderedDict[tuple[int, int], None] = OrderedDict()
         self._inflight: dict[tuple[int, int], trio.Event] = {}
+        self._next_file_id = journal.max_file_id() + 1
         self._changed = trio.Event()
         self._nursery: trio.Nursery | None = None
         # Set by the uploader: called with a file whose acknowledged version needs uploading.
@@ -146,7 +147,8 @@ class FileCache:
     # -- creating entries -------------------------------------------------------------------------
 
     def _new_file(self, path: str, size: int, attrs: ObjectAttrs) -> CachedFile:
-        file_id = self.journal.allocate_file_id()
+        file_id = self._next_file_id
+        self._next_file_id += 1
         f = CachedFile(file_id=file_id, path=path, data_path=self.data_dir / str(file_id), size=size, attrs=attrs)
         f.truncate_data(size)
         self._adopt(f)

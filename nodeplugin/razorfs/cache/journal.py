@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS file_ids (id INTEGER PRIMARY KEY AUTOINCREMENT);
 CREATE TABLE IF NOT EXISTS dirty_files (
     file_id INTEGER PRIMARY KEY,
     path TEXT NOT NULL,
@@ -56,12 +55,10 @@ class Journal:
     def close(self) -> None:
         self._db.close()
 
-    def allocate_file_id(self) -> int:
-        cur = self._db.execute("INSERT INTO file_ids DEFAULT VALUES")
-        file_id = cur.lastrowid
-        assert file_id is not None
-        self._db.execute("DELETE FROM file_ids WHERE id < ?", (file_id,))
-        return file_id
+    def max_file_id(self) -> int:
+        """File ids above this are free (cache files of clean entries are dropped on start)."""
+        row = self._db.execute("SELECT MAX(file_id) FROM dirty_files").fetchone()
+        return int(row[0] or 0)
 
     def record_dirty(self, rec: DirtyRecord) -> None:
         self._db.execute(
@@ -83,7 +80,13 @@ class Journal:
         )
 
     def remove(self, file_id: int) -> None:
-        self._db.execute("DELETE FROM dirty_files WHERE file_id = ?", (file_id,))
+        # Forgetting a row needs no fsync of its own: a row that reappears after a power loss
+        # only causes one more (identical) upload. The next record_dirty syncs it anyway.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self._db.execute("DELETE FROM dirty_files WHERE file_id = ?", (file_id,))
+        finally:
+            self._db.execute("PRAGMA synchronous=FULL")
 
     def dirty_records(self) -> list[DirtyRecord]:
         rows = self._db.execute("SELECT * FROM dirty_files ORDER BY file_id").fetchall()

@@ -73,6 +73,13 @@ class Namespace:
     async def listing(self, dir_path: str, fresh: bool = False) -> dict[str, DirEntry]:
         """Names in a directory: the S3 listing (cached for the TTL) plus local files not yet
         uploaded."""
+        merged = dict((await self._s3_listing(dir_path, fresh)).entries)
+        for f in self.cache.children_of(dir_path):
+            name = split_path(f.path)[1]
+            merged[name] = DirEntry(name, False, f.size, f.attrs.mtime)
+        return merged
+
+    async def _s3_listing(self, dir_path: str, fresh: bool = False) -> Listing:
         listing = None if fresh else self.meta.listing(dir_path)
         if listing is None:
             dkey = self.dir_key(dir_path)
@@ -88,11 +95,7 @@ class Namespace:
                         entries[name] = DirEntry(name, True)  # a directory wins over a same-named file
             listing = Listing(entries)
             self.meta.put_listing(dir_path, listing)
-        merged = dict(listing.entries)
-        for f in self.cache.children_of(dir_path):
-            name = split_path(f.path)[1]
-            merged[name] = DirEntry(name, False, f.size, f.attrs.mtime)
-        return merged
+        return listing
 
     async def head(self, key: str) -> ObjectInfo | None:
         known, info = self.meta.head(key)
@@ -124,7 +127,7 @@ class Namespace:
         if f is not None:
             return self.node_of_cached(f)
         parent, name = split_path(path)
-        entry = (await self.listing(parent)).get(name)
+        entry = (await self._s3_listing(parent)).entries.get(name)
         if entry is None:
             return None
         if entry.is_dir:
