@@ -30,7 +30,7 @@ class MountProcess:
     mountpoint: Path
     cache_dir: Path
     endpoint_url: str
-    env: dict[str, str]
+    env: dict[str, str] = field(repr=False)  # holds the S3 secret: never in failure output
     extra_args: list[str] = field(default_factory=list)
     pids: list[int] = field(default_factory=list)  # every daemon this object started
 
