@@ -118,7 +118,8 @@ class S3Store:
                 )
             except botocore.exceptions.ClientError as exc:
                 # A range starting at or past the end: S3 says 416; the contract says "fewer bytes".
-                if exc.response.get("Error", {}).get("Code") == "InvalidRange":
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if exc.response.get("Error", {}).get("Code") in ("InvalidRange", "416") or status == 416:
                     return b""
                 raise
             body = resp["Body"]

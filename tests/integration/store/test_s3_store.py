@@ -237,3 +237,11 @@ def test_counters_count_requests_bytes_and_only_real_errors(s3_store: S3Store) -
     snapshot = s3_store.counters.snapshot()
     assert (snapshot.requests, snapshot.errors, snapshot.retries) == (3, 0, 0)
     assert (snapshot.bytes_uploaded, snapshot.bytes_downloaded) == (5, 3)
+
+
+def test_reading_at_the_end_or_from_an_empty_object_returns_empty(s3_store: S3Store) -> None:
+    s3_store.put_bytes("empty", b"", {})
+    s3_store.put_bytes("four", b"1234", {})
+    assert s3_store.get_range("empty", 0, 10) == b""
+    assert s3_store.get_range("four", 4, 10) == b""
+    assert s3_store.get_range("four", 400, 10) == b""
