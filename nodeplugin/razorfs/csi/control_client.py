@@ -88,9 +88,10 @@ class ControlClient:
         reply = await self._exchange(request, None if not timeout_s else timeout_s + 5.0)
         return int(reply.get("flushed_bytes", 0))
 
-    async def shutdown(self) -> None:
-        """Flush everything, unmount, exit; raises DaemonFailed (data kept) if the flush fails."""
-        await self._exchange({"op": "shutdown"}, None)
+    async def shutdown(self, flush_timeout_s: float) -> None:
+        """Flush everything, unmount, exit. Raises DaemonFailed when the flush fails or does not
+        finish within `flush_timeout_s`; the daemon then keeps running with the data."""
+        await self._exchange({"op": "shutdown", "timeout_s": flush_timeout_s}, flush_timeout_s + 15.0)
 
     async def warm(self, paths: list[str]) -> AsyncIterator[dict[str, Any]]:
         """Yields progress records while the daemon prefetches `paths`."""

@@ -26,7 +26,12 @@ from razorfs.csi.identity import IdentityService
 from razorfs.csi.metrics import serve_metrics
 from razorfs.csi.node import NodeService
 from razorfs.csi.state_store import StateStore
-from razorfs.csi.supervisor import HEALTH_CHECK_INTERVAL_S, Supervisor, default_mount_command
+from razorfs.csi.supervisor import (
+    HEALTH_CHECK_INTERVAL_S,
+    UNSTAGE_FLUSH_TIMEOUT_S,
+    Supervisor,
+    default_mount_command,
+)
 from razorfs_wire.csi.v1 import csi_pb2_grpc
 from razorfs_wire.razorfs.v1 import node_admin_pb2_grpc
 
@@ -59,6 +64,7 @@ class Config:
     mount_command: list[str]
     health_check_interval_s: float
     metrics_port: int = 0
+    unstage_flush_timeout_s: float = UNSTAGE_FLUSH_TIMEOUT_S
 
     @property
     def serves_node(self) -> bool:
@@ -87,6 +93,13 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--kubelet-dir", type=Path, default=Path("/var/lib/kubelet"))
     parser.add_argument("--mount-command", help="the razorfs CLI to run mount daemons with (default: installed one)")
     parser.add_argument("--health-check-interval", type=float, default=HEALTH_CHECK_INTERVAL_S, metavar="SECONDS")
+    parser.add_argument(
+        "--unstage-flush-timeout",
+        type=float,
+        default=UNSTAGE_FLUSH_TIMEOUT_S,
+        metavar="SECONDS",
+        help="how long unstage waits for dirty data to reach S3 before answering UNAVAILABLE",
+    )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
@@ -119,6 +132,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         raise ConfigError("--kubelet-dir must be absolute")
     if not 0 <= args.metrics_port < 65536:
         raise ConfigError("--metrics-port must be 0..65535")
+    if args.unstage_flush_timeout <= 0:
+        raise ConfigError("--unstage-flush-timeout must be positive")
     if args.health_check_interval <= 0:
         raise ConfigError("--health-check-interval must be positive")
     token = _read_token(args) if serves_node else None
@@ -146,6 +161,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         mount_command=mount_command,
         health_check_interval_s=args.health_check_interval,
         metrics_port=args.metrics_port,
+        unstage_flush_timeout_s=args.unstage_flush_timeout,
     )
 
 
@@ -167,7 +183,11 @@ async def serve(config: Config) -> None:
         assert config.state_dir is not None and config.cache_root is not None
         config.cache_root.mkdir(parents=True, exist_ok=True)
         supervisor = Supervisor(
-            StateStore(config.state_dir), config.cache_root, config.mount_command, config.health_check_interval_s
+            StateStore(config.state_dir),
+            config.cache_root,
+            config.mount_command,
+            config.health_check_interval_s,
+            config.unstage_flush_timeout_s,
         )
     server = grpc.aio.server()
     identity = IdentityService(config.serves_controller, lambda: supervisor is None or supervisor.ready)

@@ -33,6 +33,9 @@ DAEMON_EXIT_TIMEOUT_S = 30.0
 # A daemon that is alive but whose mount keeps failing is killed after this many checks.
 DEAD_MOUNT_STRIKES = 3
 RECOVERY_BACKOFF_MAX_S = 30.0
+# Below kubelet's 2-minute CSI call timeout: an unstage that cannot flush answers UNAVAILABLE
+# (kubelet retries) instead of being cut off mid-call.
+UNSTAGE_FLUSH_TIMEOUT_S = 90.0
 
 
 class VolumeState(enum.StrEnum):
@@ -78,11 +81,13 @@ class Supervisor:
         cache_root: Path,
         mount_command: list[str],
         health_check_interval_s: float = HEALTH_CHECK_INTERVAL_S,
+        unstage_flush_timeout_s: float = UNSTAGE_FLUSH_TIMEOUT_S,
     ):
         self.store = store
         self.cache_root = cache_root
         self.mount_command = mount_command
         self.health_check_interval_s = health_check_interval_s
+        self.unstage_flush_timeout_s = unstage_flush_timeout_s
         self.volumes: dict[str, StagedVolume] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self.ready = False
@@ -292,8 +297,8 @@ class Supervisor:
                 await self._recover(volume, "unstage found the daemon down")
             volume.state = VolumeState.UNMOUNTING
             try:
-                await ControlClient(volume.cache_dir).shutdown()
-            except DaemonFailed as exc:
+                await ControlClient(volume.cache_dir).shutdown(self.unstage_flush_timeout_s)
+            except (DaemonFailed, Unavailable) as exc:
                 volume.state = VolumeState.MOUNTED
                 volume.last_error = str(exc)
                 raise Unavailable(f"volume {volume_id} not unstaged, its data is kept on the node: {exc}") from None
