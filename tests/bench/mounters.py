@@ -5,25 +5,31 @@ is cold; every process and FUSE mount it starts is gone when the context exits, 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import subprocess
 import sys
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.realparts.fusemount import force_unmount, is_mounted
+from tests.realparts.fusemount import force_unmount
 from tests.realparts.processes import ManagedProcess, RealPartMissing, wait_until
 from tests.realparts.s3server import S3Server
 
 from .control import control_request
+from .fuse_connection import abort_connection, is_listed
 
 MOUNT_READY_TIMEOUT_S = 60.0
 # RazorFS flushes everything on shutdown; the workloads wait for durability before that, so this
 # only bounds a misbehaving daemon.
 SHUTDOWN_TIMEOUT_S = 300.0
 RAZORFS_CACHE_SIZE = "20GiB"  # larger than any workload, so eviction never shapes a figure
+# A session (mount, measure, unmount) that takes longer than this has a hung daemon: its FUSE
+# connection is aborted so the processes stuck in it fail with ENOTCONN instead of hanging the suite.
+SESSION_TIMEOUT_S = 900.0
 
 
 class Mounter(ABC):
@@ -48,11 +54,19 @@ class Mounter(ABC):
         cache.mkdir(parents=True)
         return cache
 
+    @property
+    def real_mountpoint(self) -> str:
+        # Built from the parent so that the mountpoint itself (possibly a hung mount) is never stat'ed.
+        return os.path.join(os.path.realpath(self.mountpoint.parent), self.mountpoint.name)
+
     @contextmanager
     def mounted(self, endpoint_url: str) -> Iterator[Path]:
         self.mountpoint.mkdir(parents=True, exist_ok=True)
         force_unmount(self.mountpoint)
         cache = self._fresh_cache_dir()
+        watchdog = threading.Timer(SESSION_TIMEOUT_S, self._abort_hung, args=("session timeout",))
+        watchdog.daemon = True
+        watchdog.start()
         try:
             self._start(endpoint_url, cache)
             yield self.mountpoint
@@ -60,17 +74,24 @@ class Mounter(ABC):
             try:
                 self._stop(cache)
             finally:
+                watchdog.cancel()
                 if self.process is not None:
+                    if self.process.alive() and is_listed(self.real_mountpoint):
+                        self._abort_hung("daemon did not exit after unmount")
                     self.process.stop()
                     self.process = None
                 force_unmount(self.mountpoint)
                 shutil.rmtree(cache, ignore_errors=True)
 
+    def _abort_hung(self, why: str) -> None:
+        if abort_connection(self.real_mountpoint):
+            print(f"bench: aborted the FUSE connection of {self.name} ({why})", file=sys.stderr)
+
     def _spawn(self, argv: list[str], env: dict[str, str] | None = None) -> ManagedProcess:
         self.process = ManagedProcess(self.name, argv, self.workdir / "mount.log", env)
         process = self.process
         wait_until(
-            lambda: process.check_alive() and is_mounted(self.mountpoint),
+            lambda: process.check_alive() and is_listed(self.real_mountpoint),
             MOUNT_READY_TIMEOUT_S,
             f"{self.name} mount at {self.mountpoint}",
         )
@@ -80,8 +101,9 @@ class Mounter(ABC):
     def _start(self, endpoint_url: str, cache: Path) -> None: ...
 
     def _stop(self, cache: Path) -> None:
-        if is_mounted(self.mountpoint):
-            subprocess.run(["fusermount3", "-u", str(self.mountpoint)], capture_output=True, timeout=60)
+        if is_listed(self.real_mountpoint):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                subprocess.run(["fusermount3", "-u", self.real_mountpoint], capture_output=True, timeout=60)
         if self.process is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):  # ManagedProcess.stop() escalates
                 self.process.proc.wait(timeout=30)
@@ -91,9 +113,10 @@ class RazorFSMounter(Mounter):
     name = "razorfs"
 
     def _start(self, endpoint_url: str, cache: Path) -> None:
-        razorfs = Path(sys.executable).with_name("razorfs")
+        # The daemon's own entry point (what `razorfs mount` starts detached); in the foreground its
+        # pid is the FUSE process whose memory and stacks we measure.
         argv = [
-            str(razorfs), "mount", f"s3://{self.bucket}", str(self.mountpoint),
+            sys.executable, "-m", "razorfs.mount", "mount", f"s3://{self.bucket}", str(self.mountpoint),
             "--endpoint-url", endpoint_url, "--region", self.server.region, "--force-path-style",
             "--cache-dir", str(cache), "--cache-size", RAZORFS_CACHE_SIZE, "--foreground",
         ]  # fmt: skip
