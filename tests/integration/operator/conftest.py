@@ -121,6 +121,21 @@ def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
     return None
 
 
+def delete_razorvolumes(custom_api: Any, core_api: Any, namespace: str, timeout_s: float = 30.0) -> None:
+    """Deletes a test's pods and RazorVolumes and waits until the running operator has released
+    them, so no PV outlives the test in the shared control plane. Needs an operator and the
+    protection stand-in running."""
+    for pod in core_api.list_namespaced_pod(namespace).items:
+        core_api.delete_namespaced_pod(pod.metadata.name, namespace, grace_period_seconds=0)
+    for rv in custom_api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]:
+        custom_api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, rv["metadata"]["name"])
+    eventually(
+        lambda: not custom_api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"],
+        timeout_s,
+        f"RazorVolumes of {namespace} released",
+    )
+
+
 @dataclass
 class OperatorProcess:
     proc: subprocess.Popen[bytes]

@@ -19,7 +19,17 @@ import pytest
 from razorfs_wire.razorfs.v1 import node_admin_pb2, node_admin_pb2_grpc
 from tests.realparts.processes import free_port
 
-from .conftest import GROUP, PLURAL, VERSION, OperatorProcess, eventually, razorvolume, start_operator
+from .conftest import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    OperatorProcess,
+    ProtectionStandIn,
+    delete_razorvolumes,
+    eventually,
+    razorvolume,
+    start_operator,
+)
 
 pytestmark = [pytest.mark.kube, pytest.mark.s3]
 TOKEN = "node-admin-token-for-tests"
@@ -132,6 +142,8 @@ def _nodes(custom_api: Any, namespace: str, name: str) -> list[dict[str, Any]]:
 
 def test_node_state_and_warmup_come_from_nodes_that_have_the_volume_staged(
     custom_api: Any,
+    core_api: Any,
+    kube_api_client: Any,
     kube_namespace: str,
     s3_server: Any,
     bucket: str,
@@ -182,3 +194,5 @@ def test_node_state_and_warmup_come_from_nodes_that_have_the_volume_staged(
     unreachable = eventually(node_a_unreachable, 30, "node-a Unreachable")
     assert "UNAVAILABLE" in unreachable["lastError"] or "DEADLINE_EXCEEDED" in unreachable["lastError"]
     assert [n["name"] for n in _nodes(custom_api, kube_namespace, "nv")] == ["node-a"]
+    with ProtectionStandIn(kube_api_client):
+        delete_razorvolumes(custom_api, core_api, kube_namespace)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import ssl
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from .conftest import (
     ProtectionStandIn,
     condition,
     create_secret,
+    delete_razorvolumes,
     eventually,
     razorvolume,
 )
@@ -29,8 +31,17 @@ pytestmark = [pytest.mark.kube, pytest.mark.s3]
 
 
 @pytest.fixture(autouse=True)
-def _running(operator_process: OperatorProcess, protection_controllers: ProtectionStandIn) -> None:
-    """Every test here runs against the module's operator and the protection stand-in."""
+def _running(
+    operator_process: OperatorProcess,
+    protection_controllers: ProtectionStandIn,
+    custom_api: Any,
+    core_api: Any,
+    kube_namespace: str,
+) -> Iterator[None]:
+    """Every test here runs against the module's operator and the protection stand-in, and leaves
+    no RazorVolume, PV or PVC behind."""
+    yield
+    delete_razorvolumes(custom_api, core_api, kube_namespace)
 
 
 def spec_for(s3_server: Any, bucket: str, secret: str, **extra: Any) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from .conftest import (
     ProtectionStandIn,
     assert_no_secret_in,
     condition,
+    delete_razorvolumes,
     eventually,
     razorvolume,
     start_operator,
@@ -125,6 +126,10 @@ def test_operator_killed_mid_reconcile_converges_without_duplicates_after_restar
                 assert "v0" not in [
                     c.metadata.name for c in core_api.list_namespaced_persistent_volume_claim(kube_namespace).items
                 ]
+                delete_razorvolumes(custom_api, core_api, kube_namespace)
+                assert not core_api.list_persistent_volume(
+                    label_selector=f"razorfs.io/volume-namespace={kube_namespace}"
+                ).items
             finally:
                 third.kill(signal.SIGTERM)
                 assert_no_secret_in(third.log())
