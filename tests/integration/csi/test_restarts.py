@@ -152,3 +152,30 @@ def test_killed_mount_daemon_is_restarted_and_targets_work_again_without_losing_
     for name, data in files.items():
         assert s3_client.get_object(Bucket=bucket, Key=f"crash/{name}")["Body"].read() == data
     assert s3_client.get_object(Bucket=bucket, Key="crash/after.txt")["Body"].read() == b"new daemon"
+
+
+def test_daemon_that_died_while_the_plugin_was_down_is_restarted_at_plugin_start(
+    node_plugin: NodePlugin, s3_server: S3Server, s3_client: Any, bucket: str, fuse_available: None
+) -> None:
+    volume = KubeletVolume.on_s3(node_plugin.kubelet_dir, s3_server, bucket, "orphan")
+    with node_plugin.channel() as channel:
+        node = node_plugin.node(channel)
+        volume.stage(node)
+        target = volume.publish(node, "pod")
+    (target / "before.txt").write_bytes(b"closed before both deaths")
+    old_pid = list_volumes(node_plugin)[volume.volume_id].daemon_pid
+    node_plugin.kill(signal.SIGKILL)
+    os.killpg(old_pid, signal.SIGKILL)
+    time.sleep(0.5)
+    with pytest.raises(OSError):
+        (target / "before.txt").read_bytes()  # nobody serves the mount now
+
+    node_plugin.start()  # ready only once the volume is serving again
+    assert (target / "before.txt").read_bytes() == b"closed before both deaths"
+    state = list_volumes(node_plugin)[volume.volume_id]
+    assert state.state == "Mounted" and state.daemon_pid != old_pid
+    with node_plugin.channel() as channel:
+        node = node_plugin.node(channel)
+        volume.unpublish(node, target)
+        volume.unstage(node)
+    assert s3_client.get_object(Bucket=bucket, Key="orphan/before.txt")["Body"].read() == b"closed before both deaths"
