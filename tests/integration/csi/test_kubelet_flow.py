@@ -77,3 +77,18 @@ def test_read_only_publish_refuses_writes_and_unstage_waits_for_unpublish(
         assert is_mounted(reader)
         volume.unpublish(node, reader)
         volume.unstage(node)
+
+
+def test_volume_mount_group_owns_objects_without_ownership_metadata(
+    node_plugin: NodePlugin, s3_server: S3Server, s3_client: Any, bucket: str, fuse_available: None
+) -> None:
+    s3_client.put_object(Bucket=bucket, Key="grp/plain.txt", Body=b"no uid/gid metadata")
+    volume = KubeletVolume.on_s3(node_plugin.kubelet_dir, s3_server, bucket, "grp")
+    volume.mount_group = "4242"
+    with node_plugin.channel() as channel:
+        node = node_plugin.node(channel)
+        volume.stage(node)
+        target = volume.publish(node, "pod")
+        assert (target / "plain.txt").stat().st_gid == 4242
+        volume.unpublish(node, target)
+        volume.unstage(node)
