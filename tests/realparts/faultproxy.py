@@ -20,7 +20,9 @@ import enum
 import random
 import signal
 import socket
+import ssl
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -28,6 +30,7 @@ import urllib.parse
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 _READ_CHUNK_BYTES = 64 * 1024
 _MAX_HEAD_BYTES = 64 * 1024
@@ -92,7 +95,9 @@ class _Drop(Exception):
 class FaultProxy:
     """Runs an asyncio proxy on its own thread; every public method is thread-safe."""
 
-    def __init__(self, upstream_url: str, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, upstream_url: str, host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None):
+        """With `tls` the proxy serves HTTPS (to test CA bundles); upstream stays plain HTTP."""
+        self._tls = tls
         parsed = urllib.parse.urlsplit(upstream_url)
         if parsed.scheme != "http" or not parsed.hostname or not parsed.port:
             raise ValueError(f"upstream must be http://HOST:PORT, got {upstream_url!r}")
@@ -116,7 +121,8 @@ class FaultProxy:
 
     @property
     def endpoint_url(self) -> str:
-        return f"http://{self._bind[0]}:{self.port}"
+        scheme = "https" if self._tls else "http"
+        return f"{scheme}://{self._bind[0]}:{self.port}"
 
     def add_rule(
         self,
@@ -199,7 +205,9 @@ class FaultProxy:
         self._loop = loop
         try:
             self._server = loop.run_until_complete(
-                asyncio.start_server(self._serve_client, self._bind[0], self._bind[1], reuse_address=True)
+                asyncio.start_server(
+                    self._serve_client, self._bind[0], self._bind[1], reuse_address=True, ssl=self._tls
+                )
             )
             self.port = self._server.sockets[0].getsockname()[1]
         except BaseException as exc:
@@ -240,7 +248,7 @@ class FaultProxy:
                 if head is None:
                     return
                 upstream = await self._serve_request(head, client_r, client_w, upstream)
-        except (_Drop, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        except (_Drop, ConnectionError, ssl.SSLError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
         except asyncio.CancelledError:
             # Only stop() cancels, after the loop stopped; ending quietly keeps asyncio's
@@ -407,6 +415,21 @@ def _s3_error(status: int, reason: str, code: str, target: str) -> bytes:
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     ).encode()
     return head + body
+
+
+def self_signed_tls(workdir: Path, host: str = "127.0.0.1") -> tuple[ssl.SSLContext, Path]:
+    """A server context with a fresh self-signed certificate for `host`, and the certificate's
+    path (the CA bundle a client must be given). Needs the `openssl` command."""
+    cert, key = workdir / "proxy-cert.pem", workdir / "proxy-key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={host}",
+         "-addext", f"subjectAltName=IP:{host}"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context, cert
 
 
 def main(argv: Sequence[str] | None = None) -> int:
