@@ -25,6 +25,7 @@ from razorfs.store.errors import (
     StoreError,
     StoreUnavailable,
     Throttled,
+    TlsFailure,
 )
 from razorfs.store.location import S3Location, parse_s3_url
 from razorfs.store.retry import RetryPolicy
@@ -172,6 +173,11 @@ def diagnose(err: Exception, location: S3Location, where: str) -> str:
         )
     if isinstance(err, Throttled):
         return f"{where} keeps throttling requests (SlowDown); try again later"
+    if isinstance(err, TlsFailure):
+        return (
+            f"the TLS certificate of {where} is not trusted or does not match its address; "
+            "pass the CA that signed it with --ca-bundle FILE"
+        )
     if isinstance(err, StoreUnavailable):
         return (
             f"the endpoint {where} is unreachable or failing; check --endpoint-url, the network, "

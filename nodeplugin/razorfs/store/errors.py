@@ -45,3 +45,7 @@ class InvalidRequest(StoreError):
 class KeyConflict(InvalidRequest):
     """The server cannot keep this key next to an existing one: filer-backed servers (SeaweedFS)
     refuse `a` as an object when `a/...` exists, and the reverse."""
+
+
+class TlsFailure(StoreUnavailable):
+    """The TLS handshake failed (untrusted or mismatched certificate); retrying does not help."""

@@ -22,6 +22,7 @@ from razorfs.store.errors import (
     StoreError,
     StoreUnavailable,
     Throttled,
+    TlsFailure,
 )
 
 _NOT_FOUND_CODES = {"NoSuchKey", "NotFound", "404", "NoSuchVersion"}
@@ -106,7 +107,7 @@ def translate(exc: BaseException, operation: str, bucket: str, key: str | None =
     if isinstance(exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError):
         return Translated(InvalidCredentials(f"{where}: no S3 credentials found (AWS_ACCESS_KEY_ID etc.)"), False)
     if isinstance(exc, botocore.exceptions.SSLError | ssl.SSLError):
-        return Translated(StoreUnavailable(f"{where}: TLS failure: {_short(exc)}"), False)
+        return Translated(TlsFailure(f"{where}: TLS failure: {_short(exc)}"), False)
     if isinstance(exc, _CONNECTION_ERRORS):
         return Translated(StoreUnavailable(f"{where}: {type(exc).__name__}: {_short(exc)}"), True)
     if isinstance(exc, botocore.exceptions.ParamValidationError):

@@ -67,4 +67,4 @@ def test_check_command_trusts_ca_bundle_and_diagnoses_without_it(
     assert ok.returncode == 0, ok.stdout + ok.stderr
     bad = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1
-    assert "certificate" in bad.stdout and "Traceback" not in bad.stdout + bad.stderr
+    assert "--ca-bundle FILE" in bad.stdout and "Traceback" not in bad.stdout + bad.stderr
