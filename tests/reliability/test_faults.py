@@ -1,0 +1,93 @@
+"""The filesystem under S3 faults (the fault proxy between the mount and SeaweedFS): with 10% of
+requests failing (500, 503 SlowDown, resets, truncated bodies) a workload of 100 files loses and
+corrupts nothing; during a partition, writes keep landing in the cache (close() returns) and are
+uploaded once it ends. The bucket is judged directly on the real server, never through the proxy."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import pytest
+
+from tests.realparts.faultproxy import FaultProxy
+from tests.reliability import soak
+from tests.reliability.conftest import MountFactory
+from tests.reliability.s3_contents import objects_under
+from tests.reliability.workload import KiB, content_for, mixed_files, write_file
+
+pytestmark = [pytest.mark.s3, pytest.mark.fuse]
+
+
+def test_workload_under_ten_percent_faults_loses_and_corrupts_nothing(
+    mount_factory: MountFactory, fault_proxy: FaultProxy, s3_client: Any, bucket: str
+) -> None:
+    seed = soak.BASE_SEED
+    mount = mount_factory(endpoint_url=fault_proxy.endpoint_url)
+    root = mount.mountpoint
+    fault_proxy.set_chaos(0.10, seed=seed)
+    expected: dict[str, bytes] = {}
+    specs = mixed_files(seed, soak.pick(100, 400))
+    for d in sorted({spec.path.split("/")[0] for spec in specs}):
+        (root / d).mkdir()
+    for index, spec in enumerate(specs):
+        data = content_for(seed, spec.path, spec.size)
+        write_file(root / spec.path, data, fsync=index % 7 == 0)
+        expected[spec.path] = data
+    for spec in specs[::5]:  # rename every fifth file (some uploaded already, some still dirty)
+        new_path = spec.path.replace("file-", "renamed-")
+        os.rename(root / spec.path, root / new_path)
+        expected[new_path] = expected.pop(spec.path)
+    for path, data in expected.items():
+        assert (root / path).read_bytes() == data, f"{path} read back through the mount differs"
+    mount.flush(timeout_s=600)
+    in_s3 = objects_under(s3_client, bucket, "vol/")
+    lost = sorted(set(expected) - set(in_s3))
+    corrupt = sorted(p for p in expected if p in in_s3 and in_s3[p] != expected[p])
+    extra = sorted(set(in_s3) - set(expected))
+    assert (lost, corrupt, extra) == ([], [], []), f"lost {lost[:5]}, corrupt {corrupt[:5]}, unexpected {extra[:5]}"
+    assert fault_proxy.faults_injected() >= 10, f"only {fault_proxy.faults_injected()} faults: the test proved little"
+    assert mount.alive(), mount.log_tail()
+
+
+def test_writes_continue_into_the_cache_during_a_partition_and_upload_after_it(
+    mount_factory: MountFactory, fault_proxy: FaultProxy, s3_client: Any, bucket: str
+) -> None:
+    partition_s = soak.pick_float(8.0, 30.0)
+    mount = mount_factory(endpoint_url=fault_proxy.endpoint_url)
+    workdir = mount.mountpoint / "during"
+    workdir.mkdir()
+    write_file(workdir / "before.txt", b"written before the partition\n")
+    mount.flush()
+    os.listdir(workdir)
+    expected = {"during/before.txt": b"written before the partition\n"}
+
+    fault_proxy.partition(partition_s)
+    started = time.monotonic()
+    index = 0
+    took: dict[str, float] = {}
+    while time.monotonic() - started < partition_s * 0.5 or index < 5:
+        path = f"during/p-{index:03d}.bin"
+        data = content_for(1, path, (index % 8 + 1) * 128 * KiB)
+        one_started = time.monotonic()
+        write_file(mount.mountpoint / path, data)
+        took[path] = time.monotonic() - one_started
+        expected[path] = data
+        index += 1
+    writing_took = time.monotonic() - started
+    assert writing_took < partition_s, (
+        f"writes took {writing_took:.1f}s: they waited for S3 instead of the cache; "
+        f"slowest open-write-close: {max(took.items(), key=lambda kv: kv[1])}"
+    )
+    keys_during = set(objects_under(s3_client, bucket, "vol/during/"))
+    assert keys_during == {"before.txt"}, "the partition did not cut the mount off from S3"
+    assert (mount.mountpoint / "during" / "p-000.bin").read_bytes() == expected["during/p-000.bin"]
+
+    time.sleep(max(0.0, partition_s - (time.monotonic() - started)) + 0.5)
+    mount.flush(timeout_s=300)
+    in_s3 = {f"during/{k}": v for k, v in objects_under(s3_client, bucket, "vol/during/").items()}
+    assert sorted(in_s3) == sorted(expected)
+    assert all(in_s3[p] == expected[p] for p in expected), "an object uploaded after the partition is corrupt"
+    assert fault_proxy.stats.faults["refuse"] > 0
+    assert mount.alive(), mount.log_tail()
