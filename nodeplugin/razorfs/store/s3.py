@@ -145,6 +145,9 @@ class S3Store:
             args["SSEKMSKeyId"] = self.settings.sse_kms_key_id
         return args
 
+    # Records returned by writes carry this node's clock as `last_modified` (S3 does not return
+    # the server's time on writes); `head` and listings give the server's.
+
     def put_bytes(self, key: str, data: bytes, metadata: Mapping[str, str]) -> ObjectInfo:
         resp = self._request(
             "put",
@@ -221,7 +224,12 @@ class S3Store:
                     pool.submit(self._upload_part, key, upload_id, number, part, source_etags)
                     for number, part in enumerate(plan, start=1)
                 ]
-                etags = [f.result() for f in futures]
+                try:
+                    etags = [f.result() for f in futures]
+                except BaseException:
+                    for future in futures:  # parts not started yet are pointless now
+                        future.cancel()
+                    raise
             etag = self._complete(key, upload_id, etags, total)
         except BaseException:
             self._abort(key, upload_id)

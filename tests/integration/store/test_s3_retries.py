@@ -7,6 +7,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -136,3 +137,18 @@ def test_logs_of_a_faulty_run_never_contain_the_secret(
             proxied.head(f"k{i}")
     assert "retrying in" in caplog.text  # the retries were logged...
     assert s3_server.secret_key not in caplog.text  # ...without the secret, even at DEBUG
+
+
+def test_failed_multipart_upload_is_aborted_and_the_old_object_kept(
+    proxied: S3Store, direct: S3Store, fault_proxy: FaultProxy, tmp_path: Path, s3_client: Any
+) -> None:
+    direct.put_bytes("obj", b"old content", {})
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(12 * MiB))
+    fault_proxy.add_rule(Fault.ERROR_500, times=None, method="PUT", path_contains="partNumber=")
+    with pytest.raises(StoreUnavailable, match="upload-part"):
+        proxied.put_file("obj", path, {})
+    assert fault_proxy.stats.by_method["DELETE"] == 1  # the abort
+    fault_proxy.clear()
+    assert direct.get_range("obj", 0, 100) == b"old content"  # never a half-written object
+    assert s3_client.list_multipart_uploads(Bucket=direct.bucket).get("Uploads", []) == []
