@@ -3,8 +3,10 @@ module, and the check that `dev-down` leaves no process and no mount behind."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +25,10 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dev_cluster.DevSta
         test_binary("etcd")
     except RealPartMissing as exc:
         pytest.fail(f"real part missing: {exc}", pytrace=False)
-    root = tmp_path_factory.mktemp("dev")
+    # RAZORFS_E2E_ROOT keeps the cluster's logs where concurrent sessions' temp-dir rotation cannot
+    # remove them (for debugging a failure).
+    chosen = os.environ.get("RAZORFS_E2E_ROOT")
+    root = Path(chosen) / uuid.uuid4().hex[:8] if chosen else tmp_path_factory.mktemp("dev")
     try:
         # Any free S3 port: a developer's own `make dev-up` may hold the well-known one.
         yield dev_cluster.up(root, s3_port=None)

@@ -82,17 +82,18 @@ def mounts_in(kubelet_dir: str) -> list[str]:
         return [line.split()[4] for line in mountinfo if line.split()[4].startswith(kubelet_dir)]
 
 
-def run_writer_and_delete_it(core: Any, applier: Applier, dev: dev_cluster.DevState, namespace: str,
-                             claim: str) -> None:
+def run_writer_and_delete_it(core: Any, applier: Applier, dev: dev_cluster.DevState, namespace: str, claim: str,
+                             while_published: Callable[[], None] = lambda: None) -> None:
     applier.apply(writer_pod(namespace, claim))
-    phase = wait_for("writer pod finished", lambda: pod_phase(core, namespace, "writer") in ("Succeeded", "Failed")
-                     and pod_phase(core, namespace, "writer"))
-    assert phase == "Succeeded", f"writer pod {phase}; harness log in {dev.root}/logs"
-    assert mounts_in(dev.kubelet_dir), "the volume should stay staged and published until the pod is deleted"
+    wait_for("writer pod finished", lambda: pod_phase(core, namespace, "writer") in ("Succeeded", "Failed"))
+    assert pod_phase(core, namespace, "writer") == "Succeeded", f"writer pod failed; logs in {dev.root}/logs"
+    assert mounts_in(dev.kubelet_dir), "the volume stays staged and published until the pod is deleted"
+    while_published()
     core.delete_namespaced_pod("writer", namespace)
-    wait_for("writer pod gone (unpublished, unstaged)",
-             lambda: gone(lambda: core.read_namespaced_pod("writer", namespace)))
-    assert mounts_in(dev.kubelet_dir) == [], "unstage must release every mount"
+    # A finished pod is removed from the API at once; kubelet (the harness) then unpublishes and
+    # unstages, and the plugin unmounts only after flushing every dirty file.
+    wait_for("writer pod gone", lambda: gone(lambda: core.read_namespaced_pod("writer", namespace)))
+    wait_for("volume unpublished and unstaged", lambda: mounts_in(dev.kubelet_dir) == [])
 
 
 def assert_written_files_in_s3(s3: Any, bucket: str, prefix: str) -> None:
@@ -140,18 +141,13 @@ def test_razorvolume_pod_files_reach_s3_and_delete_removes_pv_pvc_and_objects(
     pv_name, claim = status["persistentVolumeName"], status["claimName"]
     assert claim == "data"
 
-    applier.apply(writer_pod(namespace, claim))
-    wait_for("writer pod finished", lambda: pod_phase(core, namespace, "writer") in ("Succeeded", "Failed"))
-    assert pod_phase(core, namespace, "writer") == "Succeeded", f"harness log in {dev.root}/logs"
-    # While the pod holds the volume, the operator reports this node's mount over NodeAdmin.
-    nodes = wait_for("status.nodes reports node local", lambda: [
-        n for n in (rv().get("status") or {}).get("nodes") or [] if n["name"] == dev_cluster.NODE_NAME])
-    assert nodes[0]["state"] == "Mounted", nodes
-    assert mounts_in(dev.kubelet_dir)
+    def node_reports_mount() -> None:
+        # While the pod holds the volume, the operator reports this node's mount over NodeAdmin.
+        nodes = wait_for("status.nodes reports node local", lambda: [
+            n for n in (rv().get("status") or {}).get("nodes") or [] if n["name"] == dev_cluster.NODE_NAME])
+        assert nodes[0]["state"] == "Mounted", nodes
 
-    core.delete_namespaced_pod("writer", namespace)
-    wait_for("writer pod gone", lambda: gone(lambda: core.read_namespaced_pod("writer", namespace)))
-    assert mounts_in(dev.kubelet_dir) == [], "unstage must release every mount"
+    run_writer_and_delete_it(core, applier, dev, namespace, claim, node_reports_mount)
     assert_written_files_in_s3(s3, dev.bucket, prefix + "/")
 
     custom.delete_namespaced_custom_object("razorfs.io", "v1alpha1", namespace, "razorvolumes", "data")

@@ -327,13 +327,17 @@ class KubeletHarness:
         from kubernetes.client.exceptions import ApiException
 
         remaining = [f for f in (obj.metadata.finalizers or []) if f != finalizer]
-        # The resourceVersion makes this a compare-and-swap: other finalizers added meanwhile survive.
+        # A JSON merge patch replaces the list (a strategic merge patch would merge it and remove
+        # nothing); the resourceVersion makes it a compare-and-swap, so finalizers added meanwhile survive.
         body = {"metadata": {"finalizers": remaining, "resourceVersion": obj.metadata.resource_version}}
+        merge = "application/merge-patch+json"
         try:
             if kind == "pvc":
-                self.core.patch_namespaced_persistent_volume_claim(obj.metadata.name, obj.metadata.namespace, body)
+                self.core.patch_namespaced_persistent_volume_claim(
+                    obj.metadata.name, obj.metadata.namespace, body, _content_type=merge
+                )
             else:
-                self.core.patch_persistent_volume(obj.metadata.name, body)
+                self.core.patch_persistent_volume(obj.metadata.name, body, _content_type=merge)
         except ApiException as exc:
             if exc.status not in (404, 409):
                 raise
