@@ -108,7 +108,10 @@ class NodePlugin:
                 probe = csi_pb2_grpc.IdentityStub(channel).Probe(csi_pb2.ProbeRequest(), timeout=2)
             return bool(probe.ready.value)
 
-        wait_until(ready, timeout_s, "razorfs-node ready", 0.1)
+        try:
+            wait_until(ready, timeout_s, "razorfs-node ready", 0.1)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\nplugin log:\n{self.log_tail()}") from None
 
     def channel(self) -> grpc.Channel:
         return grpc.insecure_channel(f"unix://{self.socket_path}")
