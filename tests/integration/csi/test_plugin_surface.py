@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import stat
+import urllib.request
+from pathlib import Path
 
 import grpc
 import pytest
@@ -12,6 +14,7 @@ from razorfs.volume_spec import CSI_DRIVER_NAME
 from razorfs_wire.csi.v1 import csi_pb2
 from razorfs_wire.razorfs.v1 import node_admin_pb2
 from tests.integration.csi.plugin import ADMIN_TOKEN, NodePlugin
+from tests.realparts.processes import free_port
 
 Mode = csi_pb2.VolumeCapability.AccessMode
 NodeRpc = csi_pb2.NodeServiceCapability.RPC.Type
@@ -45,8 +48,8 @@ def test_identity_names_the_driver_and_advertises_the_controller(node_plugin: No
         assert identity.Probe(csi_pb2.ProbeRequest()).ready.value is True
 
 
-def test_node_mode_does_not_advertise_or_serve_the_controller(plugin_root: object) -> None:
-    plugin = NodePlugin(plugin_root, mode="node")  # type: ignore[arg-type]
+def test_node_mode_does_not_advertise_or_serve_the_controller(plugin_root: Path) -> None:
+    plugin = NodePlugin(plugin_root, mode="node")
     try:
         plugin.start()
         with plugin.channel() as channel:
@@ -163,3 +166,16 @@ def test_missing_or_unsupported_capabilities_and_fields_get_the_right_codes(node
         # Unpublish and unstage of something never staged are idempotent successes.
         node.NodeUnpublishVolume(csi_pb2.NodeUnpublishVolumeRequest(volume_id="v", target_path=target))
         node.NodeUnstageVolume(csi_pb2.NodeUnstageVolumeRequest(volume_id="v", staging_target_path=staging))
+
+
+def test_metrics_port_serves_the_supervisor_gauges(plugin_root: Path) -> None:
+    port = free_port()
+    plugin = NodePlugin(plugin_root, mode="node", extra_args=["--metrics-port", str(port)])
+    try:
+        plugin.start()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        assert 'razorfs_node_volumes{state="Mounted"} 0.0' in text
+        assert "razorfs_node_ready 1.0" in text
+    finally:
+        plugin.cleanup()
