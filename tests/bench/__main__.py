@@ -15,7 +15,7 @@ from .plots import plot_workloads
 from .profiler import top_frames, top_inclusive
 from .results import ResultSet
 from .runner import SuiteOptions, run_suite
-from .sizes import FULL, QUICK
+from .sizes import PRESETS, QUICK
 from .table import render_report
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,6 +27,9 @@ SYSTEMS = ["razorfs", "rclone", "s3fs", "boto3", "local"]
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes (a few minutes), same code paths")
+    parser.add_argument(
+        "--sizes", choices=sorted(PRESETS), default="full", help="size preset (default full, ~20 min)"
+    )
     parser.add_argument("--runs", type=int, help="alternating runs per system (default: 3 full, 2 quick)")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma list of {SYSTEMS}")
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma list of {list(WORKLOADS)}")
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         results = ResultSet.from_json(args.from_json.read_text())
         out_dir = args.from_json.parent
     else:
-        sizes = QUICK if args.quick else FULL
+        sizes = QUICK if args.quick else PRESETS[args.sizes]
         if args.runs:
             from dataclasses import replace
 

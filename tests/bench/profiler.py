@@ -32,7 +32,7 @@ class Profiler:
         self.current = self.out_dir / f"{label}.txt"
         argv = [
             self._exe, "record", "--pid", str(pid), "--format", "raw", "--rate", str(SAMPLE_RATE_HZ),
-            "--subprocesses", "--threads", "--output", str(self.current),
+            "--subprocesses", "--threads", "--nonblocking", "--output", str(self.current),
         ]  # fmt: skip
         log = open(self.out_dir / f"{label}.log", "wb")  # noqa: SIM115 - handed to the child
         self._proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

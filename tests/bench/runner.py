@@ -102,7 +102,7 @@ def run_workload(ctx: BenchContext, workload: Workload, systems: list[str], moun
         _keep_traceback(ctx, f"{workload.name} prepare")
         return
     try:
-        for run in range(ctx.sizes.runs):
+        for run in range(workload.runs(ctx.sizes)):
             for system in active:
                 _measure(ctx, workload, system, mounters, run)
     finally:

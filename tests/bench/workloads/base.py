@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..context import BenchContext
 from ..mounters import Mounter
-from ..sizes import MIB
+from ..sizes import MIB, BenchSizes
 
 READ_CHUNK_BYTES = 1 * MIB
 WRITE_CHUNK_BYTES = 1 * MIB
@@ -21,6 +21,9 @@ ALL_SYSTEMS = ("razorfs", "rclone", "s3fs", "boto3", "local")
 class Workload(ABC):
     name: str
     systems: tuple[str, ...] = ALL_SYSTEMS
+
+    def runs(self, sizes: BenchSizes) -> int:
+        return sizes.runs
 
     def prepare(self, ctx: BenchContext, local_root: Path) -> None:  # noqa: B027 - optional hook
         """Create the data every system reads; `local_root` is the local directory system's root."""

@@ -12,7 +12,7 @@ from ..memory import RssSampler
 from ..mounters import Mounter
 from ..pagecache import drop_page_cache
 from ..s3objects import delete_prefix
-from ..sizes import MIB
+from ..sizes import MIB, BenchSizes
 from .base import READ_CHUNK_BYTES, WRITE_CHUNK_BYTES, Workload, pattern_block
 
 PREFIX = "stream/"
@@ -21,6 +21,9 @@ PREFIX = "stream/"
 class StreamRss(Workload):
     name = "rss"
     systems = ("razorfs", "rclone", "s3fs")
+
+    def runs(self, sizes: BenchSizes) -> int:
+        return min(sizes.runs, sizes.stream_runs)
 
     def prepare(self, ctx: BenchContext, local_root: Path) -> None:
         ctx.s3.put_object(Bucket=ctx.bucket, Key=PREFIX, Body=b"")
