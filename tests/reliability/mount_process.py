@@ -55,7 +55,8 @@ class MountProcess:
         ]
 
     def start(self) -> MountProcess:
-        self.mountpoint.mkdir(parents=True, exist_ok=True)
+        if not self.pids:  # a restart finds the dead mount (ENOTCONN) there: the daemon handles it
+            self.mountpoint.mkdir(parents=True, exist_ok=True)
         result = self._cli(self.command())
         if result.returncode != 0:
             raise MountFailed(f"razorfs mount exited {result.returncode}: {result.stderr.strip()}\n{self.log_tail()}")
