@@ -50,6 +50,11 @@ def mount_count(path: Path) -> int:
     return sum(1 for point, _ in mount_points() if point == target)
 
 
+def mounted_paths() -> frozenset[str]:
+    """Every mount point, from one read of the mount table (cheap to test many paths against)."""
+    return frozenset(point for point, _ in mount_points())
+
+
 def is_mounted(path: Path) -> bool:
     return mount_count(path) > 0
 

@@ -28,7 +28,7 @@ from razorfs.csi.state_store import StateStore, VolumeRecord, volume_key
 
 log = logging.getLogger(__name__)
 
-HEALTH_CHECK_INTERVAL_S = 0.5
+HEALTH_CHECK_INTERVAL_S = 1.0
 DAEMON_EXIT_TIMEOUT_S = 30.0
 # A daemon that is alive but whose mount keeps failing is killed after this many checks.
 DEAD_MOUNT_STRIKES = 3
@@ -120,6 +120,7 @@ class Supervisor:
     async def run_health_checks(self) -> None:
         while True:
             DaemonProcess.reap()
+            mounted = mounts.mounted_paths()  # one read of the mount table per round
             for volume_id, volume in list(self.volumes.items()):
                 lock = self._lock(volume_id)
                 if lock.locked():
@@ -127,7 +128,7 @@ class Supervisor:
                 async with lock:
                     if self.volumes.get(volume_id) is not volume:
                         continue
-                    await self._check_volume(volume)
+                    await self._check_volume(volume, mounted)
             await asyncio.sleep(self.health_check_interval_s)
 
     async def _daemon_healthy(self, volume: StagedVolume) -> bool:
@@ -138,16 +139,20 @@ class Supervisor:
             return False
         return await mounts.mount_health(volume.staging_path) is not mounts.MountHealth.DEAD
 
-    async def _check_volume(self, volume: StagedVolume) -> None:
+    async def _check_volume(self, volume: StagedVolume, mounted: frozenset[str]) -> None:
         if volume.state is VolumeState.UNMOUNTING:
             return
         identity = volume.record.daemon
         alive = identity is not None and daemon.is_alive(identity)
-        if alive and await self._daemon_healthy(volume):
+        if (
+            alive
+            and volume.record.staging_path in mounted
+            and await mounts.mount_health(volume.staging_path) is not mounts.MountHealth.DEAD
+        ):
             volume.dead_mount_strikes = 0
-            if volume.state is not VolumeState.MOUNTED:
-                volume.state = VolumeState.MOUNTED
-            await self._ensure_targets_bound(volume)
+            volume.state = VolumeState.MOUNTED
+            if any(target not in mounted for target in volume.record.targets):
+                await self._ensure_targets_bound(volume)
             return
         if alive:
             # Alive but its mount is gone or dead: give a starting or unmounting daemon a moment.
