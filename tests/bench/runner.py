@@ -20,6 +20,7 @@ from types import FrameType
 from tests.realparts.s3server import S3Server, start_seaweedfs
 
 from .context import BenchContext
+from .control_plane import measure_control_plane
 from .counting_proxy import CountingProxy
 from .machine import describe_machine
 from .mounters import MOUNTERS, LocalDirMounter, Mounter
@@ -119,6 +120,23 @@ def start_s3(workdir: Path) -> S3Server:
         return start_seaweedfs(workdir / "s3-retry")
 
 
+def run_control_plane(ctx: BenchContext) -> None:
+    """One run: the stack is large (etcd, apiserver, operator, plugin) and the figure is a total."""
+    _log(f"control_plane: {ctx.sizes.cp_volumes} RazorVolumes, {ctx.sizes.cp_stage_samples} stage+publish")
+    try:
+        figures = measure_control_plane(ctx.workdir, ctx.sizes.cp_volumes, ctx.sizes.cp_stage_samples)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        ctx.results.fail("control_plane", "razorfs", 0, f"{type(exc).__name__}: {exc}"[:400])
+        _log(f"  control_plane razorfs: FAILED {type(exc).__name__}: {str(exc)[:300]}")
+        _keep_traceback(ctx, "control_plane")
+        return
+    for metric, value in figures.items():
+        ctx.results.record(metric, "razorfs", 0, value)
+    _log("  control_plane razorfs: " + ", ".join(f"{k}={v:.4g}" for k, v in figures.items()))
+
+
 def run_suite(options: SuiteOptions) -> ResultSet:
     sizes = options.sizes
     results = ResultSet(sizes.name, sizes.runs, options.systems, sizes.labels())
@@ -147,4 +165,7 @@ def run_suite(options: SuiteOptions) -> ResultSet:
                 continue
             run_workload(ctx, workload, options.systems, mounters)
             results.save(options.out_dir / "results.json")  # partial results survive a later failure
+        if "control_plane" in options.workloads and "razorfs" in options.systems:
+            run_control_plane(ctx)
+            results.save(options.out_dir / "results.json")
     return results

@@ -20,6 +20,8 @@ class BenchSizes:
     stream_runs: int  # streaming 4 GiB per system is the longest step; memory is not noise-bound
     # Source-tree folders under /usr/include that the untar workload archives.
     tree_dirs: tuple[str, ...]
+    cp_volumes: int  # RazorVolumes applied at once
+    cp_stage_samples: int  # stage + publish calls timed through the CSI plugin
 
     def labels(self) -> dict[str, str]:
         return {
@@ -28,6 +30,8 @@ class BenchSizes:
             "objects": f"{self.list_objects:,}",
             "stream": human_bytes(self.stream_bytes),
             "tree": "/usr/include/{" + ",".join(self.tree_dirs) + "}",
+            "volumes": str(self.cp_volumes),
+            "stages": str(self.cp_stage_samples),
         }
 
 
@@ -43,6 +47,8 @@ ISSUE = BenchSizes(
     stream_bytes=4 * GIB,
     stream_runs=1,
     tree_dirs=("linux", "c++", "llvm-14"),
+    cp_volumes=200,
+    cp_stage_samples=50,
 )
 
 # The default: what fits in about 20 minutes. Big-file workloads keep the issue's sizes (1 GiB; the
@@ -58,6 +64,8 @@ FULL = BenchSizes(
     stream_bytes=2 * GIB,
     stream_runs=1,
     tree_dirs=("linux", "c++"),
+    cp_volumes=200,
+    cp_stage_samples=20,
 )
 
 QUICK = BenchSizes(
@@ -70,6 +78,8 @@ QUICK = BenchSizes(
     stream_bytes=512 * MIB,
     stream_runs=1,
     tree_dirs=("linux",),
+    cp_volumes=20,
+    cp_stage_samples=5,
 )
 
 PRESETS: dict[str, BenchSizes] = {s.name: s for s in (QUICK, FULL, ISSUE)}

@@ -49,6 +49,7 @@ TARGETS: tuple[Target, ...] = (
     Target("peak RSS while streaming <= 150 MiB", "stream_peak_rss_mib", None, "<=", 150.0),
     # "Flat as the file grows": we call it flat when the last three quarters add under 16 MiB.
     Target("RSS flat as the file grows (growth <= 16 MiB)", "stream_rss_growth_mib", None, "<=", 16.0),
+    Target("RazorVolumes applied at once Ready within 60 s", "cp_ready_all_s", None, "<=", 60.0),
 )
 
 
