@@ -40,8 +40,8 @@ class Fault(enum.Enum):
     ERROR_500 = "500"  # 500 InternalError with an S3 XML body; the request never reaches upstream
     SLOWDOWN_503 = "503"  # 503 SlowDown with an S3 XML body; the request never reaches upstream
     DENIED_403 = "403"  # 403 AccessDenied with an S3 XML body (a bucket policy saying no)
-    RESET = "reset"  # forwarded, then the connection is reset halfway through the response body
-    TRUNCATE = "truncate"  # forwarded, then half the response body is sent and the connection closed
+    RESET = "reset"  # forwarded, then the connection is reset halfway through the response
+    TRUNCATE = "truncate"  # forwarded, then half the response is sent and the connection closed
     LATENCY = "latency"  # forwarded, the response delayed by the rule's delay_s
     REFUSE = "refuse"  # the connection is reset before anything is forwarded
 
@@ -308,7 +308,12 @@ class FaultProxy:
         if fault is Fault.LATENCY and rule is not None:
             await asyncio.sleep(rule.delay_s)
         if fault in (Fault.RESET, Fault.TRUNCATE):
-            client_w.write(resp_head.raw + resp_body[: len(resp_body) // 2])
+            # Cut the body in half; a response without a body (PUT, HEAD) is cut inside its status
+            # line, or the "fault" would reach the client as a complete reply (http.client takes
+            # headers cut short by EOF as complete).
+            whole = resp_head.raw + resp_body
+            cut = len(resp_head.raw) + len(resp_body) // 2 if resp_body else len(resp_head.first_line) // 2
+            client_w.write(whole[:cut])
             await client_w.drain()
             if fault is Fault.RESET:
                 _reset(client_w)

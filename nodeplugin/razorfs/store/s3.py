@@ -91,7 +91,7 @@ class S3Store:
     # -- reads --------------------------------------------------------------------------------
 
     def head(self, key: str) -> ObjectInfo:
-        resp = self._request("head", key, lambda: self._client.head_object(Bucket=self.bucket, Key=key))
+        resp = self._request("head", key, lambda: _with_etag(self._client.head_object(Bucket=self.bucket, Key=key)))
         return ObjectInfo(
             key=key,
             size=int(resp["ContentLength"]),
@@ -152,8 +152,10 @@ class S3Store:
         resp = self._request(
             "put",
             key,
-            lambda: self._client.put_object(
-                Bucket=self.bucket, Key=key, Body=data, Metadata=dict(metadata), **self._sse_args()
+            lambda: _with_etag(
+                self._client.put_object(
+                    Bucket=self.bucket, Key=key, Body=data, Metadata=dict(metadata), **self._sse_args()
+                )
             ),
         )
         self.counters.count_uploaded(len(data))
@@ -261,8 +263,10 @@ class S3Store:
         resp_put = self._request(
             "upload-part",
             key,
-            lambda: self._client.upload_part(
-                Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
+            lambda: _with_etag(
+                self._client.upload_part(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
+                )
             ),
         )
         self.counters.count_uploaded(len(data))
@@ -378,6 +382,20 @@ class S3Store:
 
     def check_bucket(self) -> None:
         self._request("list", None, lambda: self._client.list_objects_v2(Bucket=self.bucket, MaxKeys=1))
+
+
+class IncompleteResponse(ConnectionError):
+    """A reply that parsed but lacks what every real reply has (a connection cut inside the
+    headers looks like this to http.client); treated like any broken connection: retried."""
+
+
+R = TypeVar("R", bound=Mapping[str, Any])
+
+
+def _with_etag(resp: R) -> R:
+    if not resp.get("ETag"):
+        raise IncompleteResponse("reply without an ETag header")
+    return resp
 
 
 def _lower(metadata: Mapping[str, str]) -> dict[str, str]:
