@@ -42,7 +42,7 @@ class VolumeRecord:
     volume_id: str
     staging_path: str
     cache_dir: str
-    argv: list[str]
+    argv: list[str]  # `razorfs` arguments (from "mount" on), without the command itself
     # target path -> read-only
     targets: dict[str, bool] = field(default_factory=dict)
     daemon: DaemonIdentity | None = None

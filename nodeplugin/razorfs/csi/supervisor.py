@@ -203,7 +203,10 @@ class Supervisor:
         record = volume.record
         credentials = self.store.load_credentials(record.volume_id)
         log_path = self._log_path(record.volume_id)
-        record.daemon = DaemonProcess.start(record.argv, credentials.environment(), log_path)
+        # The command comes from this plugin process, the arguments from the record: a plugin
+        # upgraded in place restarts old volumes with its own `razorfs`.
+        argv = [*self.mount_command, *record.argv]
+        record.daemon = DaemonProcess.start(argv, credentials.environment(), log_path)
         self.store.save(record)
         await daemon.wait_ready(record.daemon, volume.staging_path, volume.cache_dir, log_path)
 
@@ -251,7 +254,7 @@ class Supervisor:
             ca_bundle = volume_dir / "ca-bundle.pem"
             ca_bundle.write_text(request.credentials.ca_bundle)
         argv = request.settings.mount_argv(
-            self.mount_command,
+            [],
             staging,
             cache_dir,
             read_only=request.read_only,
