@@ -49,7 +49,7 @@ def _store_for(handle: VolumeHandle, secrets: Mapping[str, str]) -> S3Store:
     return S3Store(settings)
 
 
-def _capacity(capacity_range: csi_pb2.CapacityRange) -> int:
+def requested_capacity(capacity_range: csi_pb2.CapacityRange) -> int:
     required, limit = capacity_range.required_bytes, capacity_range.limit_bytes
     if required < 0 or limit < 0:
         raise InvalidArgument("capacity_range must not be negative")
@@ -80,7 +80,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):  # type: ignore[misc]
         validation.check_capabilities(request.volume_capabilities)
         if request.HasField("volume_content_source"):
             raise InvalidArgument("volume_content_source is not supported (no snapshots or clones)")
-        capacity = _capacity(request.capacity_range)
+        capacity = requested_capacity(request.capacity_range)
         parameters = volume_parameters(request.parameters)
         settings = MountSettings.from_context(parameters)
         handle = VolumeHandle(
