@@ -19,7 +19,9 @@ from razorfs.csi.control_client import ControlClient
 from razorfs.csi.errors import DaemonFailed
 from razorfs.csi.state_store import DaemonIdentity
 
-DAEMON_READY_TIMEOUT_S = 30.0
+# Generous: a daemon restarted after a crash replays its journal before it mounts. Below
+# kubelet's 2-minute CSI call timeout, so a stage that cannot start still answers.
+DAEMON_READY_TIMEOUT_S = 90.0
 _POLL_S = 0.05
 
 
