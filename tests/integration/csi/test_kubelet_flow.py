@@ -92,3 +92,20 @@ def test_volume_mount_group_owns_objects_without_ownership_metadata(
         assert (target / "plain.txt").stat().st_gid == 4242
         volume.unpublish(node, target)
         volume.unstage(node)
+
+
+def test_stage_with_wrong_credentials_fails_with_the_daemons_reason_and_leaves_nothing(
+    node_plugin: NodePlugin, s3_server: S3Server, bucket: str, fuse_available: None
+) -> None:
+    volume = KubeletVolume.on_s3(node_plugin.kubelet_dir, s3_server, bucket, "denied")
+    volume.secrets["secretAccessKey"] = "wrong-secret-value-123"
+    with node_plugin.channel() as channel:
+        node = node_plugin.node(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            volume.stage(node)
+    assert info.value.code() == grpc.StatusCode.INTERNAL
+    details = info.value.details() or ""
+    assert "exited" in details and "wrong-secret-value-123" not in details
+    assert not is_mounted(volume.staging_path)
+    assert node_plugin.daemon_pids() == []
+    assert "wrong-secret-value-123" not in node_plugin.log_path.read_text()
