@@ -147,5 +147,9 @@ async def make_target(path: Path) -> None:
     await asyncio.to_thread(_make_target, path)
 
 
+async def parent_exists(path: Path) -> bool:
+    return await asyncio.to_thread(path.parent.is_dir)
+
+
 async def remove_target(path: Path) -> None:
     await asyncio.to_thread(_remove_target, path)

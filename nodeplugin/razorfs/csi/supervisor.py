@@ -212,10 +212,16 @@ class Supervisor:
 
     async def _ensure_targets_bound(self, volume: StagedVolume) -> None:
         """Binds the staging mount at every recorded target that is missing or dead (a fresh
-        bind stacks over a dead one)."""
-        for target, read_only in volume.record.targets.items():
+        bind stacks over a dead one). A target whose parent directory is gone belonged to a pod
+        kubelet has already cleaned up: it is forgotten, not re-created."""
+        for target, read_only in list(volume.record.targets.items()):
             path = Path(target)
             if mounts.is_mounted(path) and await mounts.mount_health(path) is not mounts.MountHealth.DEAD:
+                continue
+            if not mounts.is_mounted(path) and not await mounts.parent_exists(path):
+                del volume.record.targets[target]
+                self.store.save(volume.record)
+                log.warning("forgot target %s of volume %s: its pod directory is gone", target, volume.record.volume_id)
                 continue
             await mounts.make_target(path)
             await mounts.bind(volume.staging_path, path, read_only)

@@ -5,7 +5,9 @@ the next process re-adopts the volumes; a killed mount daemon is restarted on it
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -179,3 +181,32 @@ def test_daemon_that_died_while_the_plugin_was_down_is_restarted_at_plugin_start
         volume.unpublish(node, target)
         volume.unstage(node)
     assert s3_client.get_object(Bucket=bucket, Key="orphan/before.txt")["Body"].read() == b"closed before both deaths"
+
+
+def test_targets_of_pods_cleaned_up_while_the_plugin_was_down_are_forgotten_not_recreated(
+    node_plugin: NodePlugin, s3_server: S3Server, bucket: str, fuse_available: None
+) -> None:
+    volume = KubeletVolume.on_s3(node_plugin.kubelet_dir, s3_server, bucket, "gone")
+    with node_plugin.channel() as channel:
+        node = node_plugin.node(channel)
+        volume.stage(node)
+        kept = volume.publish(node, "pod-kept")
+        gone = volume.publish(node, "pod-gone")
+    old_pid = list_volumes(node_plugin)[volume.volume_id].daemon_pid
+    node_plugin.kill(signal.SIGKILL)
+    os.killpg(old_pid, signal.SIGKILL)
+    time.sleep(0.3)
+    # What kubelet does for a deleted pod: unmount its volume and remove the pod directory.
+    for _ in range(4):
+        subprocess.run(["umount", "-l", str(gone)], capture_output=True)
+    shutil.rmtree(node_plugin.kubelet_dir / "pods" / "pod-gone")
+
+    node_plugin.start()
+    state = list_volumes(node_plugin)[volume.volume_id]
+    assert list(state.published_paths) == [str(kept)]
+    assert not (node_plugin.kubelet_dir / "pods" / "pod-gone").exists()
+    (kept / "still.txt").write_bytes(b"served")
+    with node_plugin.channel() as channel:
+        node = node_plugin.node(channel)
+        volume.unpublish(node, kept)
+        volume.unstage(node)
