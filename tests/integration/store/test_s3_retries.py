@@ -152,3 +152,15 @@ def test_failed_multipart_upload_is_aborted_and_the_old_object_kept(
     fault_proxy.clear()
     assert direct.get_range("obj", 0, 100) == b"old content"  # never a half-written object
     assert s3_client.list_multipart_uploads(Bucket=direct.bucket).get("Uploads", []) == []
+
+
+def test_a_reply_slower_than_the_read_timeout_is_retried(
+    s3_server: S3Server, bucket: str, fault_proxy: FaultProxy
+) -> None:
+    store = make_store(s3_server, bucket, endpoint_url=fault_proxy.endpoint_url, read_timeout_s=0.5)
+    store.put_bytes("k", b"value", {})
+    fault_proxy.add_rule(Fault.LATENCY, method="GET", delay_s=2.0)
+    assert store.get_range("k", 0, 5) == b"value"
+    snapshot = store.counters.snapshot()
+    assert snapshot.retries == 1
+    assert "ReadTimeout" in snapshot.last_error
