@@ -26,10 +26,10 @@ TTL_S = 1.0
 AFTER_TTL_S = TTL_S + 0.3
 
 
-def test_processes_read_each_others_closed_files_through_one_mount(
-    mount_factory: MountFactory, s3_client: Any, bucket: str, tmp_path: Path
+def run_writers(
+    mount_factory: MountFactory, s3_client: Any, bucket: str, tmp_path: Path, writers: int, files: int
 ) -> None:
-    writers, files, seed = 4, soak.pick(12, 60), soak.BASE_SEED
+    seed = soak.BASE_SEED
     mount = mount_factory()
     markers = tmp_path / "markers"
     markers.mkdir()
@@ -70,6 +70,20 @@ def test_processes_read_each_others_closed_files_through_one_mount(
         for i in range(files):
             name = file_name(w, i)
             assert in_s3.get(name) == content_for(seed, name, size_of(seed, w, i)), f"{name} in S3"
+
+
+def test_processes_read_each_others_closed_files_through_one_mount(
+    mount_factory: MountFactory, s3_client: Any, bucket: str, tmp_path: Path
+) -> None:
+    run_writers(mount_factory, s3_client, bucket, tmp_path, writers=4, files=12)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(0)
+def test_many_processes_read_each_others_closed_files_through_one_mount(
+    mount_factory: MountFactory, s3_client: Any, bucket: str, tmp_path: Path
+) -> None:
+    run_writers(mount_factory, s3_client, bucket, tmp_path, writers=8, files=soak.pick(12, 60))
 
 
 def read(path: Path) -> bytes:

@@ -20,15 +20,15 @@ from tests.reliability.workload import KiB, content_for, mixed_files, write_file
 pytestmark = [pytest.mark.s3, pytest.mark.fuse]
 
 
-def test_workload_under_ten_percent_faults_loses_and_corrupts_nothing(
-    mount_factory: MountFactory, fault_proxy: FaultProxy, s3_client: Any, bucket: str
+def run_workload_under_faults(
+    mount_factory: MountFactory, fault_proxy: FaultProxy, s3_client: Any, bucket: str, file_count: int, seed: int
 ) -> None:
-    seed = soak.BASE_SEED
-    mount = mount_factory(endpoint_url=fault_proxy.endpoint_url)
+    prefix = f"faults-{seed}"
+    mount = mount_factory(prefix=prefix, endpoint_url=fault_proxy.endpoint_url)
     root = mount.mountpoint
     fault_proxy.set_chaos(0.10, seed=seed)
     expected: dict[str, bytes] = {}
-    specs = mixed_files(seed, soak.pick(100, 400))
+    specs = mixed_files(seed, file_count)
     for d in sorted({spec.path.split("/")[0] for spec in specs}):
         (root / d).mkdir()
     for index, spec in enumerate(specs):
@@ -42,19 +42,20 @@ def test_workload_under_ten_percent_faults_loses_and_corrupts_nothing(
     for path, data in expected.items():
         assert (root / path).read_bytes() == data, f"{path} read back through the mount differs"
     mount.flush(timeout_s=600)
-    in_s3 = objects_under(s3_client, bucket, "vol/")
+    in_s3 = objects_under(s3_client, bucket, f"{prefix}/")
     lost = sorted(set(expected) - set(in_s3))
     corrupt = sorted(p for p in expected if p in in_s3 and in_s3[p] != expected[p])
     extra = sorted(set(in_s3) - set(expected))
     assert (lost, corrupt, extra) == ([], [], []), f"lost {lost[:5]}, corrupt {corrupt[:5]}, unexpected {extra[:5]}"
     assert fault_proxy.faults_injected() >= 10, f"only {fault_proxy.faults_injected()} faults: the test proved little"
     assert mount.alive(), mount.log_tail()
+    fault_proxy.clear()
+    mount.cleanup()
 
 
-def test_writes_continue_into_the_cache_during_a_partition_and_upload_after_it(
-    mount_factory: MountFactory, fault_proxy: FaultProxy, s3_client: Any, bucket: str
+def run_writes_during_partition(
+    mount_factory: MountFactory, fault_proxy: FaultProxy, s3_client: Any, bucket: str, partition_s: float
 ) -> None:
-    partition_s = soak.pick_float(8.0, 30.0)
     mount = mount_factory(endpoint_url=fault_proxy.endpoint_url)
     workdir = mount.mountpoint / "during"
     workdir.mkdir()
@@ -91,3 +92,39 @@ def test_writes_continue_into_the_cache_during_a_partition_and_upload_after_it(
     assert all(in_s3[p] == expected[p] for p in expected), "an object uploaded after the partition is corrupt"
     assert fault_proxy.stats.faults["refuse"] > 0
     assert mount.alive(), mount.log_tail()
+
+
+@pytest.mark.timeout(280)
+def test_workload_under_ten_percent_faults_loses_and_corrupts_nothing(
+    mount_factory: MountFactory, fault_proxy: FaultProxy, s3_client: Any, bucket: str
+) -> None:
+    run_workload_under_faults(mount_factory, fault_proxy, s3_client, bucket, 100, soak.BASE_SEED)
+
+
+@pytest.mark.timeout(120)
+def test_writes_continue_into_the_cache_during_a_partition_and_upload_after_it(
+    mount_factory: MountFactory, fault_proxy: FaultProxy, s3_client: Any, bucket: str
+) -> None:
+    run_writes_during_partition(mount_factory, fault_proxy, s3_client, bucket, 8.0)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(0)
+def test_long_workloads_under_ten_percent_faults_lose_and_corrupt_nothing(
+    mount_factory: MountFactory, fault_proxy: FaultProxy, s3_client: Any, bucket: str
+) -> None:
+    budget = soak.Budget()
+    for round_index in range(soak.pick(1, 5)):
+        if budget.exhausted():
+            break
+        run_workload_under_faults(
+            mount_factory, fault_proxy, s3_client, bucket, soak.pick(100, 400), soak.BASE_SEED + round_index
+        )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(0)
+def test_writes_continue_into_the_cache_during_a_thirty_second_partition(
+    mount_factory: MountFactory, fault_proxy: FaultProxy, s3_client: Any, bucket: str
+) -> None:
+    run_writes_during_partition(mount_factory, fault_proxy, s3_client, bucket, soak.pick_float(8.0, 30.0))
