@@ -59,6 +59,13 @@ class Cluster:
     def get_volume(self, name: str) -> Manifest | None:
         return self._get(lambda: self._core.read_persistent_volume(name, _preload_content=False))
 
+    def get_razorvolume(self, namespace: str, name: str) -> Manifest | None:
+        return self._get(
+            lambda: self._custom.get_namespaced_custom_object(
+                CRD_GROUP, CRD_VERSION, namespace, CRD_PLURAL, name, _preload_content=False
+            )
+        )
+
     def pods_using_claim(self, namespace: str, claim_name: str) -> list[str]:
         """Names of the pods in `namespace` whose volumes name the claim and that have not finished."""
         with _api_errors(f"list pods in {namespace}"):

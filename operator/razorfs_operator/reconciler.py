@@ -9,7 +9,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc.aio
@@ -58,10 +58,18 @@ class Runtime:
     cluster: Cluster
     executor: ThreadPoolExecutor
     node_admin: NodeAdminClient
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     async def blocking(self, call: Callable[..., T], *args: Any) -> T:
         """Runs a blocking call (boto3, the Kubernetes client) on the bounded worker pool."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, call, *args)
+
+    def volume_lock(self, uid: str) -> asyncio.Lock:
+        """Mutual exclusion of the runs for one volume (no state is kept in it)."""
+        return self._locks.setdefault(uid, asyncio.Lock())
+
+    def forget_volume(self, uid: str) -> None:
+        self._locks.pop(uid, None)
 
 
 def parse_spec(body: Any) -> RazorVolumeSpec:
@@ -82,6 +90,17 @@ class Reconciler:
         """Converges one RazorVolume and patches its status. With `recheck_s3` the S3 write check
         runs even if it passed before; with `refresh` usage, node state and warmup are gathered too.
         Returns the problem that keeps it from Ready (already reported), or None."""
+        meta = body["metadata"]
+        # kopf runs a volume's change handlers and its timer concurrently. One run at a time per
+        # volume, each starting from the object as it is now (not the copy the handler was given),
+        # so a run never reports a transition the previous one already reported.
+        async with self.rt.volume_lock(meta["uid"]):
+            fresh = await self.rt.blocking(self.rt.cluster.get_razorvolume, meta["namespace"], meta["name"])
+            if fresh is None or fresh["metadata"]["uid"] != meta["uid"] or fresh["metadata"].get("deletionTimestamp"):
+                return None  # deleted meanwhile: the delete handler owns it now
+            return await self._reconcile(fresh, recheck_s3=recheck_s3, refresh=refresh)
+
+    async def _reconcile(self, body: Any, *, recheck_s3: bool, refresh: bool) -> VolumeProblem | None:
         draft = StatusDraft.from_body(body)
         claim: Manifest | None = None
         volume: Manifest | None = None
@@ -272,6 +291,11 @@ class Reconciler:
         """Deletion behind the finalizer: wait while pods use the claim, delete PVC and PV and wait
         until they are gone, then for reclaimPolicy Delete remove the objects under the prefix.
         Raises a VolumeProblem (already reported) while it has to wait."""
+        async with self.rt.volume_lock(body["metadata"]["uid"]):
+            await self._release(body)
+        self.rt.forget_volume(body["metadata"]["uid"])
+
+    async def _release(self, body: Any) -> None:
         draft = StatusDraft.from_body(body)
         identity = draft.identity
         try:

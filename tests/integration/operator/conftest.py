@@ -114,6 +114,17 @@ def eventually(check: Callable[[], Any], timeout_s: float = 30.0, what: str = "c
     pytest.fail(f"{what} not reached within {timeout_s:.0f}s (last: {last!r})")
 
 
+def events_with_reason(core_api: Any, namespace: str, name: str, reason: str, timeout_s: float = 15.0) -> list[Any]:
+    """The object's events, once one with `reason` is there (kopf posts events in the background)."""
+
+    def listed() -> list[Any] | None:
+        events = core_api.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
+        return events if any(e.reason == reason for e in events) else None
+
+    found: list[Any] = eventually(listed, timeout_s, f"event {reason} on {name}")
+    return found
+
+
 def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
     for item in (obj.get("status") or {}).get("conditions") or []:
         if item["type"] == type_:
@@ -148,9 +159,14 @@ class OperatorProcess:
         return self.log_path.read_text(errors="replace")
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signals the operator's process group; after SIGTERM gives it 5 s before SIGKILL."""
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, sig)
-            self.proc.wait(timeout=20)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
 
 
 def start_operator(

@@ -22,6 +22,7 @@ from .conftest import (
     VERSION,
     ProtectionStandIn,
     assert_no_secret_in,
+    events_with_reason,
     eventually,
     razorvolume,
     start_operator,
@@ -113,8 +114,7 @@ def test_operator_works_with_only_the_charts_cluster_role(
             return found
 
         eventually(lambda: status().get("phase") == "Ready" and "usage" in status(), 30, "Ready with usage")
-        events = core_api.list_namespaced_event(kube_namespace, field_selector="involvedObject.name=rbac").items
-        assert any(e.reason == "Ready" for e in events)
+        events_with_reason(core_api, kube_namespace, "rbac", "Ready")
         s3_server.client().put_object(Bucket=bucket, Key="vol/a", Body=b"a")
         with ProtectionStandIn(kube_api_client):
             custom_api.delete_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, "rbac")
