@@ -91,11 +91,17 @@ class S3Store:
     # -- reads --------------------------------------------------------------------------------
 
     def head(self, key: str) -> ObjectInfo:
-        resp = self._request("head", key, lambda: _with_etag(self._client.head_object(Bucket=self.bucket, Key=key)))
+        def fetch() -> Any:
+            resp = self._client.head_object(Bucket=self.bucket, Key=key)
+            if "ContentLength" not in resp:
+                raise IncompleteResponse("HEAD reply without Content-Length")
+            return resp
+
+        resp = self._request("head", key, fetch)
         return ObjectInfo(
             key=key,
             size=int(resp["ContentLength"]),
-            etag=strip_etag(resp["ETag"]),
+            etag=strip_etag(resp.get("ETag", "")),
             last_modified=resp["LastModified"].timestamp(),
             metadata={k.lower(): v for k, v in resp.get("Metadata", {}).items()},
         )
@@ -127,8 +133,8 @@ class S3Store:
                 data = body.read()  # raises IncompleteReadError if the body is cut short
             finally:
                 body.close()
-            if len(data) > length:  # a server that ignored Range
-                data = data[:length]
+            if resp["ResponseMetadata"]["HTTPStatusCode"] == 200:  # a server that ignored Range
+                data = data[start : start + length]
             return data
 
         data = self._request("get", key, fetch)
