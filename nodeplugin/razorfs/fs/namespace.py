@@ -127,15 +127,29 @@ class Namespace:
         if f is not None:
             return self.node_of_cached(f)
         parent, name = split_path(path)
-        entry = (await self._s3_listing(parent)).entries.get(name)
-        if entry is None:
-            return None
-        if entry.is_dir:
-            return await self._dir_node(path)
+        listing = self.meta.listing(parent)
+        if listing is not None:
+            # A fresh listing answers without a request (negative lookups included).
+            entry = listing.entries.get(name)
+            if entry is None:
+                return None
+            if entry.is_dir:
+                return await self._dir_node(path)
+        # Otherwise one HEAD per name, as s3fs does: re-listing a directory of 10,000 entries
+        # for each lookup once the TTL passed would be far slower.
         info = await self.head(self.key_for(path))
-        if info is None:
-            return None
-        return Node(path, info.size, attrs_from_metadata(info.metadata, info.last_modified, self.defaults))
+        if info is not None:
+            return Node(path, info.size, attrs_from_metadata(info.metadata, info.last_modified, self.defaults))
+        if listing is None and await self._has_children(path):
+            return await self._dir_node(path)
+        return None
+
+    async def _has_children(self, path: str) -> bool:
+        known, marker = self.meta.head(self.dir_key(path))
+        if known and marker is not None:
+            return True
+        page = await self.store.list_first_page(self.dir_key(path), "/")
+        return page is not None and bool(page.objects or page.prefixes)
 
     async def _dir_node(self, path: str) -> Node:
         marker = await self.head(self.dir_key(path))
@@ -282,8 +296,7 @@ class Namespace:
             path = self.path_of_key(key)
             target = new + path[len(old) :]
             if key.endswith("/"):
-                await self.store.copy(key, self.dir_key(target))
-                await self.store.delete(key)
+                await self._move_marker(key, self.dir_key(target))
             else:
                 await self._rename_file(path, target)
                 moved.add(path)
@@ -291,9 +304,14 @@ class Namespace:
             if f.path not in moved:
                 await self._rename_file(f.path, new + f.path[len(old) :])
         if old_dkey in keys:
-            await self.store.copy(old_dkey, new_dkey)
-            await self.store.delete(old_dkey)
+            await self._move_marker(old_dkey, new_dkey)
         else:
             marker = metadata_from_attrs(attrs_from_metadata({}, time.time(), self.defaults, directory=True))
             await self.store.put_bytes(new_dkey, b"", marker)
         self.meta.forget_all()
+
+    async def _move_marker(self, old_key: str, new_key: str) -> None:
+        # Re-put rather than copy: some servers (SeaweedFS) refuse CopyObject of a "dir/" key.
+        info = await self.store.head(old_key)
+        await self.store.put_bytes(new_key, b"", info.metadata)
+        await self.store.delete(old_key)
