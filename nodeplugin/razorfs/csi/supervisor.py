@@ -322,6 +322,9 @@ class Supervisor:
                 raise Unavailable(f"mount daemon of volume {volume_id} did not exit after its flush")
             exit_code = DaemonProcess.exit_code(volume.record.daemon.pid)
             if exit_code not in (None, 0):
+                # Back to the health loop, which restarts the daemon (journal replay); kubelet's
+                # retried unstage then flushes again. Nothing is released on a doubtful exit.
+                volume.state = VolumeState.MOUNTED
                 raise Unavailable(f"mount daemon of volume {volume_id} exited with {exit_code} on shutdown")
             await mounts.unmount(staging_path, lazy=True)
             self.store.remove(volume_id)
