@@ -119,7 +119,12 @@ class Reconciler:
                     await self._refresh(draft, spec, body)
             except VolumeProblem as exc:  # e.g. the API server failing a read: report and retry
                 draft.fail(exc)
-        draft.conclude(has_claim=claim is not None, has_volume=volume is not None)
+        identity = draft.identity
+        # A foreign PVC or PV of the same name (ClaimConflict) is not ours to name in the status.
+        draft.conclude(
+            has_claim=claim is not None and is_ours(identity, claim),
+            has_volume=volume is not None and is_ours(identity, volume),
+        )
         await self._write_status(draft)
         if draft.problem is not None:
             report_problem(body, draft.problem, changed=draft.problem_changed())

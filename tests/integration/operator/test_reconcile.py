@@ -161,6 +161,7 @@ def test_existing_foreign_claim_of_the_same_name_is_a_conflict_not_adopted(
     apply_rv(custom_api, kube_namespace, "taken", spec_for(s3_server, bucket, s3_secret))
     rv = wait_phase(custom_api, kube_namespace, "taken", "Failed")
     assert (condition(rv, "Ready") or {}).get("reason") == "ClaimConflict"
+    assert "claimName" not in rv["status"] and "persistentVolumeName" not in rv["status"]
     claim = core_api.read_namespaced_persistent_volume_claim("taken", kube_namespace)
     assert claim.spec.volume_name is None and not (claim.metadata.labels or {})
 
