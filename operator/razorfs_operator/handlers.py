@@ -52,7 +52,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 async def shut_down(memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime | None = getattr(memo, "runtime", None)
     if runtime is not None:
-        runtime.executor.shutdown(wait=True, cancel_futures=True)
+        # Queued calls are dropped; running ones end by their own timeouts. Waiting here would
+        # block the event loop kopf is shutting down on.
+        runtime.executor.shutdown(wait=False, cancel_futures=True)
 
 
 @kopf.on.create(*RESOURCE)
