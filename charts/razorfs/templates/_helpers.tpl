@@ -77,16 +77,17 @@ prometheus.io/path: /metrics
 {{- /* What the operator does with namespaced objects; granted cluster-wide or in the release
        namespace only, following operator.clusterWide. */}}
 {{- define "razorfs.operatorNamespacedRules" -}}
+# kopf watches RazorVolumes and keeps its finalizer and progress annotations on them.
 - apiGroups: [razorfs.io]
   resources: [razorvolumes]
-  verbs: [get, list, watch, patch, update]
+  verbs: [get, list, watch, patch]
 - apiGroups: [razorfs.io]
   resources: [razorvolumes/status]
-  verbs: [get, patch, update]
-# The claim the operator creates for each RazorVolume.
+  verbs: [get, patch]
+# The claim the operator creates for each RazorVolume (and removes on deletion).
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
-  verbs: [get, list, watch, create, patch, delete]
+  verbs: [get, create, delete]
 # S3 credentials named by a RazorVolume (S3 reachability checks, deleting objects on reclaim).
 - apiGroups: [""]
   resources: [secrets]
@@ -94,8 +95,9 @@ prometheus.io/path: /metrics
 # Which pods use a claim (InUse, deletion guard) and where the node plugins run.
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch]
-- apiGroups: ["", events.k8s.io]
+  verbs: [list]
+# kopf posts the operator's events.
+- apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
+  verbs: [create]
 {{- end -}}
