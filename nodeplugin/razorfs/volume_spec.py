@@ -49,6 +49,7 @@ _SIZE_UNITS = {
     "m": 1000**2,
     "g": 1000**3,
     "t": 1000**4,
+    "p": 1000**5,  # the pattern admits P; without it parse_size("1P") raised KeyError
     "ki": 1024,
     "mi": 1024**2,
     "gi": 1024**3,
