@@ -426,6 +426,8 @@ def main(argv: list[str] | None = None) -> int:
     urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # loopback apiserver, self-signed
     root = args.root.resolve()
     if args.action == "up":
+        if is_up(root):
+            print(f"already up (state in {root})\n")
         print_next_steps(up(root))
     elif args.action == "down":
         forced = down(root)
