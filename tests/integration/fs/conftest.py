@@ -103,8 +103,9 @@ def razorfs_mount(s3_server: S3Server, bucket: str, tmp_path: Path) -> Iterator[
         endpoint_url: str | None = None,
     ) -> MountedVolume:
         index = len(mounted)
-        mountpoint = mountpoint or tmp_path / f"mnt{index}"
-        mountpoint.mkdir(exist_ok=True)
+        if mountpoint is None:  # a given mountpoint may be a dead mount the daemon must clear
+            mountpoint = tmp_path / f"mnt{index}"
+            mountpoint.mkdir()
         cache_dir = cache_dir or tmp_path / f"cache{index}"
         url = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
         args = [

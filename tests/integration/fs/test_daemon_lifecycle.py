@@ -1,0 +1,133 @@
+"""The mount daemon's contract (docs/mount-daemon-contract.md): `razorfs mount` returns once the
+mount is ready, `umount` and SIGTERM flush before unmounting, one daemon per cache dir, a
+non-empty mountpoint is refused in one line, a dead mount left behind is cleared on restart."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.fs.conftest import MountFactory
+from tests.realparts.faultproxy import Fault
+from tests.realparts.fusemount import force_unmount, is_mounted
+from tests.realparts.s3server import S3Server
+
+pytestmark = [pytest.mark.fuse, pytest.mark.s3]
+
+
+def _razorfs(env: dict[str, str], *argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "razorfs.cli", *argv], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_cli_mount_daemonizes_when_ready_and_umount_flushes_before_unmounting(
+    s3_server: S3Server, s3_client: Any, bucket: str, tmp_path: Path
+) -> None:
+    env = {**os.environ, **s3_server.env(), "RAZORFS_RUN_DIR": str(tmp_path / "run")}
+    mnt, cache = tmp_path / "mnt", tmp_path / "cache"
+    mnt.mkdir()
+    mounted = _razorfs(
+        env, "mount", f"s3://{bucket}/v", str(mnt), "--endpoint-url", s3_server.endpoint_url,
+        "--force-path-style", "--region", s3_server.region, "--cache-dir", str(cache),
+    )  # fmt: skip
+    try:
+        assert mounted.returncode == 0, mounted.stderr
+        assert is_mounted(mnt)  # ready when the command returns
+        (mnt / "file").write_bytes(b"payload")
+        stats = _razorfs(env, "stats", str(mnt), "--json")
+        assert stats.returncode == 0, stats.stderr
+        parsed = json.loads(stats.stdout)
+        assert parsed["mountpoint"] == str(mnt) and parsed["cache_limit_bytes"] == 10 * 1024**3
+        umount = _razorfs(env, "umount", str(mnt))
+        assert umount.returncode == 0, umount.stderr
+        assert not is_mounted(mnt)
+        assert s3_client.get_object(Bucket=bucket, Key="v/file")["Body"].read() == b"payload"
+        gone = _razorfs(env, "stats", str(mnt))
+        assert gone.returncode != 0 and "not a RazorFS mount" in gone.stderr
+    finally:
+        force_unmount(mnt)
+        record_pid = _daemon_pid(cache)
+        if record_pid:
+            _kill_quietly(record_pid)
+
+
+def _daemon_pid(cache: Path) -> int | None:
+    try:
+        return int((cache / "lock").read_text().strip() or 0) or None
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _kill_quietly(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_mount_refuses_a_non_empty_mountpoint_with_one_line(
+    s3_server: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    env = {**os.environ, **s3_server.env(), "RAZORFS_RUN_DIR": str(tmp_path / "run")}
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    (mnt / "something").write_text("here")
+    result = _razorfs(
+        env, "mount", f"s3://{bucket}", str(mnt), "--endpoint-url", s3_server.endpoint_url,
+        "--force-path-style", "--cache-dir", str(tmp_path / "cache"), "--foreground",
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert result.stderr.strip().count("\n") == 0
+    assert "not empty" in result.stderr
+
+
+def test_second_daemon_on_the_same_cache_dir_is_refused(razorfs_mount: MountFactory, tmp_path: Path) -> None:
+    vol = razorfs_mount()
+    other = tmp_path / "other-mnt"
+    other.mkdir()
+    result = vol.cli(*[a if a != str(vol.mountpoint) else str(other) for a in vol.args], timeout=60)
+    assert result.returncode != 0
+    assert "in use by another razorfs mount" in result.stderr
+    assert not is_mounted(other)
+
+
+def test_sigterm_flushes_while_s3_fails_then_unmounts(
+    razorfs_mount: MountFactory, s3_client: Any, bucket: str, fault_proxy: Any
+) -> None:
+    vol = razorfs_mount(endpoint_url=fault_proxy.endpoint_url)
+    fault_proxy.add_rule(Fault.ERROR_500, times=None, method="PUT")
+    data = os.urandom(300_000)
+    (vol.mountpoint / "pending").write_bytes(data)
+    assert vol.proc is not None
+    vol.proc.send_signal(signal.SIGTERM)
+    time.sleep(2)
+    assert vol.proc.poll() is None, "must not exit while the data is only on the node"
+    assert is_mounted(vol.mountpoint)
+    fault_proxy.clear()
+    assert vol.proc.wait(timeout=60) == 0
+    assert not is_mounted(vol.mountpoint)
+    assert s3_client.get_object(Bucket=bucket, Key="vol/pending")["Body"].read() == data
+
+
+def test_restart_after_kill_9_clears_the_dead_mount_and_serves_the_same_mountpoint(
+    razorfs_mount: MountFactory, s3_client: Any, bucket: str
+) -> None:
+    vol = razorfs_mount()
+    (vol.mountpoint / "kept").write_bytes(b"acknowledged")
+    assert vol.proc is not None
+    os.killpg(vol.proc.pid, signal.SIGKILL)
+    vol.proc.wait(timeout=30)
+    with pytest.raises(OSError):
+        os.stat(vol.mountpoint / "kept")  # ENOTCONN: the mount is dead but still there
+    again = razorfs_mount(cache_dir=vol.cache_dir, mountpoint=vol.mountpoint)
+    assert (again.mountpoint / "kept").read_bytes() == b"acknowledged"
+    again.flush()
+    assert s3_client.get_object(Bucket=bucket, Key="vol/kept")["Body"].read() == b"acknowledged"
