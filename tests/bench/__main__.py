@@ -21,6 +21,8 @@ from .table import render_report
 REPO = Path(__file__).resolve().parents[2]
 RESULTS_ROOT = REPO / "bench-results"
 PUBLISHED = REPO / "docs" / "benchmarks"
+README_START = "<!-- bench-results:start -->"
+README_END = "<!-- bench-results:end -->"
 SYSTEMS = ["razorfs", "rclone", "s3fs", "boto3", "local"]
 
 
@@ -64,11 +66,23 @@ def summarize_profiles(profiles: list[Path]) -> str:
 
 
 def publish(out_dir: Path) -> None:
+    """Copies table, JSON and plots into docs/benchmarks/ and rewrites the README's block between
+    the bench-results markers (and nothing else of the README)."""
     PUBLISHED.mkdir(parents=True, exist_ok=True)
     shutil.copy(out_dir / "table.md", PUBLISHED / "latest.md")
     shutil.copy(out_dir / "results.json", PUBLISHED / "latest.json")
-    for png in (out_dir / "plots").glob("*.png"):
+    plots = sorted((out_dir / "plots").glob("*.png"))
+    for png in plots:
         shutil.copy(png, PUBLISHED / png.name)
+    block = (out_dir / "table.md").read_text() + "\n" + "\n".join(
+        f"![{png.stem}](docs/benchmarks/{png.name})" for png in plots
+    )
+    readme = REPO / "README.md"
+    text = readme.read_text()
+    if README_START in text and README_END in text:
+        head, rest = text.split(README_START, 1)
+        _, tail = rest.split(README_END, 1)
+        readme.write_text(f"{head}{README_START}\n{block}\n{README_END}{tail}")
 
 
 def main(argv: list[str] | None = None) -> int:
