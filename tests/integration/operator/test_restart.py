@@ -77,7 +77,11 @@ def test_operator_killed_mid_reconcile_converges_without_duplicates_after_restar
                 razorvolume(f"v{index}", _spec(s3_server, bucket, s3_secret, index)),
             )
         # Kill as soon as the first claim exists: the other volumes are somewhere mid-way.
-        eventually(lambda: core_api.list_namespaced_persistent_volume_claim(kube_namespace).items, 30, "a first PVC")
+        # Polled tightly (not with `eventually`'s 250 ms) so the kill lands within a few API calls.
+        deadline = time.monotonic() + 30
+        while not core_api.list_namespaced_persistent_volume_claim(kube_namespace).items:
+            assert time.monotonic() < deadline, "no PVC within 30 s"
+            time.sleep(0.01)
         first.kill(signal.SIGKILL)
     finally:
         first.kill(signal.SIGKILL)
