@@ -179,3 +179,20 @@ def test_rename_of_a_dirty_file_keeps_its_data(
     assert s3_client.get_object(Bucket=bucket, Key="vol/b")["Body"].read() == data
     keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket, Prefix="vol/").get("Contents", [])]
     assert keys == ["vol/b"]
+
+
+def test_writes_through_10_percent_injected_faults_all_arrive_intact(
+    razorfs_mount: MountFactory, s3_client: Any, bucket: str, fault_proxy: Any
+) -> None:
+    vol = razorfs_mount(endpoint_url=fault_proxy.endpoint_url)
+    fault_proxy.set_chaos(0.10, seed=7)
+    contents = {f"c{i:02d}": os.urandom(1000 + i * 50_000) for i in range(40)}
+    for name, data in contents.items():
+        (vol.mountpoint / name).write_bytes(data)
+    vol.flush(timeout=300)
+    for name, data in contents.items():
+        assert (vol.mountpoint / name).read_bytes() == data, name
+    fault_proxy.clear()
+    assert fault_proxy.faults_injected() > 0
+    for name, data in contents.items():
+        assert s3_client.get_object(Bucket=bucket, Key=f"vol/{name}")["Body"].read() == data, name
