@@ -2,7 +2,8 @@
 secret key shows up where it must never be: in any file under the session's basetemp (daemon,
 operator, node plugin and S3 server logs, state dirs) or in any test's captured output or failure
 text. The credential stores the secret legitimately lives in (the S3 server's identity file,
-etcd's data holding Kubernetes Secrets, the S3 server's object data) are the only exceptions."""
+the node plugin's 0600 credentials file, etcd's data holding Kubernetes Secrets, the S3 server's
+object data) are the only exceptions."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from tests.realparts.s3server import TEST_SECRET_KEY
 
 SECRET = TEST_SECRET_KEY.encode()
 _CHUNK_BYTES = 4 * 1024 * 1024
-# Where the secret is stored on purpose: SeaweedFS's identity config, etcd's data (Secrets),
-# SeaweedFS's data dir (objects and filer metadata).
-_EXEMPT_FILE_NAMES = frozenset({"s3.json"})
+# Where the secret is stored on purpose: SeaweedFS's identity config, the node plugin's per-volume
+# credentials (mode 0600, needed to restart a dead mount daemon), etcd's data (Secrets), SeaweedFS's
+# data dir (objects and filer metadata).
+_EXEMPT_FILE_NAMES = frozenset({"s3.json", "credentials.json"})
 _EXEMPT_DIR_NAMES = frozenset({"weed-data", "member"})
 
 _leaks_in_reports: list[str] = []
