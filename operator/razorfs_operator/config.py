@@ -19,7 +19,9 @@ class OperatorConfig:
     retry_delay_s: float = 15.0
     # Delay between checks while deletion waits for pods or for the PVC/PV to go away.
     deletion_retry_delay_s: float = 5.0
-    # Upper bound on objects listed per usage scan (cost bound: one LIST per 1000 keys).
+    # S3 usage: at most one scan per interval per volume, listing at most this many keys (cost
+    # bound: one LIST request per 1000 keys).
+    usage_interval_s: float = 300.0
     usage_max_objects: int = 100_000
     # Threads for blocking boto3 and Kubernetes client calls.
     worker_threads: int = 8

@@ -181,6 +181,9 @@ class Reconciler:
             log.warning("RazorVolume %s: node state not refreshed: %s", draft.identity.name, exc.message)
         if not draft.is_true("S3Reachable"):
             return
+        last = draft.old.usage.scanned_at if draft.old.usage else None
+        if last is not None and (draft.at - last).total_seconds() < self.rt.config.usage_interval_s:
+            return  # the listing is the expensive part: at most one per usage interval (status says when)
         try:
             bucket = await self._bucket(draft.identity, spec)
             draft.status.usage = await self.rt.blocking(bucket.measure_usage, self.rt.config.usage_max_objects)

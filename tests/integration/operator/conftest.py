@@ -188,6 +188,7 @@ def start_operator(
         "RAZORFS_OPERATOR_RETRY_DELAY_S": "1",
         "RAZORFS_OPERATOR_DELETION_RETRY_DELAY_S": "1",
         "RAZORFS_OPERATOR_RESYNC_INTERVAL_S": "3",
+        "RAZORFS_OPERATOR_USAGE_INTERVAL_S": "0",
         "RAZORFS_OPERATOR_S3_TIMEOUT_S": "5",
         **(extra_env or {}),
     }

@@ -122,6 +122,8 @@ def operator_with_nodes(
         "RAZORFS_OPERATOR_NODE_ADMIN_TIMEOUT_S": "1",
         "RAZORFS_OPERATOR_RESYNC_INTERVAL_S": "1",
         "RAZORFS_NODE_ADMIN_TOKEN": TOKEN,
+        # Node state every second, S3 usage at most once an hour.
+        "RAZORFS_OPERATOR_USAGE_INTERVAL_S": "3600",
     }
     operator = start_operator(kube_apiserver.kubeconfig, tmp_path / "operator", extra_env=env)
     try:
@@ -183,6 +185,16 @@ def test_node_state_and_warmup_come_from_nodes_that_have_the_volume_staged(
     assert peers["node-a"].warm_requests == [(handle, ["models/", "index.db"])]
     assert peers["node-b"].warm_requests == []
     assert set(peers["node-a"].tokens_seen) == {f"Bearer {TOKEN}"}
+
+    # Node state keeps refreshing every tick while the S3 listing is not repeated.
+    rv = custom_api.get_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, "nv")
+    first_scan = rv["status"]["usage"]
+    s3_server.client().put_object(Bucket=bucket, Key="vol/new-file", Body=b"12345")
+    with peers["node-a"].lock:
+        peers["node-a"].staged[handle] = (8192, 0)
+    eventually(lambda: _nodes(custom_api, kube_namespace, "nv")[0]["cachedBytes"] == 8192, 15, "cachedBytes refresh")
+    rv = custom_api.get_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, "nv")
+    assert rv["status"]["usage"] == first_scan
 
     # A node that stops answering is kept in the status as Unreachable, with the error.
     servers["node-a"].stop(grace=None)
