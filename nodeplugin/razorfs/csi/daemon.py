@@ -51,6 +51,7 @@ class DaemonProcess:
 
     # Children we started ourselves; reaped so they never linger as zombies.
     _children: dict[int, subprocess.Popen[bytes]] = {}
+    _exit_codes: dict[int, int] = {}
 
     @classmethod
     def start(cls, argv: list[str], env: dict[str, str], log_path: Path) -> DaemonIdentity:
@@ -76,13 +77,17 @@ class DaemonProcess:
     @classmethod
     def reap(cls) -> None:
         for pid, proc in list(cls._children.items()):
-            if proc.poll() is not None:
+            code = proc.poll()
+            if code is not None:
                 del cls._children[pid]
+                cls._exit_codes[pid] = code
 
     @classmethod
     def exit_code(cls, pid: int) -> int | None:
-        proc = cls._children.get(pid)
-        return proc.poll() if proc is not None else None
+        """The exit status of a daemon we started (None while it runs or if another plugin
+        process started it)."""
+        cls.reap()
+        return cls._exit_codes.get(pid)
 
 
 def kill(identity: DaemonIdentity) -> None:

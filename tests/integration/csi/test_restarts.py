@@ -210,3 +210,52 @@ def test_targets_of_pods_cleaned_up_while_the_plugin_was_down_are_forgotten_not_
         node = node_plugin.node(channel)
         volume.unpublish(node, kept)
         volume.unstage(node)
+
+
+@pytest.mark.slow
+def test_repeated_daemon_kills_under_traffic_lose_no_acknowledged_file(
+    node_plugin: NodePlugin, s3_server: S3Server, s3_client: Any, bucket: str, fuse_available: None
+) -> None:
+    volume = KubeletVolume.on_s3(node_plugin.kubelet_dir, s3_server, bucket, "soak")
+    with node_plugin.channel() as channel:
+        node = node_plugin.node(channel)
+        volume.stage(node)
+        target = volume.publish(node, "pod")
+    acknowledged: dict[str, bytes] = {}
+    stop = threading.Event()
+
+    def write_files() -> None:
+        index = 0
+        while not stop.is_set():
+            name, data = f"soak-{index}.bin", os.urandom(4096 + index)
+            try:
+                (target / name).write_bytes(data)  # returns only after close() succeeded
+                acknowledged[name] = data
+            except OSError:
+                time.sleep(0.05)  # the daemon is being replaced; a failed write is not acknowledged
+            index += 1
+
+    writer = threading.Thread(target=write_files, daemon=True)
+    writer.start()
+    try:
+        for _ in range(10):
+            time.sleep(1.0)
+            pid = list_volumes(node_plugin)[volume.volume_id].daemon_pid
+            os.killpg(pid, signal.SIGKILL)
+            deadline = time.monotonic() + RECOVERY_DEADLINE_S
+            while True:  # serving again: a new daemon, ready
+                state = list_volumes(node_plugin)[volume.volume_id]
+                if state.state == "Mounted" and state.daemon_pid not in (pid, 0):
+                    break
+                assert time.monotonic() < deadline, node_plugin.log_tail()
+                time.sleep(0.1)
+    finally:
+        stop.set()
+        writer.join(timeout=30)
+    assert len(acknowledged) > 50
+    with node_plugin.channel() as channel:
+        node = node_plugin.node(channel)
+        volume.unpublish(node, target)
+        volume.unstage(node)
+    for name, data in acknowledged.items():
+        assert s3_client.get_object(Bucket=bucket, Key=f"soak/{name}")["Body"].read() == data, name
