@@ -19,6 +19,7 @@ pytestmark = [pytest.mark.kube, pytest.mark.fuse, pytest.mark.s3, pytest.mark.ti
 T = TypeVar("T")
 STEP_TIMEOUT_S = 90.0
 NUMBERS = "".join(f"{i}\n" for i in range(1, 200_001)).encode()  # what `seq 1 200000` prints (~1.3 MB)
+NUMBERS_50K = "".join(f"{i}\n" for i in range(1, 50_001)).encode()
 # The pod's command: files of known content, a chmod, a subdirectory; exits 0 when all is written.
 WRITER = (
     "set -e; printf 'hello razorfs' > /data/hello.txt; chmod 600 /data/hello.txt; "

@@ -375,27 +375,31 @@ def processes_under(root: Path) -> list[int]:
     return found
 
 
-def down(root: Path = DEFAULT_ROOT) -> list[str]:
-    """Stops everything up() started under `root`; returns what had to be cleaned up by force."""
+def down(root: Path = DEFAULT_ROOT, stop_s3: bool = True) -> list[str]:
+    """Stops everything up() started under `root`; returns what had to be cleaned up by force.
+    `stop_s3=False` leaves the S3 server running (tests read what the shutdown flushed); a later
+    down() stops it."""
     forced: list[str] = []
     recorded = _recorded(root)
     for name in PROCESS_ORDER:
-        if name in recorded:
+        if name in recorded and (stop_s3 or name != "seaweedfs"):
             _stop(name, *recorded[name])
+            (root / "pids" / f"{name}.pid").unlink()
     # Mount daemons run in their own sessions (they outlive plugin restarts by design): the harness
     # unstaged what it knew of; anything left is asked to flush and exit, then killed.
+    s3_pid = recorded.get("seaweedfs", (0, ""))[0]
     for pid in processes_under(root):
         start = _start_time(pid)
-        if start is not None:
+        if start is not None and (stop_s3 or os.getpgid(pid) != s3_pid):
             forced.append(f"process {pid}")
             _stop("daemon", pid, start)
     for point in mounts_under(root):
         forced.append(f"mount {point}")
         if subprocess.run(["umount", point], capture_output=True).returncode != 0:
             subprocess.run(["umount", "-l", point], capture_output=True)
-    for name in ["pids", "s3", "kube", "node", "kubelet", "plugin"]:
+    for name in ["kube", "node", "kubelet", "plugin", *(["pids", "s3"] if stop_s3 else [])]:
         shutil.rmtree(root / name, ignore_errors=True)
-    for name in ["state.json", "env", "kubeconfig", "node-admin-token"]:
+    for name in ["state.json", "env", "kubeconfig", "node-admin-token"] if stop_s3 else []:
         with contextlib.suppress(FileNotFoundError):
             (root / name).unlink()
     return forced
