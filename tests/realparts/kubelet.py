@@ -471,7 +471,7 @@ class KubeletHarness:
                 local.volumes.append(PublishedVolume(pv.metadata.name, request.volume_handle, staging, target))
                 log.info("published %s for pod %s/%s at %s", pv.metadata.name, local.namespace, local.name, target)
         except Exception as exc:
-            message = exc.details() if isinstance(exc, grpc.RpcError) else str(exc)  # type: ignore[attr-defined]
+            message = exc.details() if isinstance(exc, grpc.RpcError) else str(exc)
             log.warning("setting up volumes of %s/%s failed (retrying): %s", local.namespace, local.name, message)
             del self.pods[pod.metadata.uid]
             self.tear_down_volumes(local)
