@@ -7,12 +7,14 @@ judged directly on the real server, never through the proxy."""
 from __future__ import annotations
 
 import os
+import signal
 import time
 from typing import Any
 
 import pytest
 
-from tests.realparts.faultproxy import FaultProxy
+from tests.realparts.faultproxy import Fault, FaultProxy
+from tests.realparts.fusemount import is_mounted
 from tests.reliability import soak
 from tests.reliability.conftest import MountFactory
 from tests.reliability.s3_contents import objects_under
@@ -137,3 +139,28 @@ def test_writes_continue_into_the_cache_during_a_thirty_second_partition(
     mount_factory: MountFactory, fault_proxy: FaultProxy, s3_client: Any, bucket: str
 ) -> None:
     run_writes_during_partition(mount_factory, fault_proxy, s3_client, bucket, soak.pick_float(8.0, 30.0))
+
+
+@pytest.mark.timeout(150)
+def test_sigterm_while_s3_refuses_uploads_waits_and_uploads_before_exiting(
+    mount_factory: MountFactory, fault_proxy: FaultProxy, s3_client: Any, bucket: str
+) -> None:
+    mount = mount_factory(endpoint_url=fault_proxy.endpoint_url)
+    fault_proxy.add_rule(Fault.SLOWDOWN_503, times=None, method="PUT")  # every upload (and part) refused
+    fault_proxy.add_rule(Fault.SLOWDOWN_503, times=None, method="POST")  # multipart create/complete too
+    expected = {f"t-{i}.bin": content_for(2, f"t-{i}", (i + 1) * 200 * KiB) for i in range(5)}
+    for name, data in expected.items():
+        write_file(mount.mountpoint / name, data)
+    pid = mount.pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGTERM)  # the node is draining: flush, retrying while S3 says no
+    time.sleep(4.0)
+    assert mount.alive(), f"the daemon exited with its data only on the node\n{mount.log_tail()}"
+    assert objects_under(s3_client, bucket, "vol/") == {}
+    fault_proxy.clear()
+    deadline = time.monotonic() + 90
+    while mount.alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not mount.alive(), f"the daemon did not exit once S3 took uploads again\n{mount.log_tail()}"
+    assert not is_mounted(mount.mountpoint)
+    assert objects_under(s3_client, bucket, "vol/") == expected
