@@ -23,7 +23,12 @@ def test_publish_path_is_the_pods_csi_volume_mount_dir() -> None:
 
 def test_mount_paths_are_replaced_as_whole_components_only() -> None:
     mounts = {"/data": Path("/k/pods/u/data"), "/data/logs": Path("/k/pods/u/logs")}
-    command = "echo x > /data/a; cat /data/logs/b; ls /database /data2 '/data' /data"
+    command = "echo x > /data/a; cat /data/logs/b; ls /database /data2 /mnt/data '/data' /data"
     assert substitute_mount_paths(command, mounts) == (
-        "echo x > /k/pods/u/data/a; cat /k/pods/u/logs/b; ls /database /data2 '/k/pods/u/data' /k/pods/u/data"
+        "echo x > /k/pods/u/data/a; cat /k/pods/u/logs/b; ls /database /data2 /mnt/data '/k/pods/u/data' /k/pods/u/data"
     )
+
+
+def test_a_host_path_containing_the_mount_path_is_not_rewritten_twice() -> None:
+    mounts = {"/data": Path("/data/razorfs/.dev/kubelet/pods/u/mount")}
+    assert substitute_mount_paths("ls /data/x", mounts) == "ls /data/razorfs/.dev/kubelet/pods/u/mount/x"

@@ -190,11 +190,11 @@ def node_plugin_pod() -> dict[str, Any]:
 def apply_bootstrap(state: DevState) -> None:
     from kubernetes import client, config
 
-    api = config.new_client_from_config(config_file=state.kubeconfig)
+    api = config.new_client_from_config(config_file=state.kubeconfig)  # type: ignore[no-untyped-call]
     applier = Applier(api, field_manager="razorfs-dev-up")
     for crd in load_manifest_file(CRD_FILE):
         applier.apply(crd)
-    ext = client.ApiextensionsV1Api(api)
+    ext: Any = client.ApiextensionsV1Api(api)
 
     def established() -> bool:
         conditions = ext.read_custom_resource_definition("razorvolumes.razorfs.io").status.conditions or []
@@ -203,7 +203,7 @@ def apply_bootstrap(state: DevState) -> None:
     wait_until(established, 30, "RazorVolume CRD established", 0.2)
     applier.apply_all(bootstrap_objects(state))
     applier.apply(node_plugin_pod())
-    core = client.CoreV1Api(api)
+    core: Any = client.CoreV1Api(api)
     core.patch_namespaced_pod_status(
         f"razorfs-node-{NODE_NAME}",
         SYSTEM_NAMESPACE,
@@ -303,7 +303,7 @@ def up(root: Path = DEFAULT_ROOT, s3_port: int | None = WELL_KNOWN_S3_PORT) -> D
         _record_pid(root, "etcd", plane.etcd)
         _record_pid(root, "kube-apiserver", plane.apiserver)
         shutil.copy(plane.kubeconfig, root / "kubeconfig")
-        s3.client().create_bucket(Bucket=BUCKET)
+        s3.client().create_bucket(Bucket=BUCKET)  # type: ignore[no-untyped-call]
         admin_port = WELL_KNOWN_ADMIN_PORT if _port_is_free(WELL_KNOWN_ADMIN_PORT) else free_port()
         token_file = root / "node-admin-token"
         token_file.write_text(secrets.token_urlsafe(32))

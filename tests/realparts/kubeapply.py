@@ -33,7 +33,7 @@ class Applier:
         from kubernetes.dynamic import DynamicClient
 
         self._api_client = api_client
-        self._dynamic = DynamicClient(api_client)
+        self._dynamic: Any = DynamicClient(api_client)  # type: ignore[no-untyped-call]
         self.field_manager = field_manager
 
     def resource_for(self, api_version: str, kind: str) -> Any:

@@ -60,11 +60,14 @@ def now() -> str:
 
 
 def substitute_mount_paths(text: str, mounts: dict[str, Path]) -> str:
-    """Replaces each container mountPath (longest first, whole path components only) by its host path."""
-    for mount_path in sorted(mounts, key=len, reverse=True):
-        pattern = re.escape(mount_path.rstrip("/")) + r"(?=$|[/\s'\";:|&)>])"
-        text = re.sub(pattern, lambda _m, p=mount_path: str(mounts[p]), text)
-    return text
+    """Replaces each container mountPath (whole path components only, the longest that matches) by its
+    host path, in one pass, so a host path that itself contains a mountPath is never rewritten again."""
+    if not mounts:
+        return text
+    by_path = {m.rstrip("/") or "/": str(host) for m, host in mounts.items()}
+    alternatives = "|".join(re.escape(m) for m in sorted(by_path, key=len, reverse=True))
+    pattern = re.compile(f"(?<![\\w.~-])(?:{alternatives})(?=$|[/\\s'\";:|&)>])")
+    return pattern.sub(lambda match: by_path[match.group(0)], text)
 
 
 @dataclass
@@ -99,8 +102,9 @@ class KubeletHarness:
     ):
         from kubernetes import client
 
-        self.core = client.CoreV1Api(api_client)
-        self.storage = client.StorageV1Api(api_client)
+        # Any: the client's models are optional-everywhere; the harness reads what the API server filled.
+        self.core: Any = client.CoreV1Api(api_client)
+        self.storage: Any = client.StorageV1Api(api_client)
         self.node_name = node_name
         self.kubelet_dir = kubelet_dir
         self.driver = driver
@@ -203,7 +207,7 @@ class KubeletHarness:
         request = pvc.spec.resources.requests.get("storage", "1Gi") if pvc.spec.resources.requests else "1Gi"
         from kubernetes.utils import parse_quantity
 
-        required = int(parse_quantity(request))
+        required = int(parse_quantity(request))  # type: ignore[no-untyped-call]
         access_modes = list(pvc.spec.access_modes or ["ReadWriteMany"])
         log.info("provisioning %s for claim %s/%s", pv_name, pvc.metadata.namespace, pvc.metadata.name)
         volume = self.controller.create_volume(pv_name, required, access_modes, volume_params, secrets)
@@ -522,7 +526,7 @@ class KubeletHarness:
         log.info("pod %s/%s exited with %d", local.namespace, local.name, code)
 
     def terminate_pod(self, uid: str, pod: Any) -> None:
-        from kubernetes.client import V1DeleteOptions
+        from kubernetes.client import V1DeleteOptions, V1Preconditions
         from kubernetes.client.exceptions import ApiException
 
         local = self.pods.pop(uid, None)
@@ -537,7 +541,7 @@ class KubeletHarness:
             try:
                 self.core.delete_namespaced_pod(
                     pod.metadata.name, pod.metadata.namespace,
-                    body=V1DeleteOptions(grace_period_seconds=0, preconditions={"uid": uid}),
+                    body=V1DeleteOptions(grace_period_seconds=0, preconditions=V1Preconditions(uid=uid)),
                 )
             except ApiException as exc:
                 if exc.status not in (404, 409):
@@ -650,7 +654,7 @@ def main(argv: list[str] | None = None) -> None:
     import urllib3
 
     urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # loopback apiserver, self-signed
-    api = config.new_client_from_config(config_file=args.kubeconfig)
+    api = config.new_client_from_config(config_file=args.kubeconfig)  # type: ignore[no-untyped-call]
     harness = KubeletHarness(api, args.node_name, args.kubelet_dir, args.csi_endpoint, args.driver,
                              args.controller_endpoint, args.log_dir)
     stop = threading.Event()
