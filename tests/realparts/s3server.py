@@ -117,10 +117,10 @@ def start_seaweedfs(workdir: Path, s3_port: int | None = None) -> S3Server:
     endpoint = f"http://127.0.0.1:{ports['s3']}"
     server = S3Server("seaweedfs", endpoint, TEST_ACCESS_KEY, TEST_SECRET_KEY, TEST_REGION, proc)
     try:
-        wait_until(lambda: proc.check_alive() and _http_up(endpoint), 60, "SeaweedFS S3")
+        wait_until(lambda: proc.check_alive() and _http_up(endpoint), 180, "SeaweedFS S3")
         # The filer and volume server come up after the S3 gateway answers; a bucket round trip
         # proves the whole chain is ready.
-        wait_until(lambda: _bucket_round_trip(server), 60, "SeaweedFS S3 bucket round trip", 0.5)
+        wait_until(lambda: _bucket_round_trip(server), 180, "SeaweedFS S3 bucket round trip", 0.5)
     except Exception:
         proc.stop()
         raise
