@@ -13,6 +13,7 @@ from tests.realparts.fusemount import is_mounted
 from tests.realparts.processes import free_port
 from tests.realparts.s3server import S3Server
 from tests.reliability.cli_run import run_razorfs
+from tests.reliability.conftest import MountFactory
 
 pytestmark = [pytest.mark.s3, pytest.mark.fuse]
 
@@ -131,3 +132,34 @@ def test_mount_with_a_bad_option_value_fails_with_one_line(
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert not is_mounted(tmp_path / "mnt")
+
+
+@pytest.mark.parametrize("command", ["flush", "umount", "stats"])
+def test_commands_on_a_directory_that_is_no_mount_fail_with_one_line(command: str, tmp_path: Path) -> None:
+    line = run_razorfs([command, str(tmp_path)], dict(os.environ)).assert_one_line_failure()
+    assert "not a RazorFS mount" in line or str(tmp_path) in line, line
+
+
+def test_a_second_mount_on_a_cache_dir_in_use_fails_and_the_first_keeps_working(
+    mount_factory: MountFactory,
+) -> None:
+    first = mount_factory()
+    second = mount_factory(cache_dir=first.cache_dir, start=False)
+    second.mountpoint.mkdir(parents=True)
+    result = run_razorfs(second.command()[1:], second.env)
+    line = result.assert_one_line_failure()
+    assert "in use" in line, line
+    assert not is_mounted(second.mountpoint)
+    (first.mountpoint / "still.txt").write_bytes(b"fine\n")
+    assert (first.mountpoint / "still.txt").read_bytes() == b"fine\n"
+    assert first.alive()
+
+
+def test_mount_on_a_path_that_is_a_file_fails_with_one_line(s3_server: S3Server, bucket: str, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    result = run_razorfs(
+        mount_args(f"s3://{bucket}/v", tmp_path / "file", tmp_path / "cache", s3_server.endpoint_url),
+        {**os.environ, **s3_server.env()},
+    )
+    result.assert_one_line_failure()
+    assert (tmp_path / "file").read_text() == "not a directory"

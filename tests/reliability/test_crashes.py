@@ -1,8 +1,9 @@
 """kill -9 of the mount daemon at seeded random points of a workload (at any moment, during the
 multipart upload of a large file, during a rename), then `razorfs mount` again on the same cache
-dir. Against the workload's log of what was acknowledged: nothing acknowledged is lost or corrupt
-(through the mount and in S3), fsync'd content is in S3 even before the restart, and no object
-ever holds content that was not written whole under its name. Short mode: 4 runs; soak: 50."""
+dir; every fourth run is killed once more while the journal replay uploads. Against the
+workload's log of what was acknowledged: nothing acknowledged is lost or corrupt (through the
+mount and in S3), fsync'd content is in S3 even before the restart, and no object ever holds
+content that was not written whole under its name. Short mode: 4 runs; soak: 50."""
 
 from __future__ import annotations
 
@@ -98,6 +99,10 @@ def crash_run(mount_factory: MountFactory, s3_client: Any, bucket: str, run_inde
     assert missing_fsynced == set(), f"{context}: fsync'd files not in S3 at the crash"
 
     mount.start()  # same cache dir: replays the journal
+    if run_index % 4 == 3:  # and a second crash while the replayed uploads run
+        time.sleep(rng.uniform(0.0, 0.5))
+        mount.kill9()
+        mount.start()
     through_mount = found_through_mount(mount.mountpoint / "w") if (mount.mountpoint / "w").exists() else {}
     assert model.violations(through_mount) == [], f"{context}: through the restarted mount"
     mount.flush(timeout_s=300)
