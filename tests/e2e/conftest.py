@@ -42,7 +42,7 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dev_cluster.DevSta
 def api(dev: dev_cluster.DevState) -> Any:
     from kubernetes import config
 
-    return config.new_client_from_config(config_file=dev.kubeconfig)
+    return config.new_client_from_config(config_file=dev.kubeconfig)  # type: ignore[no-untyped-call]
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def namespace(api: Any, dev: dev_cluster.DevState) -> str:
     """A fresh namespace holding the S3 credentials Secret (no namespace controller runs: it stays)."""
     from kubernetes import client
 
-    core = client.CoreV1Api(api)
+    core: Any = client.CoreV1Api(api)
     name = f"e2e-{uuid.uuid4().hex[:8]}"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     core.create_namespaced_secret(name, dev_cluster.credentials_secret(name, dev.access_key, dev.secret_key))

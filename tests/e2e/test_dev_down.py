@@ -23,7 +23,7 @@ def test_dev_down_with_a_mounted_volume_flushes_stops_everything_and_unmounts(
 ) -> None:
     from kubernetes import client
 
-    core = client.CoreV1Api(api)
+    core: Any = client.CoreV1Api(api)
     applier = Applier(api, field_manager="razorfs-e2e")
     prefix = f"down-{uuid.uuid4().hex[:8]}"
     applier.apply({

@@ -115,8 +115,8 @@ def test_razorvolume_pod_files_reach_s3_and_delete_removes_pv_pvc_and_objects(
 ) -> None:
     from kubernetes import client
 
-    core = client.CoreV1Api(api)
-    custom = client.CustomObjectsApi(api)
+    core: Any = client.CoreV1Api(api)
+    custom: Any = client.CustomObjectsApi(api)
     applier = Applier(api, field_manager="razorfs-e2e")
     prefix = f"e2e-{uuid.uuid4().hex[:8]}"
     applier.apply({
@@ -163,7 +163,7 @@ def test_storageclass_claim_pod_files_reach_s3_and_delete_removes_pv_and_objects
 ) -> None:
     from kubernetes import client
 
-    core = client.CoreV1Api(api)
+    core: Any = client.CoreV1Api(api)
     applier = Applier(api, field_manager="razorfs-e2e")
     applier.apply({
         "apiVersion": "v1",

@@ -65,10 +65,10 @@ def run(root: Path, timeout_s: float) -> dev_cluster.DevState:
     say("1. Bringing up the dev cluster (SeaweedFS S3, etcd, kube-apiserver, operator, node plugin, kubelet harness)")
     state = dev_cluster.up(root)
     say(f"   up: kube-apiserver {state.kube_url}, S3 {state.s3_endpoint}, bucket {state.bucket}")
-    api = config.new_client_from_config(config_file=state.kubeconfig)
+    api = config.new_client_from_config(config_file=state.kubeconfig)  # type: ignore[no-untyped-call]
     applier = Applier(api, field_manager="razorfs-demo")
-    custom = client.CustomObjectsApi(api)
-    core = client.CoreV1Api(api)
+    custom: Any = client.CustomObjectsApi(api)
+    core: Any = client.CoreV1Api(api)
     volume = example_objects("razorvolume.yaml", state.s3_endpoint)[0]
     pod = load_manifest_file(EXAMPLES / "pod.yaml")[0]
     ns, rv_name, pod_name = volume["metadata"]["namespace"], volume["metadata"]["name"], pod["metadata"]["name"]
@@ -102,7 +102,7 @@ def run(root: Path, timeout_s: float) -> dev_cluster.DevState:
         phase = core.read_namespaced_pod(pod_name, ns).status.phase
         if phase == "Failed":
             raise DemoFailed(f"pod {pod_name} failed; see {root}/logs/pods/")
-        return phase == "Running"
+        return bool(phase == "Running")
 
     wait_for(f"pod {pod_name} Running (see {root}/logs/kubelet-harness.log)", running, timeout_s)
     say("   pod Running: its volume is staged and published by the node plugin (kubelet paths under "

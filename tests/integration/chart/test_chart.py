@@ -56,7 +56,8 @@ def one(objs: list[dict[str, Any]], kind: str, name_suffix: str = "") -> dict[st
 def container(pod_owner: dict[str, Any], name: str) -> dict[str, Any]:
     for c in pod_owner["spec"]["template"]["spec"]["containers"]:
         if c["name"] == name:
-            return c
+            found: dict[str, Any] = c
+            return found
     raise AssertionError(f"no container {name}")
 
 
@@ -219,7 +220,7 @@ def ensure_crd(applier: Applier, crd: dict[str, Any], kube_api_client: Any) -> N
     from kubernetes import client
 
     applier.apply(crd)
-    ext = client.ApiextensionsV1Api(kube_api_client)
+    ext: Any = client.ApiextensionsV1Api(kube_api_client)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         status = ext.read_custom_resource_definition(crd["metadata"]["name"]).status

@@ -61,9 +61,9 @@ def test_operator_reconciles_a_razorvolume_with_only_the_charts_rbac(
 ) -> None:
     from kubernetes import client, config
 
-    admin = config.new_client_from_config(config_file=str(rbac_plane.kubeconfig))
+    admin = config.new_client_from_config(config_file=str(rbac_plane.kubeconfig))  # type: ignore[no-untyped-call]
     applier = Applier(admin)
-    core = client.CoreV1Api(admin)
+    core: Any = client.CoreV1Api(admin)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE)))
     # Exactly what the chart installs for the operator: CRD, ServiceAccount, (Cluster)Role(Binding)s.
     objs = render(release="razorfs", namespace=NAMESPACE)
@@ -71,7 +71,7 @@ def test_operator_reconciles_a_razorvolume_with_only_the_charts_rbac(
     for obj in objs:
         if obj["kind"] in wanted and "controller" not in obj["metadata"]["name"]:
             applier.apply(obj, namespace=NAMESPACE)
-    ext = client.ApiextensionsV1Api(admin)
+    ext: Any = client.ApiextensionsV1Api(admin)
     wait_for("CRD established", lambda: any(
         c.type == "Established" and c.status == "True"
         for c in ext.read_custom_resource_definition("razorvolumes.razorfs.io").status.conditions or []))
@@ -83,7 +83,8 @@ def test_operator_reconciles_a_razorvolume_with_only_the_charts_rbac(
         "stringData": {"accessKeyID": s3_server.access_key, "secretAccessKey": s3_server.secret_key},
     })
     prefix = f"rbac-{uuid.uuid4().hex[:8]}"
-    s3_server.client().put_object(Bucket=bucket, Key=f"{prefix}/existing.txt", Body=b"x")
+    s3: Any = s3_server.client()  # type: ignore[no-untyped-call]
+    s3.put_object(Bucket=bucket, Key=f"{prefix}/existing.txt", Body=b"x")
 
     # KUBECONFIG is a colon-separated list: the user's name (full of colons) must not be in the path.
     operator_kubeconfig = tmp_path / "operator-kubeconfig"
@@ -101,7 +102,7 @@ def test_operator_reconciles_a_razorvolume_with_only_the_charts_rbac(
     stop = threading.Event()
     harness_thread = threading.Thread(target=harness.run, args=(stop,), daemon=True)
     harness_thread.start()
-    custom = client.CustomObjectsApi(admin)
+    custom: Any = client.CustomObjectsApi(admin)
     try:
         custom.create_namespaced_custom_object("razorfs.io", "v1alpha1", apps, "razorvolumes", {
             "apiVersion": "razorfs.io/v1alpha1",
@@ -136,11 +137,11 @@ def test_operator_reconciles_a_razorvolume_with_only_the_charts_rbac(
             try:
                 rv()
             except ApiException as exc:
-                return exc.status == 404
+                return bool(exc.status == 404)
             return False
 
         wait_for("RazorVolume deleted under the chart's RBAC", deleted)
-        listed = s3_server.client().list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/")
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/")
         assert listed.get("KeyCount", 0) == 0, "reclaimPolicy Delete removed the objects"
     except AssertionError as exc:
         raise AssertionError(f"{exc}\noperator log:\n{operator.log_tail(40)}") from None
