@@ -189,3 +189,18 @@ def test_storageclass_claim_pod_files_reach_s3_and_delete_removes_pv_and_objects
     wait_for("provisioned PV deleted", lambda: gone(lambda: core.read_persistent_volume(pv.metadata.name)))
     assert gone(lambda: core.read_namespaced_persistent_volume_claim("scratch", namespace))
     assert keys_under(s3, dev.bucket, prefix) == {}, "DeleteVolume removes the volume's objects"
+
+
+def test_pod_without_a_command_is_failed_with_a_reason_instead_of_running_something_else(
+    dev: dev_cluster.DevState, api: Any, namespace: str
+) -> None:
+    from kubernetes import client
+
+    core: Any = client.CoreV1Api(api)
+    core.create_namespaced_pod(namespace, {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "entrypoint-only"},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]},
+    })
+    status = wait_for("pod failed", lambda: (s := core.read_namespaced_pod("entrypoint-only", namespace).status)
+                      and s.phase == "Failed" and s)
+    assert status.reason == "Unsupported" and "command" in status.message

@@ -8,8 +8,9 @@ a bare kube-apiserver lacks, so the real node plugin and operator can be driven 
   single container command as a local process with each mountPath replaced by the published path,
   reports the pod's phase, and on deletion stops the process, unpublishes and unstages.
 
-It is a reconcile loop over listed state (no watches), so a restart converges from whatever it finds,
-except that pods it started before a restart are not re-adopted (their processes are in its group).
+It is a reconcile loop over listed state (polling, no watches), so a restart converges from whatever
+it finds, except that pods it started before a restart are not re-adopted. Containers are never
+restarted: an exited command makes the pod Succeeded or Failed whatever its restartPolicy.
 """
 
 from __future__ import annotations
@@ -432,8 +433,12 @@ class KubeletHarness:
 
     def start_pod(self, pod: Any, pvcs: dict[tuple[str, str], Any], pvs: dict[str, Any]) -> None:
         containers = pod.spec.containers or []
-        if len(containers) != 1:
-            self.set_phase(pod, "Failed", reason="Unsupported", message="the harness runs single-container pods")
+        # No images here: the command is all there is to run, so it must be spelled out.
+        unsupported = ("the harness runs single-container pods" if len(containers) != 1
+                       else "the harness needs the container's command (it cannot run an image's entrypoint)"
+                       if not containers[0].command else "")
+        if unsupported:
+            self.set_phase(pod, "Failed", reason="Unsupported", message=unsupported)
             self.pods[pod.metadata.uid] = LocalPod(pod.metadata.namespace, pod.metadata.name, pod.metadata.uid,
                                                    final_phase="Failed")
             return
@@ -492,7 +497,7 @@ class KubeletHarness:
         Path(cwd).mkdir(parents=True, exist_ok=True)
         with open(local.log_path, "ab") as out:
             local.process = subprocess.Popen(
-                argv or ["true"],
+                argv,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=cwd,
