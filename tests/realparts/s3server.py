@@ -110,10 +110,16 @@ def start_seaweedfs(workdir: Path, s3_port: int | None = None) -> S3Server:
         # SeaweedFS (another test session) die at startup; the tests use neither.
         "-s3.port.iceberg=0",
         "-s3.port.lance=0",
-        "-volume.max=0",
+        # Every bucket is a SeaweedFS collection with volumes of its own; with "0" (free disk /
+        # volume size) and 7 volumes grown per collection the server refused writes after ~33
+        # buckets, and every test makes a fresh bucket. Volume files are sparse, so a high cap
+        # costs no disk; growing one volume per collection (env below) keeps startup fast.
+        "-volume.max=5000",
         "-master.volumeSizeLimitMB=256",
     ]
-    proc = ManagedProcess("seaweedfs", argv, workdir / "seaweedfs.log")
+    proc = ManagedProcess(
+        "seaweedfs", argv, workdir / "seaweedfs.log", env={"WEED_MASTER_VOLUME_GROWTH_COPY_1": "1"}
+    )
     endpoint = f"http://127.0.0.1:{ports['s3']}"
     server = S3Server("seaweedfs", endpoint, TEST_ACCESS_KEY, TEST_SECRET_KEY, TEST_REGION, proc)
     try:
