@@ -15,6 +15,7 @@ from razorfs.volume_spec import CRD_GROUP, CRD_PLURAL, CRD_VERSION
 from .cluster import Cluster, load_api_client
 from .config import OperatorConfig
 from .errors import VolumeProblem
+from .metrics import count_reconcile
 from .node_admin import NodeAdminClient
 from .outcome import retry_later
 from .reconciler import FINALIZER, Reconciler, Runtime
@@ -78,7 +79,9 @@ async def on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     try:
         await Reconciler(runtime).release(body)
     except VolumeProblem as problem:
+        count_reconcile("delete", problem.reason)
         raise retry_later(problem, runtime.config.deletion_retry_delay_s) from None
+    count_reconcile("delete", "ok")
 
 
 @kopf.timer(*RESOURCE, interval=CONFIG.resync_interval_s, initial_delay=CONFIG.resync_interval_s / 4)
@@ -88,11 +91,13 @@ async def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if body["metadata"].get("deletionTimestamp"):
         return
     runtime: Runtime = memo.runtime
-    await Reconciler(runtime).reconcile(body, recheck_s3=False, refresh=True)
+    problem = await Reconciler(runtime).reconcile(body, recheck_s3=False, refresh=True)
+    count_reconcile("resync", problem.reason if problem else "ok")
 
 
 async def _converge(body: kopf.Body, memo: kopf.Memo, *, recheck_s3: bool) -> None:
     runtime: Runtime = memo.runtime
     problem = await Reconciler(runtime).reconcile(body, recheck_s3=recheck_s3, refresh=False)
+    count_reconcile("converge", problem.reason if problem else "ok")
     if problem is not None:
         raise retry_later(problem, runtime.config.retry_delay_s)

@@ -31,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("RAZORFS_OPERATOR_PEERING", ""),
         help="kopf peering name for leader-safe replicas (needs kopf's peering CRDs); default standalone",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get("RAZORFS_OPERATOR_METRICS_PORT", "0")),
+        help="serve Prometheus metrics on this port (0: off; env RAZORFS_OPERATOR_METRICS_PORT)",
+    )
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     defaults = OperatorConfig.from_env()
     for field in fields(OperatorConfig):
@@ -45,7 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not 0 <= args.metrics_port < 65536:
+        parser.error("--metrics-port must be 0..65535")
     config = OperatorConfig(**{field.name: getattr(args, field.name) for field in fields(OperatorConfig)})
     # The handlers module reads its settings from the environment, like under `kopf run`.
     os.environ.update(config.to_env())
@@ -60,6 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     import kopf
 
     importlib.import_module("razorfs_operator.handlers")
+    if args.metrics_port:
+        from .metrics import serve_metrics
+
+        serve_metrics(args.metrics_port)
     kopf.run(
         clusterwide=not args.namespace,
         namespaces=args.namespace,

@@ -154,6 +154,7 @@ class OperatorProcess:
     liveness_url: str
     argv: list[str]
     env: dict[str, str]
+    metrics_url: str | None = None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -176,12 +177,16 @@ def start_operator(
     in its own process group and waits for its liveness endpoint."""
     port = free_port()
     liveness = f"http://127.0.0.1:{port}/healthz"
+    metrics_url: str | None = None
     if via_kopf_cli:
         kopf = Path(sys.executable).with_name("kopf")
         argv = [str(kopf), "run", "-m", "razorfs_operator.handlers", "--all-namespaces", "--standalone"]
         argv += [f"--liveness={liveness}"]
     else:
         argv = [str(Path(sys.executable).with_name("razorfs-operator")), "--liveness", liveness, "--verbose"]
+        metrics_port = free_port()
+        argv += ["--metrics-port", str(metrics_port)]
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     env = {
         **os.environ,
         "KUBECONFIG": str(kubeconfig),
@@ -196,7 +201,7 @@ def start_operator(
     log_path = workdir / f"operator-{port}.log"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    operator = OperatorProcess(proc, log_path, liveness, argv, env)
+    operator = OperatorProcess(proc, log_path, liveness, argv, env, metrics_url)
 
     def alive_and_live() -> bool:
         if proc.poll() is not None:

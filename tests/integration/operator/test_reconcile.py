@@ -126,6 +126,22 @@ def test_valid_razorvolume_becomes_ready_with_pv_and_pvc_bound_to_each_other(
     assert "Contents" not in s3_server.client().list_objects_v2(Bucket=bucket)
 
 
+def test_operator_metrics_count_successful_reconciliations(
+    custom_api: Any, kube_namespace: str, s3_server: Any, bucket: str, s3_secret: str, operator_process: Any
+) -> None:
+    import urllib.request
+
+    apply_rv(custom_api, kube_namespace, "metered", spec_for(s3_server, bucket, s3_secret))
+    wait_phase(custom_api, kube_namespace, "metered", "Ready", timeout_s=20)
+    assert operator_process.metrics_url is not None
+    with urllib.request.urlopen(operator_process.metrics_url, timeout=5) as resp:
+        text = resp.read().decode()
+    samples = [
+        line for line in text.splitlines() if line.startswith('razorfs_operator_reconciles_total{handler="converge"')
+    ]
+    assert any('outcome="ok"' in line and float(line.split()[-1]) >= 1 for line in samples), samples
+
+
 def test_capacity_change_is_applied_to_the_pv_and_observed_generation_follows(
     custom_api: Any, core_api: Any, kube_namespace: str, s3_server: Any, bucket: str, s3_secret: str
 ) -> None:
