@@ -30,7 +30,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("untar_s", "untar", "untar a source tree ({tree})", "s", "lower"),
     Metric("untar_readback_s", "untar", "read the untarred tree back", "s", "lower"),
     Metric("stream_peak_rss_mib", "rss", "peak RSS of the mount process, streaming {stream}", "MiB", "lower"),
-    Metric("stream_rss_growth_mib", "rss", "RSS growth from 1/4 to all of {stream}", "MiB", "lower"),
+    Metric("stream_rss_growth_mib", "rss", "RSS growth, 1/4 of {stream} written to fsync done", "MiB", "lower"),
     Metric("cp_ready_all_s", "control_plane", "{volumes} RazorVolumes applied at once, until all Ready", "s", "lower"),
     Metric("csi_stage_publish_p50_s", "control_plane", "CSI stage + publish, p50 of {stages}", "s", "lower"),
     Metric("csi_stage_publish_p99_s", "control_plane", "CSI stage + publish, p99 of {stages}", "s", "lower"),

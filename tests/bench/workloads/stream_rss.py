@@ -1,6 +1,7 @@
 """Workload 7: resident memory of the mount process while a big file streams through it (written
 with 1 MiB writes and fsync, then read back cold). Peak RSS, and how much RSS still grew after the
-first quarter of the file: a daemon whose memory follows the file size is not flat."""
+first quarter of the file was written until fsync returned (the upload included): a daemon whose
+memory follows the file size is not flat."""
 
 from __future__ import annotations
 
