@@ -71,7 +71,8 @@ def publish(out_dir: Path) -> None:
     PUBLISHED.mkdir(parents=True, exist_ok=True)
     shutil.copy(out_dir / "table.md", PUBLISHED / "latest.md")
     shutil.copy(out_dir / "results.json", PUBLISHED / "latest.json")
-    plots = sorted((out_dir / "plots").glob("*.png"))
+    order = {name: i for i, name in enumerate(WORKLOADS)}
+    plots = sorted((out_dir / "plots").glob("*.png"), key=lambda png: order.get(png.stem, len(order)))
     for png in plots:
         shutil.copy(png, PUBLISHED / png.name)
     block = (out_dir / "table.md").read_text() + "\n" + "\n".join(
