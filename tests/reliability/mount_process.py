@@ -83,6 +83,8 @@ class MountProcess:
             return
         os.kill(pid, signal.SIGKILL)
         _wait_gone(pid, 20)
+        if _alive(pid):
+            raise MountFailed(f"daemon {pid} still alive 20 s after SIGKILL: {blocked_threads(pid)}")
 
     def flush(self, timeout_s: float = 180.0) -> None:
         result = self._cli([RAZORFS_BIN, "flush", str(self.mountpoint), "--timeout", str(timeout_s)], timeout_s + 30)
@@ -114,6 +116,21 @@ class MountProcess:
 
     def _cli(self, argv: list[str], timeout_s: float = CLI_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
         return subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=timeout_s, check=False)
+
+
+def blocked_threads(pid: int) -> str:
+    """Where a process's threads sleep in the kernel (state and wait channel): a process SIGKILL
+    cannot end is stuck in an uninterruptible wait, e.g. on a request to its own FUSE mount."""
+    found = []
+    for task in sorted(Path(f"/proc/{pid}/task").glob("*")):
+        try:
+            state = (task / "stat").read_text().split(") ")[-1][:1]
+            wchan = (task / "wchan").read_text().strip()
+            syscall = (task / "syscall").read_text().split(" ")[0]
+        except OSError:
+            continue
+        found.append(f"tid {task.name} state {state} wchan {wchan} syscall {syscall}")
+    return "; ".join(found) or "(no threads readable)"
 
 
 def _alive(pid: int) -> bool:

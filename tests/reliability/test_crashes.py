@@ -70,6 +70,8 @@ def crash_run(mount_factory: MountFactory, s3_client: Any, bucket: str, run_inde
             str(seed),
             "--ops",
             str(soak.pick(30, 60)),
+            "--opening",
+            moment,
         ],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
