@@ -12,22 +12,9 @@ import pytest
 from tests.realparts.fusemount import require_fuse
 from tests.realparts.processes import RealPartMissing
 from tests.realparts.s3server import S3Server
-from tests.reliability import soak
 from tests.reliability.mount_process import MountProcess
 
 MountFactory = Callable[..., MountProcess]
-_HERE = Path(__file__).parent
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The long (`slow`) versions of this suite run only under `make soak` (RAZORFS_SOAK=1) or when
-    asked for with -m; in `make test` they are deselected, not skipped."""
-    if soak.SOAK or config.getoption("markexpr"):
-        return
-    long_ones = [item for item in items if item.get_closest_marker("slow") and _HERE in item.path.parents]
-    if long_ones:
-        config.hook.pytest_deselected(items=long_ones)
-        items[:] = [item for item in items if item not in long_ones]
 
 
 @pytest.fixture
