@@ -6,15 +6,19 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from tests.realparts.fusemount import require_fuse
-from tests.realparts.processes import RealPartMissing
+from tests.realparts.processes import RealPartMissing, wait_until
 from tests.realparts.s3server import S3Server
 from tests.reliability.mount_process import MountProcess
 
 MountFactory = Callable[..., MountProcess]
+CRD_FILE = Path(__file__).resolve().parents[2] / "charts" / "razorfs" / "crds" / "razorvolumes.yaml"
+GROUP, VERSION, PLURAL = "razorfs.io", "v1alpha1", "razorvolumes"
 
 
 @pytest.fixture
@@ -53,3 +57,33 @@ def mount_factory(s3_server: S3Server, bucket: str, tmp_path_factory: pytest.Tem
     finally:
         for mount in made:
             mount.cleanup()
+
+
+@pytest.fixture(scope="session")
+def razorvolume_api(kube_api_client: Any) -> Any:
+    """CustomObjectsApi with the chart's CRD applied as shipped (created, or replaced if another
+    suite applied it already) and served."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    manifest = yaml.safe_load(CRD_FILE.read_text())
+    api = client.ApiextensionsV1Api(kube_api_client)
+    name = manifest["metadata"]["name"]
+    try:
+        api.create_custom_resource_definition(manifest)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        manifest["metadata"]["resourceVersion"] = api.read_custom_resource_definition(name).metadata.resource_version
+        api.replace_custom_resource_definition(name, manifest)
+    objects = client.CustomObjectsApi(kube_api_client)
+
+    def served() -> bool:
+        try:
+            objects.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+        except ApiException:
+            return False
+        return True
+
+    wait_until(served, 30, "RazorVolume endpoint served")
+    return objects

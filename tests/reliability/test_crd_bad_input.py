@@ -7,18 +7,14 @@ from __future__ import annotations
 import copy
 import json
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.realparts.processes import wait_until
+from tests.reliability.conftest import GROUP, PLURAL, VERSION
 
 pytestmark = pytest.mark.kube
 
-CRD_FILE = Path(__file__).resolve().parents[2] / "charts" / "razorfs" / "crds" / "razorvolumes.yaml"
-GROUP, VERSION, PLURAL = "razorfs.io", "v1alpha1", "razorvolumes"
 VALID_SPEC: dict[str, Any] = {
     "s3": {"endpoint": "http://s3.example.test:9000", "bucket": "bucket-one", "secretRef": {"name": "creds"}},
 }
@@ -101,47 +97,18 @@ def spec_with(path: str, value: Any) -> dict[str, Any]:
     return spec
 
 
-@pytest.fixture(scope="module")
-def custom_objects(kube_api_client: Any) -> Any:
-    """The chart's CRD applied as shipped (created, or replaced if another module applied it)."""
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
-    manifest = yaml.safe_load(CRD_FILE.read_text())
-    api = client.ApiextensionsV1Api(kube_api_client)
-    name = manifest["metadata"]["name"]
-    try:
-        api.create_custom_resource_definition(manifest)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-        manifest["metadata"]["resourceVersion"] = api.read_custom_resource_definition(name).metadata.resource_version
-        api.replace_custom_resource_definition(name, manifest)
-    objects = client.CustomObjectsApi(kube_api_client)
-
-    def served() -> bool:
-        try:
-            objects.list_cluster_custom_object(GROUP, VERSION, PLURAL)
-        except ApiException:
-            return False
-        return True
-
-    wait_until(served, 30, "RazorVolume endpoint served")
-    return objects
-
-
-def create(custom_objects: Any, namespace: str, spec: dict[str, Any]) -> Any:
+def create(razorvolume_api: Any, namespace: str, spec: dict[str, Any]) -> Any:
     body = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "RazorVolume",
         "metadata": {"name": f"rv-{uuid.uuid4().hex[:8]}"},
         "spec": spec,
     }
-    return custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    return razorvolume_api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
 
 
-def test_the_valid_base_spec_is_accepted(custom_objects: Any, kube_namespace: str) -> None:
-    created = create(custom_objects, kube_namespace, copy.deepcopy(VALID_SPEC))
+def test_the_valid_base_spec_is_accepted(razorvolume_api: Any, kube_namespace: str) -> None:
+    created = create(razorvolume_api, kube_namespace, copy.deepcopy(VALID_SPEC))
     assert created["spec"]["s3"]["bucket"] == "bucket-one"
 
 
@@ -151,12 +118,12 @@ def test_the_valid_base_spec_is_accepted(custom_objects: Any, kube_namespace: st
     ids=[f"{p}={'<dropped>' if v is DROP else json.dumps(v)[:24]}" for p, v, _ in INVALID_VALUES],
 )
 def test_invalid_field_value_is_rejected_with_a_message(
-    custom_objects: Any, kube_namespace: str, path: str, value: Any, fragment: str
+    razorvolume_api: Any, kube_namespace: str, path: str, value: Any, fragment: str
 ) -> None:
     from kubernetes.client.exceptions import ApiException
 
     with pytest.raises(ApiException) as caught:
-        create(custom_objects, kube_namespace, spec_with(path, value))
+        create(razorvolume_api, kube_namespace, spec_with(path, value))
     assert caught.value.status == 422, caught.value.body
     message = json.loads(caught.value.body)["message"]
     assert fragment in message, message
