@@ -130,7 +130,8 @@ class FileCache:
 
     def files_under(self, dir_path: str) -> list[CachedFile]:
         prefix = dir_path + "/" if dir_path else ""
-        return [f for p, f in self._files.items() if p.startswith(prefix)]
+        # list() first: the metrics thread reads these while the trio thread changes the dict.
+        return [f for p, f in list(self._files.items()) if p.startswith(prefix)]
 
     def children_of(self, dir_path: str) -> list[CachedFile]:
         """Cached files directly in `dir_path` (new files not in S3 yet show up through this)."""
@@ -138,11 +139,11 @@ class FileCache:
         return [f for p, f in self._files.items() if p.startswith(prefix) and "/" not in p[len(prefix) :]]
 
     def dirty_files(self) -> list[CachedFile]:
-        return [f for f in self._files.values() if f.dirty]
+        return [f for f in list(self._files.values()) if f.dirty]
 
     @property
     def dirty_bytes(self) -> int:
-        return sum(max(f.written.total(), 1 if f.dirty else 0) for f in self._files.values() if f.dirty)
+        return sum(max(f.written.total(), 1) for f in self.dirty_files())
 
     # -- creating entries -------------------------------------------------------------------------
 

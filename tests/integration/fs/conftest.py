@@ -55,7 +55,7 @@ class MountedVolume:
         return stats
 
     def flush(self, timeout: float = 120) -> None:
-        result = self.cli("flush", str(self.mountpoint), timeout=timeout)
+        result = self.cli("flush", str(self.mountpoint), "--timeout", str(timeout), timeout=timeout + 30)
         assert result.returncode == 0, result.stderr + self.log[-2000:]
 
     def umount(self, timeout: float = 120) -> None:
