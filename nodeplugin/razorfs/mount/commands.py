@@ -142,8 +142,15 @@ def _last_line(log_path: Path) -> str:
 
 def _record(mountpoint: str) -> registry.MountRecord:
     record = registry.read_record(mountpoint)
-    if record is None or not registry.pid_alive(record.pid):
+    if record is None:
         raise UsageError(f"{mountpoint} is not a RazorFS mount (no running daemon for it)", exit_code=1)
+    if not registry.pid_alive(record.pid):
+        # Never report such a mount as cleanly gone: its journal may hold files not in S3 yet.
+        raise UsageError(
+            f"the daemon of {mountpoint} (pid {record.pid}) died; mount again with --cache-dir "
+            f"{record.cache_dir} to replay its journal and finish its uploads",
+            exit_code=1,
+        )
     return record
 
 

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 from tests.integration.fs.conftest import MountFactory
 from tests.realparts.faultproxy import Fault
 from tests.realparts.fusemount import force_unmount, is_mounted
+from tests.realparts.processes import free_port
 from tests.realparts.s3server import S3Server
 
 pytestmark = [pytest.mark.fuse, pytest.mark.s3]
@@ -36,13 +38,17 @@ def test_cli_mount_daemonizes_when_ready_and_umount_flushes_before_unmounting(
     env = {**os.environ, **s3_server.env(), "RAZORFS_RUN_DIR": str(tmp_path / "run")}
     mnt, cache = tmp_path / "mnt", tmp_path / "cache"
     mnt.mkdir()
+    metrics_port = free_port()
     mounted = _razorfs(
         env, "mount", f"s3://{bucket}/v", str(mnt), "--endpoint-url", s3_server.endpoint_url,
         "--force-path-style", "--region", s3_server.region, "--cache-dir", str(cache),
+        "--metrics-port", str(metrics_port),
     )  # fmt: skip
     try:
         assert mounted.returncode == 0, mounted.stderr
         assert is_mounted(mnt)  # ready when the command returns
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as resp:
+            assert "razorfs_cache_limit_bytes 1.073741824e+10" in resp.read().decode()
         (mnt / "file").write_bytes(b"payload")
         stats = _razorfs(env, "stats", str(mnt), "--json")
         assert stats.returncode == 0, stats.stderr
