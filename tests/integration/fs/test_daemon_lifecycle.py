@@ -137,3 +137,22 @@ def test_restart_after_kill_9_clears_the_dead_mount_and_serves_the_same_mountpoi
     assert (again.mountpoint / "kept").read_bytes() == b"acknowledged"
     again.flush()
     assert s3_client.get_object(Bucket=bucket, Key="vol/kept")["Body"].read() == b"acknowledged"
+
+
+def test_warm_reports_progress_and_later_reads_download_nothing(
+    razorfs_mount: MountFactory, s3_client: Any, bucket: str
+) -> None:
+    from razorfs.mount.control import request
+
+    for name in ("dir/a", "dir/sub/b", "c"):
+        s3_client.put_object(Bucket=bucket, Key=f"vol/{name}", Body=name.encode() * 100_000)
+    vol = razorfs_mount()
+    replies = list(request(vol.cache_dir / "control.sock", {"op": "warm", "paths": ["dir/", "c"]}, timeout_s=60))
+    assert replies[-1] == {"ok": True}
+    progress = [r["progress"] for r in replies[:-1]]
+    assert progress[-1]["files_done"] == progress[-1]["files_total"] == 3
+    total = sum(len(n) * 100_000 for n in ("dir/a", "dir/sub/b", "c"))
+    assert progress[-1]["bytes_done"] == progress[-1]["bytes_total"] == total
+    before = vol.stats()["bytes_downloaded"]
+    assert (vol.mountpoint / "dir" / "sub" / "b").read_bytes() == b"dir/sub/b" * 100_000
+    assert vol.stats()["bytes_downloaded"] == before
