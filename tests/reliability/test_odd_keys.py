@@ -21,6 +21,11 @@ from tests.reliability.mount_process import MountProcess
 
 pytestmark = [pytest.mark.s3, pytest.mark.fuse]
 
+LONG_NAME_BUG = (
+    "product bug (fs/namespace.py _s3_listing): keys whose last component is longer than NAME_MAX "
+    "(255 bytes) are listed by readdir although no lookup of them can succeed"
+)
+
 NAME_MAX = 255
 ODD_KEYS = ["a//b", ".", "..", "./z", "q/../w", "n" * 300, "d/" + "m" * 256, "x", "x/y", "e/", "e//f"]
 GOOD_FILES = {"good/one.txt": b"one\n", "good/two.bin": bytes(range(256)) * 40, "top.txt": b"top\n"}
@@ -67,6 +72,7 @@ def walk_names(top: Path) -> tuple[list[str], list[OSError]]:
     return names, errors
 
 
+@pytest.mark.xfail(strict=True, reason=LONG_NAME_BUG)
 def test_every_listed_name_is_a_valid_file_name(odd_bucket_mount: MountProcess) -> None:
     names, _ = walk_names(odd_bucket_mount.mountpoint)
     bad = [n for n in names if not n or "/" in n or n in (".", "..") or len(n.encode()) > NAME_MAX]
