@@ -21,17 +21,6 @@ from tests.reliability.s3_contents import objects_under
 from tests.reliability.workload import content_for, write_file
 
 pytestmark = [pytest.mark.s3, pytest.mark.fuse]
-
-DELETE_BUG = (
-    "product bug (fs/namespace.py listing): a file deleted on mount A stays listed and readable on "
-    "mount B for good once B had read it: listing() merges every cached file, clean ones too"
-)
-
-STALE_SIZE_BUG = (
-    "product bug (fs/operations.py open/getattr): the first open() on mount B after the TTL returns "
-    "the new content cut to the old size (b'version two,' for b'version two, longer\\n'): the size "
-    "is not revalidated with the ETag (or the kernel attr cache outlives the metadata TTL)"
-)
 REPO = Path(__file__).resolve().parents[2]
 TTL_S = 1.0
 AFTER_TTL_S = TTL_S + 0.3
@@ -102,7 +91,6 @@ def read(path: Path) -> bytes:
         return handle.read()
 
 
-@pytest.mark.xfail(strict=True, reason=STALE_SIZE_BUG)
 def test_a_file_closed_on_mount_a_is_opened_on_mount_b_after_the_ttl(mount_factory: MountFactory) -> None:
     a = mount_factory(extra_args=["--cache-mode", "writethrough"])
     b = mount_factory()
@@ -121,7 +109,6 @@ def test_a_file_closed_on_mount_a_is_opened_on_mount_b_after_the_ttl(mount_facto
     assert read(on_b) == b"VERSION TWO, LONGER\n"
 
 
-@pytest.mark.xfail(strict=True, reason=DELETE_BUG)
 def test_creates_and_deletes_on_mount_a_show_on_mount_b_after_the_ttl(mount_factory: MountFactory) -> None:
     a = mount_factory(extra_args=["--cache-mode", "writethrough"])
     b = mount_factory()
