@@ -73,8 +73,13 @@ class Namespace:
     async def listing(self, dir_path: str, fresh: bool = False) -> dict[str, DirEntry]:
         """Names in a directory: the S3 listing (cached for the TTL) plus local files not yet
         uploaded."""
-        merged = dict((await self._s3_listing(dir_path, fresh)).entries)
+        listing = await self._s3_listing(dir_path, fresh)
+        merged = dict(listing.entries)
         for f in self.cache.children_of(dir_path):
+            # A clean file validated (uploaded or HEAD'ed) before the LIST began is in it unless
+            # someone deleted it since; newer ones may have raced the LIST, so they are added.
+            if not f.dirty and f.validated_at < listing.fetched_at:
+                continue
             name = split_path(f.path)[1]
             merged[name] = DirEntry(name, False, f.size, f.attrs.mtime)
         return merged
@@ -83,6 +88,7 @@ class Namespace:
         listing = None if fresh else self.meta.listing(dir_path)
         if listing is None:
             dkey = self.dir_key(dir_path)
+            started = time.monotonic()  # the listing is as old as the moment the LIST began
             entries: dict[str, DirEntry] = {}
             for page in await self.store.list_all(dkey, "/"):
                 for obj in page.objects:
@@ -93,7 +99,7 @@ class Namespace:
                     name = prefix[len(dkey) :].rstrip("/")
                     if name and "/" not in name:
                         entries[name] = DirEntry(name, True)  # a directory wins over a same-named file
-            listing = Listing(entries)
+            listing = Listing(entries, fetched_at=started)
             self.meta.put_listing(dir_path, listing)
         return listing
 
@@ -125,6 +131,17 @@ class Namespace:
             return Node("", 0, attrs)
         f = self.cache.get(path)
         if f is not None:
+            if f.open_handles or not self.cache.needs_revalidation(f):
+                return self.node_of_cached(f)
+            # A clean cached file is checked against S3 once the TTL passed: another client may
+            # have replaced or deleted it.
+            self.meta.forget_head(self.key_for(path))
+            info = await self.head(self.key_for(path))
+            if info is None:
+                self.cache.forget(f)
+                return None
+            attrs = attrs_from_metadata(info.metadata, info.last_modified, self.defaults)
+            self.cache.revalidate(f, info, attrs)
             return self.node_of_cached(f)
         parent, name = split_path(path)
         listing = self.meta.listing(parent)
@@ -165,7 +182,10 @@ class Namespace:
         path = join_path(dir_path, entry.name)
         f = self.cache.get(path)
         if f is not None:
-            return self.node_of_cached(f)
+            if f.dirty or f.open_handles:
+                return self.node_of_cached(f)
+            # Clean: the listing may be newer than our copy; let the kernel ask getattr.
+            return Node(path, entry.size, f.attrs, exact=False)
         key = self.dir_key(path) if entry.is_dir else self.key_for(path)
         known, info = self.meta.head(key)
         if known and info is not None:

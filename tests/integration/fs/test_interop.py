@@ -115,3 +115,19 @@ def test_files_written_by_razorfs_show_their_modes_owners_and_content_in_s3fs(
     assert script.st_mtime == 1_600_000_000
     assert os.readlink(other / "run") == "script.sh"
     assert stat.S_ISDIR(os.lstat(other / "docs").st_mode)
+
+
+def test_changes_by_another_client_show_after_the_metadata_ttl(
+    razorfs_mount: MountFactory, s3_client: Any, bucket: str
+) -> None:
+    vol = razorfs_mount(extra=("--metadata-ttl", "500ms"))
+    (vol.mountpoint / "replaced").write_bytes(b"ours")
+    (vol.mountpoint / "deleted").write_bytes(b"ours too")
+    vol.flush()
+    assert (vol.mountpoint / "replaced").read_bytes() == b"ours"  # cached now
+    s3_client.put_object(Bucket=bucket, Key="vol/replaced", Body=b"theirs, longer")
+    s3_client.delete_object(Bucket=bucket, Key="vol/deleted")
+    time.sleep(1.2)
+    assert sorted(os.listdir(vol.mountpoint)) == ["replaced"]
+    assert (vol.mountpoint / "replaced").read_bytes() == b"theirs, longer"  # close-to-open
+    assert not (vol.mountpoint / "deleted").exists()
