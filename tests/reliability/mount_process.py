@@ -59,7 +59,10 @@ class MountProcess:
             self.mountpoint.mkdir(parents=True, exist_ok=True)
         result = self._cli(self.command())
         if result.returncode != 0:
-            raise MountFailed(f"razorfs mount exited {result.returncode}: {result.stderr.strip()}\n{self.log_tail()}")
+            raise MountFailed(
+                f"razorfs mount exited {result.returncode}: {result.stderr.strip()}\n{self.log_tail()}\n"
+                f"{self.diagnostics()}"
+            )
         pid = self.pid()
         if pid is not None:
             self.pids.append(pid)
@@ -95,6 +98,20 @@ class MountProcess:
         result = self._cli([RAZORFS_BIN, "umount", str(self.mountpoint), "--timeout", str(timeout_s)], timeout_s + 30)
         if result.returncode != 0:
             raise MountFailed(f"razorfs umount exited {result.returncode}: {result.stderr.strip()}\n{self.log_tail()}")
+
+    def diagnostics(self) -> str:
+        """What the kernel and /proc say about this mount's earlier daemons and its mountpoint."""
+        target = os.path.realpath(self.mountpoint)
+        with open("/proc/self/mountinfo") as mounts:
+            layers = [line.strip() for line in mounts if line.split()[4] == target]
+        states = []
+        for pid in self.pids:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1]
+            except OSError:
+                state = "gone"
+            states.append(f"{pid}:{state}" + (f" ({blocked_threads(pid)})" if state not in ("gone", "Z") else ""))
+        return f"mount layers at {target}: {layers or 'none'}; earlier daemons: {', '.join(states) or 'none'}"
 
     def log_tail(self, lines: int = 30) -> str:
         try:

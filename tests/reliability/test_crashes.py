@@ -3,7 +3,8 @@ multipart upload of a large file, during a rename), then `razorfs mount` again o
 dir; every fourth run is killed once more while the journal replay uploads. Against the
 workload's log of what was acknowledged: nothing acknowledged is lost or corrupt (through the
 mount and in S3), fsync'd content is in S3 even before the restart, and no object ever holds
-content that was not written whole under its name. Short mode: 4 runs; soak: 50."""
+content that was not written whole under its name. Short mode: 4 runs; soak: 50, every fifth
+through the fault proxy at 5% faults."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.realparts.faultproxy import FaultProxy
 from tests.reliability import soak
 from tests.reliability.conftest import MountFactory
 from tests.reliability.crash_model import CrashModel
@@ -52,12 +54,19 @@ def found_through_mount(root: Path) -> dict[str, str]:
     return {p.name: digest(p.read_bytes()) for p in sorted(root.iterdir()) if p.is_file()}
 
 
-def crash_run(mount_factory: MountFactory, s3_client: Any, bucket: str, run_index: int, tmp: Path) -> CrashModel:
+def crash_run(
+    mount_factory: MountFactory,
+    s3_client: Any,
+    bucket: str,
+    run_index: int,
+    tmp: Path,
+    endpoint_url: str | None = None,
+) -> CrashModel:
     seed = soak.BASE_SEED * 100 + run_index
     rng = random.Random(seed)
     moment = KILL_MOMENTS[run_index % len(KILL_MOMENTS)]
     prefix = f"run{run_index:03d}"
-    mount = mount_factory(prefix=prefix)
+    mount = mount_factory(prefix=prefix, endpoint_url=endpoint_url)
     log_path = tmp / f"crash-{run_index:03d}.jsonl"
     workload = subprocess.Popen(
         [
@@ -129,10 +138,13 @@ def test_kill_9_at_random_points_loses_no_acknowledged_write(
 @pytest.mark.slow
 @pytest.mark.timeout(0)
 def test_fifty_kill_9_runs_lose_no_acknowledged_write(
-    mount_factory: MountFactory, s3_client: Any, bucket: str, tmp_path: Path
+    mount_factory: MountFactory, s3_client: Any, bucket: str, tmp_path: Path, fault_proxy: FaultProxy
 ) -> None:
     budget = soak.Budget()
+    fault_proxy.set_chaos(0.05, seed=soak.BASE_SEED)
     for run_index in range(soak.pick(4, 50)):
         if budget.exhausted():
             break
-        crash_run(mount_factory, s3_client, bucket, run_index, tmp_path)
+        # Every fifth run goes through the fault proxy: crash and replay while S3 also misbehaves.
+        endpoint = fault_proxy.endpoint_url if run_index % 5 == 4 else None
+        crash_run(mount_factory, s3_client, bucket, run_index, tmp_path, endpoint)
