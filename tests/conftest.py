@@ -53,6 +53,16 @@ def s3_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def moto_s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto's standalone server, for the few features the default server lacks (SSE-S3)."""
+    server = start_s3_server("moto", tmp_path_factory.mktemp("s3-moto"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def s3_client(s3_server: S3Server) -> Any:
     return s3_server.client()

@@ -212,13 +212,12 @@ def test_no_error_text_or_repr_contains_credentials(s3_server: S3Server, bucket:
         assert s3_server.secret_key not in str(err) and s3_server.access_key not in str(err)
 
 
-def test_sse_s3_is_requested_on_single_and_multipart_puts(
-    s3_server: S3Server, bucket: str, s3_client: Any, tmp_path: Path
-) -> None:
-    if s3_server.kind == "seaweedfs":
-        # The test SeaweedFS has no SSE key configured and answers 500; moto implements SSE-S3.
-        pytest.skip("SeaweedFS runs without an SSE-S3 key here; covered with RAZORFS_S3_SERVER=moto")
-    store = make_store(s3_server, bucket, sse="AES256")
+def test_sse_s3_is_requested_on_single_and_multipart_puts(moto_s3_server: S3Server, tmp_path: Path) -> None:
+    # The test SeaweedFS has no SSE key configured (it answers 500), so this runs on moto.
+    s3_client = moto_s3_server.client()
+    bucket = "sse-test"
+    s3_client.create_bucket(Bucket=bucket)
+    store = make_store(moto_s3_server, bucket, sse="AES256")
     path = tmp_path / "f"
     path.write_bytes(os.urandom(9 * MiB))
     store.put_bytes("single", b"secret data", {})
