@@ -111,7 +111,10 @@ class MountProcess:
             except OSError:
                 state = "gone"
             states.append(f"{pid}:{state}" + (f" ({blocked_threads(pid)})" if state not in ("gone", "Z") else ""))
-        return f"mount layers at {target}: {layers or 'none'}; earlier daemons: {', '.join(states) or 'none'}"
+        return (
+            f"mount layers at {target}: {layers or 'none'}; earlier daemons: {', '.join(states) or 'none'}; "
+            f"processes holding /dev/fuse: {fuse_holders() or 'none'}"
+        )
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -135,6 +138,18 @@ class MountProcess:
         return subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=timeout_s, check=False)
 
 
+def fuse_holders() -> list[str]:
+    """Every process with /dev/fuse open (a FUSE connection lives until the last one closes it)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if any(os.readlink(fd) == "/dev/fuse" for fd in (proc / "fd").iterdir()):
+                found.append(f"{proc.name} {(proc / 'cmdline').read_bytes().replace(bytes(1), b' ')[:120]!r}")
+        except OSError:
+            continue
+    return found
+
+
 def blocked_threads(pid: int) -> str:
     """Where a process's threads sleep in the kernel (state and wait channel): a process SIGKILL
     cannot end is stuck in an uninterruptible wait, e.g. on a request to its own FUSE mount."""
@@ -151,11 +166,16 @@ def blocked_threads(pid: int) -> str:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ")[-1][:1] != "Z"
-    except FileNotFoundError:
-        return False
+    """True while any thread of `pid` is not a zombie: a killed process whose leader is already a
+    zombie still holds its files (the /dev/fuse descriptor among them) until its last thread ends."""
+    tasks = list(Path(f"/proc/{pid}/task").glob("*"))
+    for task in tasks:
+        try:
+            if (task / "stat").read_text().split(") ")[-1][:1] != "Z":
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def _wait_gone(pid: int, timeout_s: float) -> None:
