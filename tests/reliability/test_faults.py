@@ -22,12 +22,6 @@ from tests.reliability.workload import KiB, content_for, mixed_files, write_file
 
 pytestmark = [pytest.mark.s3, pytest.mark.fuse]
 
-PARTITION_BUG = (
-    "product bug (fs/namespace.py): getattr/lookup revalidation after the metadata TTL turns "
-    "StoreUnavailable into EIO (errno_map 'getattr failed: StoreUnavailable head .../vol/ -> EIO'), "
-    "so creating files during a partition blocks for the retry budget, then fails with EIO"
-)
-
 
 def run_workload_under_faults(
     mount_factory: MountFactory, fault_proxy: FaultProxy, s3_client: Any, bucket: str, file_count: int, seed: int
@@ -119,7 +113,6 @@ def test_workload_under_ten_percent_faults_loses_and_corrupts_nothing(
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(strict=True, reason=PARTITION_BUG)
 def test_writes_continue_into_the_cache_during_a_partition_and_upload_after_it(
     mount_factory: MountFactory, fault_proxy: FaultProxy, s3_client: Any, bucket: str
 ) -> None:
@@ -142,7 +135,6 @@ def test_long_workloads_under_ten_percent_faults_lose_and_corrupt_nothing(
 
 @pytest.mark.slow
 @pytest.mark.timeout(0)
-@pytest.mark.xfail(strict=True, reason=PARTITION_BUG)
 def test_writes_continue_into_the_cache_during_a_thirty_second_partition(
     mount_factory: MountFactory, fault_proxy: FaultProxy, s3_client: Any, bucket: str
 ) -> None:
