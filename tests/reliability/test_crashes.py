@@ -151,14 +151,6 @@ def test_fifty_kill_9_runs_lose_no_acknowledged_write(
         crash_run(mount_factory, s3_client, bucket, run_index, tmp_path, endpoint)
 
 
-DEAD_MOUNT_STAT_BUG = (
-    "product bug (mount/daemon.py prepare_mountpoint): a dead mount is detected by os.stat raising "
-    "ENOTCONN, but the kernel answers stat of the mount root from its attribute cache for a while "
-    "after the daemon died (statvfs does give ENOTCONN), so the restart says 'is already mounted'"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=DEAD_MOUNT_STAT_BUG)
 @pytest.mark.timeout(120)
 def test_restart_right_after_a_kill_9_replaces_the_dead_mount(mount_factory: MountFactory) -> None:
     mount = mount_factory()

@@ -60,13 +60,25 @@ def build_store(options: MountOptions) -> ObjectStore:
     return S3Store(settings)
 
 
-def prepare_mountpoint(mountpoint: Path) -> None:
-    """Lazily unmounts a dead FUSE mount left at `mountpoint`; refuses a non-empty directory."""
+def _is_dead_mount(mountpoint: Path) -> bool:
+    """True for a FUSE mount whose daemon is gone. statvfs goes to the filesystem; stat alone may
+    be answered from the kernel's attribute cache even though the connection is dead."""
     try:
+        os.statvfs(mountpoint)
         os.stat(mountpoint)
     except OSError as err:
-        if err.errno != errno.ENOTCONN:
-            raise UsageError(f"mountpoint {mountpoint}: {err.strerror}") from err
+        if err.errno == errno.ENOTCONN:
+            return True
+        raise UsageError(f"mountpoint {mountpoint}: {err.strerror}") from err
+    return False
+
+
+def prepare_mountpoint(mountpoint: Path) -> None:
+    """Lazily unmounts dead FUSE mounts left at `mountpoint` (bind mounts may stack several);
+    refuses a live mount or a non-empty directory."""
+    for _ in range(8):
+        if not _is_dead_mount(mountpoint):
+            break
         log.warning("%s is a dead FUSE mount: unmounting it lazily", mountpoint)
         subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True, check=False)
     if not mountpoint.is_dir():
