@@ -5,8 +5,11 @@ become the typed errors of razorfs_operator.errors here and nowhere else."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -43,6 +46,72 @@ _DENIED_CODES = {"AccessDenied", "Forbidden", "AllAccessDisabled"}
 _MISSING_BUCKET_CODES = {"NoSuchBucket", "404", "NotFound"}
 
 
+MAX_CACHED_CLIENTS = 64
+# Building a boto3 client loads and parses botocore's service model (most of a reconcile's CPU
+# when done per call), so clients are built once per endpoint and credentials and reused; they
+# are thread-safe. A Session is not, hence the lock around client creation.
+_SESSION = boto3.session.Session()
+_CLIENTS: OrderedDict[tuple[object, ...], Any] = OrderedDict()
+_CLIENTS_LOCK = threading.Lock()
+
+
+def _ca_bundle_file(pem: str) -> str:
+    """A file holding the CA bundle (boto3 wants a path), named by its content and kept for the
+    life of the process, as long as clients using it may live."""
+    path = os.path.join(tempfile.gettempdir(), f"razorfs-ca-{hashlib.sha256(pem.encode()).hexdigest()[:24]}.pem")
+    if not os.path.exists(path):
+        fd, tmp = tempfile.mkstemp(prefix="razorfs-ca-", suffix=".tmp")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(pem)
+        os.replace(tmp, path)
+    return path
+
+
+def _shared_client(
+    endpoint: str,
+    region: str,
+    force_path_style: bool,
+    credentials: S3Credentials,
+    timeout_s: float,
+    ca_bundle_pem: str | None,
+) -> Any:
+    key = (
+        endpoint,
+        region,
+        force_path_style,
+        credentials.access_key_id,
+        credentials.secret_access_key,
+        credentials.session_token,
+        timeout_s,
+        ca_bundle_pem,
+    )
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get(key)
+        if client is not None:
+            _CLIENTS.move_to_end(key)
+            return client
+        config = Config(
+            connect_timeout=timeout_s,
+            read_timeout=timeout_s,
+            retries={"max_attempts": 2, "mode": "standard"},
+            s3={"addressing_style": "path" if force_path_style else "auto"},
+        )
+        client = _SESSION.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name=region,
+            aws_access_key_id=credentials.access_key_id,
+            aws_secret_access_key=credentials.secret_access_key,
+            aws_session_token=credentials.session_token,
+            verify=_ca_bundle_file(ca_bundle_pem) if ca_bundle_pem else True,
+            config=config,
+        )
+        _CLIENTS[key] = client
+        while len(_CLIENTS) > MAX_CACHED_CLIENTS:
+            _CLIENTS.popitem(last=False)
+        return client
+
+
 class VolumeBucket:
     def __init__(
         self,
@@ -60,32 +129,14 @@ class VolumeBucket:
 
     @contextmanager
     def _client(self) -> Iterator[Any]:
-        config = Config(
-            connect_timeout=self._timeout_s,
-            read_timeout=self._timeout_s,
-            retries={"max_attempts": 2, "mode": "standard"},
-            s3={"addressing_style": "path" if self.location.force_path_style else "auto"},
+        yield _shared_client(
+            self.location.endpoint,
+            self.location.region,
+            self.location.force_path_style,
+            self._credentials,
+            self._timeout_s,
+            self._ca_bundle_pem,
         )
-        ca_path: str | None = None
-        try:
-            if self._ca_bundle_pem:
-                # boto3 wants a file; the bundle lives only as long as the client.
-                fd, ca_path = tempfile.mkstemp(prefix="razorfs-ca-", suffix=".pem")
-                with os.fdopen(fd, "w") as handle:
-                    handle.write(self._ca_bundle_pem)
-            yield boto3.session.Session().client(
-                "s3",
-                endpoint_url=self.location.endpoint,
-                region_name=self.location.region,
-                aws_access_key_id=self._credentials.access_key_id,
-                aws_secret_access_key=self._credentials.secret_access_key,
-                aws_session_token=self._credentials.session_token,
-                verify=ca_path if ca_path else True,
-                config=config,
-            )
-        finally:
-            if ca_path:
-                os.unlink(ca_path)
 
     def check_writable(self) -> None:
         """The bucket answers with these credentials and a probe object can be written under the
