@@ -1,0 +1,40 @@
+"""Warm re-reads are served by the kernel's page cache, and a change in S3 still reaches readers
+after the metadata TTL (close-to-open), because a changed file is opened without the old pages."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import pytest
+
+from tests.integration.fs.conftest import MountFactory
+
+pytestmark = [pytest.mark.fuse, pytest.mark.s3]
+
+MiB = 1024 * 1024
+
+
+def _reads_seen_by_daemon(stats: dict[str, Any]) -> int:
+    return int(stats["hits"]) + int(stats["misses"])
+
+
+def test_warm_reread_is_served_by_the_page_cache_and_a_remote_change_still_shows(
+    razorfs_mount: MountFactory, s3_client: Any, bucket: str
+) -> None:
+    vol = razorfs_mount()
+    path = vol.mountpoint / "warm.bin"
+    first = os.urandom(4 * MiB)
+    path.write_bytes(first)
+    vol.flush()
+    assert path.read_bytes() == first
+    before = _reads_seen_by_daemon(vol.stats())
+    for _ in range(3):
+        assert path.read_bytes() == first
+    assert _reads_seen_by_daemon(vol.stats()) == before, "warm re-reads went to the daemon"
+
+    second = os.urandom(2 * MiB)
+    s3_client.put_object(Bucket=bucket, Key="vol/warm.bin", Body=second)
+    time.sleep(2.5)  # past the 1 s metadata TTL and the kernel's attribute timeout
+    assert path.read_bytes() == second
