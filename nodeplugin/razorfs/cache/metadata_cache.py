@@ -1,6 +1,7 @@
 """`MetadataCache`: what the filesystem learned from S3 about names, kept for the metadata TTL:
 directory listings (name -> file or directory) and HEAD results (size, ETag, user metadata).
-The daemon's own changes update the cache in place, so a fresh listing stays true."""
+The daemon's own changes update the cache in place, so a fresh listing stays true. Expired
+entries are kept (until forgotten) as the last known state: served when S3 cannot be reached."""
 
 from __future__ import annotations
 
@@ -39,6 +40,10 @@ class MetadataCache:
             return None
         return listing
 
+    def stale_listing(self, dir_path: str) -> Listing | None:
+        """The last listing known, however old (for when S3 cannot be asked)."""
+        return self._listings.get(dir_path)
+
     def put_listing(self, dir_path: str, listing: Listing) -> None:
         self._listings[dir_path] = listing
 
@@ -64,6 +69,13 @@ class MetadataCache:
         """(known, info): known False means ask S3; info None means known to be absent."""
         found = self._heads.get(key)
         if found is None or not self._fresh(found[1]):
+            return False, None
+        return True, found[0]
+
+    def stale_head(self, key: str) -> tuple[bool, ObjectInfo | None]:
+        """Like `head`, however old the answer (for when S3 cannot be asked)."""
+        found = self._heads.get(key)
+        if found is None:
             return False, None
         return True, found[0]
 

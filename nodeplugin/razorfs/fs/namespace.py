@@ -2,25 +2,66 @@
 HEADs and the local cache, plus the name operations that change S3 directly: mkdir/rmdir (markers),
 unlink, symlink, metadata updates and rename. A file rename is a server-side copy plus delete; a
 directory rename moves every object below it one by one and is therefore NOT atomic: a crash
-midway leaves some entries under the old name and some under the new one, none lost."""
+midway leaves some entries under the old name and some under the new one, none lost.
+
+While S3 cannot be reached (a partition), revalidation serves the last known metadata: a lookup or
+getattr whose cached answer expired asks S3 with a short deadline (or not at all while the store
+is remembered as unreachable) and falls back to the cache, so creating and writing files keeps
+landing in the local tier. Only a name the cache knows nothing about has to wait for S3.
+
+Keys whose last component cannot be a file name (empty, `.`, `..`, longer than NAME_MAX, with a
+NUL) are left out of listings: no lookup of them could succeed."""
 
 from __future__ import annotations
 
 import errno
+import logging
+import os
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import pyfuse3
+import trio
 
 from razorfs.cache.cached_file import CachedFile
 from razorfs.cache.file_cache import FileCache
 from razorfs.cache.metadata_cache import DirEntry, Listing, MetadataCache
 from razorfs.cache.metered_store import MeteredStore
 from razorfs.store.base import ObjectInfo
-from razorfs.store.errors import ObjectNotFound
+from razorfs.store.errors import ObjectNotFound, StoreUnavailable, Throttled
 from razorfs.store.object_attrs import AttrDefaults, ObjectAttrs, attrs_from_metadata, metadata_from_attrs
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+NAME_MAX = 255
+# A revalidation that has a cached answer to fall back on waits at most this long for S3.
+REVALIDATE_TIMEOUT_S = 2.0
+# Remembered names of skipped keys (each is logged once); bounded so odd buckets cannot grow it.
+MAX_SKIPPED_KEYS_REMEMBERED = 10_000
+
+
+def is_valid_name(name: str) -> bool:
+    """Whether a key's last component can be a directory entry's name."""
+    return (
+        bool(name)
+        and name not in (".", "..")
+        and "/" not in name
+        and "\0" not in name
+        and len(os.fsencode(name)) <= NAME_MAX
+    )
+
+
+class _Offline(Exception):
+    """S3 did not answer a revalidation (unreachable, throttled or too slow): serve the cache."""
+
+
+class _NoKnowledge(Exception):
+    """The cache knows nothing about a path: only S3 can answer."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +102,8 @@ class Namespace:
         self.defaults = defaults
         self.root_key = key_for("")
         self._mounted_at = time.time()
+        self.skipped_keys = 0  # keys left out of listings because they cannot be file names
+        self._skipped_logged: set[str] = set()
 
     def dir_key(self, path: str) -> str:
         return self.key_for(path) + "/" if path else self.root_key
@@ -85,23 +128,51 @@ class Namespace:
         return merged
 
     async def _s3_listing(self, dir_path: str, fresh: bool = False) -> Listing:
-        listing = None if fresh else self.meta.listing(dir_path)
-        if listing is None:
-            dkey = self.dir_key(dir_path)
-            started = time.monotonic()  # the listing is as old as the moment the LIST began
-            entries: dict[str, DirEntry] = {}
-            for page in await self.store.list_all(dkey, "/"):
-                for obj in page.objects:
-                    name = obj.key[len(dkey) :]
-                    if name and "/" not in name:
-                        entries[name] = DirEntry(name, False, obj.size, obj.last_modified)
-                for prefix in page.prefixes:
-                    name = prefix[len(dkey) :].rstrip("/")
-                    if name and "/" not in name:
-                        entries[name] = DirEntry(name, True)  # a directory wins over a same-named file
-            listing = Listing(entries, fetched_at=started)
-            self.meta.put_listing(dir_path, listing)
+        if fresh:
+            return await self._list_from_s3(dir_path)
+        listing = self.meta.listing(dir_path)
+        if listing is not None:
+            return listing
+        stale = self.meta.stale_listing(dir_path)
+        if stale is None:
+            return await self._list_from_s3(dir_path)
+        if self.store.unreachable:
+            return stale
+        # No deadline here (a LIST of a large directory may rightly take long): a failure after
+        # the retry budget, or the store already known unreachable, serves the last listing.
+        try:
+            return await self._list_from_s3(dir_path)
+        except (StoreUnavailable, Throttled) as err:
+            log.info("listing %r from the cache: S3 unreachable (%s: %s)", dir_path, type(err).__name__, err)
+            return stale
+
+    async def _list_from_s3(self, dir_path: str) -> Listing:
+        dkey = self.dir_key(dir_path)
+        started = time.monotonic()  # the listing is as old as the moment the LIST began
+        entries: dict[str, DirEntry] = {}
+        for page in await self.store.list_all(dkey, "/"):
+            for obj in page.objects:
+                name = obj.key[len(dkey) :]
+                if self._listable(name, obj.key):
+                    entries[name] = DirEntry(name, False, obj.size, obj.last_modified)
+            for prefix in page.prefixes:
+                name = prefix[len(dkey) :].rstrip("/")
+                if self._listable(name, prefix):
+                    entries[name] = DirEntry(name, True)  # a directory wins over a same-named file
+        listing = Listing(entries, fetched_at=started)
+        self.meta.put_listing(dir_path, listing)
         return listing
+
+    def _listable(self, name: str, key: str) -> bool:
+        if is_valid_name(name):
+            return True
+        if name and key not in self._skipped_logged:
+            # The directory's own marker (name "") is expected; anything else is an odd key.
+            self.skipped_keys += 1
+            if len(self._skipped_logged) < MAX_SKIPPED_KEYS_REMEMBERED:
+                self._skipped_logged.add(key)
+                log.debug("not listing %r: its last component is not a valid file name", key)
+        return False
 
     async def head(self, key: str) -> ObjectInfo | None:
         known, info = self.meta.head(key)
@@ -122,27 +193,106 @@ class Namespace:
     def node_of_cached(self, f: CachedFile) -> Node:
         return Node(f.path, f.size, f.attrs)
 
+    async def _probe(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Runs a revalidation the caller can answer from the cache if S3 does not: raises
+        _Offline at once while the store is remembered as unreachable, and when S3 fails
+        (unavailable, throttled) or does not answer within REVALIDATE_TIMEOUT_S."""
+        if self.store.unreachable:
+            raise _Offline
+        try:
+            with trio.fail_after(REVALIDATE_TIMEOUT_S):
+                return await call()
+        except trio.TooSlowError:
+            log.info("S3 did not answer a revalidation within %.1fs: serving cached metadata", REVALIDATE_TIMEOUT_S)
+            self.store.note_unreachable()
+            raise _Offline from None
+        except (StoreUnavailable, Throttled) as err:
+            log.info("S3 unreachable (%s: %s): serving cached metadata", type(err).__name__, err)
+            self.store.note_unreachable()
+            raise _Offline from err
+
+    async def _head_now(self, key: str) -> ObjectInfo | None:
+        try:
+            return await self.store.head(key)
+        except ObjectNotFound:
+            return None
+
+    async def revalidated(self, f: CachedFile) -> CachedFile | None:
+        """Close-to-open: a clean cached file is checked against S3 once the TTL passed (another
+        client may have replaced or deleted it); None when it is gone. While S3 cannot be reached
+        the cached copy is served as it is."""
+        key = self.key_for(f.path)
+        try:
+            info = await self._probe(lambda: self._head_now(key))
+        except _Offline:
+            return f
+        if info is None:
+            self.cache.forget(f)
+            self.note_gone(f.path)
+            self.meta.put_head(key, None)
+            return None
+        self.meta.put_head(key, info)
+        attrs = attrs_from_metadata(info.metadata, info.last_modified, self.defaults)
+        self.cache.revalidate(f, info, attrs)
+        return f
+
     async def stat(self, path: str) -> Node | None:
         if path == "":
-            marker = await self.head(self.root_key) if self.root_key else None
-            if marker is None:
-                return self.root_node()
-            attrs = attrs_from_metadata(marker.metadata, marker.last_modified, self.defaults, directory=True)
-            return Node("", 0, attrs)
+            return await self._root_stat()
         f = self.cache.get(path)
         if f is not None:
             if f.open_handles or not self.cache.needs_revalidation(f):
                 return self.node_of_cached(f)
-            # A clean cached file is checked against S3 once the TTL passed: another client may
-            # have replaced or deleted it.
-            self.meta.forget_head(self.key_for(path))
-            info = await self.head(self.key_for(path))
-            if info is None:
-                self.cache.forget(f)
+            checked = await self.revalidated(f)
+            return None if checked is None else self.node_of_cached(checked)
+        try:
+            return await self._probe(lambda: self._stat_uncached(path))
+        except _Offline:
+            pass
+        try:
+            return self._stat_from_cache(path)
+        except _NoKnowledge:
+            return await self._stat_uncached(path)  # only S3 can tell: it may fail (EIO)
+
+    async def _root_stat(self) -> Node:
+        if not self.root_key:
+            return self.root_node()
+        try:
+            marker = await self._probe(lambda: self.head(self.root_key))
+        except _Offline:
+            _, marker = self.meta.stale_head(self.root_key)
+        if marker is None:
+            return self.root_node()
+        attrs = attrs_from_metadata(marker.metadata, marker.last_modified, self.defaults, directory=True)
+        return Node("", 0, attrs)
+
+    def _stat_from_cache(self, path: str) -> Node | None:
+        """What the cache last knew about a path, however old (S3 cannot be asked)."""
+        known, info = self.meta.stale_head(self.key_for(path))
+        if known and info is not None:
+            return Node(path, info.size, attrs_from_metadata(info.metadata, info.last_modified, self.defaults))
+        parent, name = split_path(path)
+        listing = self.meta.stale_listing(parent)
+        if listing is not None:
+            entry = listing.entries.get(name)
+            if entry is None:
                 return None
-            attrs = attrs_from_metadata(info.metadata, info.last_modified, self.defaults)
-            self.cache.revalidate(f, info, attrs)
-            return self.node_of_cached(f)
+            if entry.is_dir:
+                return self._cached_dir_node(path)
+            attrs = attrs_from_metadata({}, entry.last_modified or self._mounted_at, self.defaults)
+            return Node(path, entry.size, attrs, exact=False)
+        marker_known, marker = self.meta.stale_head(self.dir_key(path))
+        if (marker_known and marker is not None) or self.meta.stale_listing(path) is not None:
+            return self._cached_dir_node(path)
+        if known:
+            return None  # known absent as a file, never seen as a directory
+        raise _NoKnowledge
+
+    def _cached_dir_node(self, path: str) -> Node:
+        _, marker = self.meta.stale_head(self.dir_key(path))
+        return self._dir_node_of(path, marker)
+
+    async def _stat_uncached(self, path: str) -> Node | None:
         parent, name = split_path(path)
         listing = self.meta.listing(parent)
         if listing is not None:
@@ -169,7 +319,9 @@ class Namespace:
         return page is not None and bool(page.objects or page.prefixes)
 
     async def _dir_node(self, path: str) -> Node:
-        marker = await self.head(self.dir_key(path))
+        return self._dir_node_of(path, await self.head(self.dir_key(path)))
+
+    def _dir_node_of(self, path: str, marker: ObjectInfo | None) -> Node:
         if marker is None:
             # An implicit directory (objects below it, no marker): the mount's defaults.
             attrs = attrs_from_metadata({}, self._mounted_at, self.defaults, directory=True)

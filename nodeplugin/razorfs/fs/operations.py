@@ -22,9 +22,8 @@ from razorfs.cache.readahead import ReadAhead
 from razorfs.cache.uploader import Uploader
 from razorfs.fs.errno_map import errno_boundary
 from razorfs.fs.inode_table import InodeTable
-from razorfs.fs.namespace import Namespace, Node, join_path
-from razorfs.store.errors import ObjectNotFound
-from razorfs.store.object_attrs import ObjectAttrs, attrs_from_metadata
+from razorfs.fs.namespace import Namespace, Node, join_path, split_path
+from razorfs.store.object_attrs import ObjectAttrs
 
 log = logging.getLogger(__name__)
 
@@ -117,15 +116,8 @@ class RazorOperations(pyfuse3.Operations):  # type: ignore[misc]
     async def _cached_file(self, path: str, node: Node) -> CachedFile:
         f = self.cache.get(path)
         if f is not None:
-            if self.cache.needs_revalidation(f):
-                try:
-                    fresh = await self.ns.store.head(self.ns.key_for(path))
-                except ObjectNotFound:
-                    self.cache.forget(f)  # deleted by another client since we cached it
-                    self.ns.note_gone(path)
-                    raise pyfuse3.FUSEError(errno.ENOENT) from None
-                attrs = attrs_from_metadata(fresh.metadata, fresh.last_modified, self.ns.defaults)
-                self.cache.revalidate(f, fresh, attrs)
+            if self.cache.needs_revalidation(f) and await self.ns.revalidated(f) is None:
+                raise pyfuse3.FUSEError(errno.ENOENT)  # deleted by another client since we cached it
             return f
         info = await self.ns.head(self.ns.key_for(path))
         if info is None:
@@ -275,7 +267,11 @@ class RazorOperations(pyfuse3.Operations):  # type: ignore[misc]
             raise pyfuse3.FUSEError(errno.ENOTDIR)
         entries = await self.ns.listing(path)
         fh = next(self._next_fh)
-        self._dir_handles[fh] = [
+        # "." and ".." come from us (FUSE adds neither; keys named so are never listed). Marked
+        # inexact (no attribute caching): they must not refresh what the kernel caches.
+        here = Node(path, 0, node.attrs, exact=False)
+        parent = Node(split_path(path)[0], 0, node.attrs, exact=False) if path else here
+        self._dir_handles[fh] = [(".", here), ("..", parent)] + [
             (name, self.ns.listed_node(path, entry)) for name, entry in sorted(entries.items())
         ]
         return fh
