@@ -48,6 +48,13 @@ class OpenFile:
     file: CachedFile
     writable: bool
     readahead: ReadAhead = field(default_factory=ReadAhead)
+    inode: int = 0
+
+
+def page_cache_token(f: CachedFile) -> tuple[int, str | None, int]:
+    """What the kernel's cached pages of a file were read from: the local file, its S3 base and
+    its content version. Equal tokens at release and the next open mean the pages are still right."""
+    return (f.file_id, f.base_etag, f.version)
 
 
 class RazorOperations(pyfuse3.Operations):  # type: ignore[misc]
@@ -62,6 +69,8 @@ class RazorOperations(pyfuse3.Operations):  # type: ignore[misc]
         self.options = options
         self.inodes = InodeTable()
         self._handles: dict[int, OpenFile] = {}
+        # inode -> page_cache_token of the file when its last handle was released.
+        self._page_cache_tokens: dict[int, tuple[int, str | None, int]] = {}
         self._dir_handles: dict[int, list[tuple[str, Node]]] = {}
         self._next_fh = itertools.count(1)
 
@@ -197,13 +206,16 @@ class RazorOperations(pyfuse3.Operations):  # type: ignore[misc]
         if writable and flags & os.O_TRUNC and f.size:
             await self.cache.truncate(f, 0)
             self.cache.set_attrs(f, f.attrs.replace(mtime=time.time()))
-        return self._open_handle(f, writable)
+        # Warm re-reads are served by the kernel's page cache unless the file changed (here or in
+        # S3, as found by revalidation above) since the pages were filled.
+        keep_cache = self._page_cache_tokens.get(inode) == page_cache_token(f)
+        return self._open_handle(f, writable, inode, keep_cache)
 
-    def _open_handle(self, f: CachedFile, writable: bool) -> pyfuse3.FileInfo:
+    def _open_handle(self, f: CachedFile, writable: bool, inode: int, keep_cache: bool = False) -> pyfuse3.FileInfo:
         fh = next(self._next_fh)
-        self._handles[fh] = OpenFile(f, writable)
+        self._handles[fh] = OpenFile(f, writable, inode=inode)
         f.open_handles += 1
-        return pyfuse3.FileInfo(fh=fh, keep_cache=False)
+        return pyfuse3.FileInfo(fh=fh, keep_cache=keep_cache)
 
     @errno_boundary
     async def create(
@@ -218,7 +230,8 @@ class RazorOperations(pyfuse3.Operations):  # type: ignore[misc]
         attrs = ObjectAttrs(stat.S_IFREG | (stat.S_IMODE(mode) & ~ctx.umask), ctx.uid, ctx.gid, time.time())
         f = self.cache.create(path, attrs)
         self.ns.note_file(path, 0, attrs.mtime)
-        return self._open_handle(f, True), self._entry(self.ns.node_of_cached(f))
+        entry = self._entry(self.ns.node_of_cached(f))
+        return self._open_handle(f, True, entry.st_ino), entry
 
     @errno_boundary
     async def read(self, fh: int, off: int, size: int) -> bytes:
@@ -244,12 +257,14 @@ class RazorOperations(pyfuse3.Operations):  # type: ignore[misc]
         handle = self._handles.pop(fh)
         f = handle.file
         f.open_handles -= 1
+        self._page_cache_tokens.pop(handle.inode, None)
         if f.deleted:
             if f.open_handles == 0:
                 f.data_path.unlink(missing_ok=True)
             return
         if handle.writable:
             await self._commit(f)
+        self._page_cache_tokens[handle.inode] = page_cache_token(f)
 
     @errno_boundary
     async def fsync(self, fh: int, datasync: bool) -> None:
