@@ -73,7 +73,7 @@ class CachedFile:
 
     # Local file I/O is done synchronously on the trio thread: it hits the page cache, and doing it
     # between awaits makes each write atomic with the range-map update that describes it.
-    def pwrite(self, data: bytes, offset: int) -> None:
+    def pwrite(self, data: bytes | memoryview, offset: int) -> None:
         fd = os.open(self.data_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             os.pwrite(fd, data, offset)

@@ -1,8 +1,8 @@
 """`FileCache`: the local tier of one volume. It owns every `CachedFile`, fills missing ranges from
-S3 block by block (with readahead), keeps the byte limit by evicting clean blocks least recently
-used first, never evicts dirty data, makes writers wait when dirty data fills the cache, journals
-what close() acknowledges, and builds the uploads (whole file, or compose when only part of a
-large file changed) that the `Uploader` runs."""
+S3 (small ranges around random reads, large chunks ahead of sequential ones), keeps the byte limit
+by evicting clean blocks least recently used first, never evicts dirty data, makes writers wait
+when dirty data fills the cache, journals what close() acknowledges, and builds the uploads (whole
+file, or compose when only part of a large file changed) that the `Uploader` runs."""
 
 from __future__ import annotations
 
@@ -28,7 +28,14 @@ from razorfs.store.object_attrs import ObjectAttrs, metadata_from_attrs
 
 log = logging.getLogger(__name__)
 
+# Clean data is kept in LRU order and evicted per block.
 BLOCK_BYTES = 1024 * 1024
+# A non-sequential read fetches the units of this size it touches; running fetches are tracked
+# per unit.
+FETCH_UNIT_BYTES = 64 * 1024
+UNITS_PER_BLOCK = BLOCK_BYTES // FETCH_UNIT_BYTES
+# A sequential stream fetches chunks of this size (aligned), several in flight ahead of the reader.
+SEQ_FETCH_BYTES = 8 * 1024 * 1024
 # Files at least this large whose written ranges cover less than half of them are uploaded with
 # compose: unchanged ranges are copied server-side instead of re-uploaded.
 COMPOSE_MIN_BYTES = 32 * 1024 * 1024
@@ -76,6 +83,7 @@ class FileCache:
         self._files: dict[str, CachedFile] = {}
         self._by_id: dict[int, CachedFile] = {}
         self._lru: OrderedDict[tuple[int, int], None] = OrderedDict()
+        # (file_id, FETCH_UNIT_BYTES unit) -> the event of the GET fetching it.
         self._inflight: dict[tuple[int, int], trio.Event] = {}
         self._next_file_id = journal.max_file_id() + 1
         self._changed = trio.Event()
@@ -233,13 +241,20 @@ class FileCache:
             self.counters.misses += 1
         else:
             self.counters.hits += 1
-        ahead = ra.after_read(offset, end)
-        if ahead and self._nursery is not None:
-            blocks = self._blocks_of(self._missing_in_base(f, end, end + ahead))
-            for block in blocks:
-                if (f.file_id, block) not in self._inflight:
-                    self._nursery.start_soon(self._prefetch_block, f, block)
-        await self._fill(f, offset, end)
+        ahead = min(ra.after_read(offset, end), self.limit_bytes // 2)
+        sequential = ahead > 0
+        if sequential and self._nursery is not None:
+            # Whole chunks from the read to the window's end, rounded up to a chunk boundary (so a
+            # sliding window never issues small GETs at its edge); the fill below waits for them.
+            chunk = self._chunk_bytes()
+            ahead_end = -(-(end + ahead) // chunk) * chunk
+            fetches, _ = self._plan_fetches(f, self._missing_in_base(f, offset, ahead_end))
+            for fs, fe, slots, done in fetches:
+                try:
+                    self._nursery.start_soon(self._prefetch_range, f, fs, fe, slots, done)
+                except RuntimeError:  # the nursery is closing: nothing will fetch these
+                    self._release(slots, done)
+        await self._fill(f, offset, end, sequential=sequential)
         end = min(end, f.size)  # a truncate may have run while we fetched
         data = f.pread(offset, max(0, end - offset))
         self._touch(f, offset, end)
@@ -249,22 +264,42 @@ class FileCache:
         """Brings the whole file into the cache (the control socket's `warm`)."""
         step = 8 * BLOCK_BYTES
         for start in range(0, f.base_size, step):
-            await self._fill(f, start, min(start + step, f.base_size))
+            await self._fill(f, start, min(start + step, f.base_size), sequential=True)
 
-    async def _fill(self, f: CachedFile, start: int, end: int) -> None:
-        """Makes [start, end) present (fetching missing blocks from the base object in parallel)."""
+    def _chunk_bytes(self) -> int:
+        """Largest range one GET fetches: SEQ_FETCH_BYTES, less for a small cache."""
+        return max(FETCH_UNIT_BYTES, min(SEQ_FETCH_BYTES, self.limit_bytes // 8) // FETCH_UNIT_BYTES * FETCH_UNIT_BYTES)
+
+    def _fill_ranges(self, f: CachedFile, start: int, end: int, sequential: bool) -> list[tuple[int, int]]:
+        """The missing ranges to fetch so [start, end) becomes present: for a sequential read,
+        forward to the next chunk boundary (the rest of the chunk the reader is in); otherwise
+        just [start, end) rounded out to FETCH_UNIT_BYTES."""
+        if not self._missing_in_base(f, start, end):
+            return []
+        if sequential:
+            chunk = self._chunk_bytes()
+            return self._missing_in_base(f, start, -(-end // chunk) * chunk)
+        lo = start // FETCH_UNIT_BYTES * FETCH_UNIT_BYTES
+        hi = -(-end // FETCH_UNIT_BYTES) * FETCH_UNIT_BYTES
+        return self._missing_in_base(f, lo, hi)
+
+    async def _fill(self, f: CachedFile, start: int, end: int, sequential: bool = False) -> None:
+        """Makes [start, end) present (fetching missing ranges from the base object in parallel,
+        and waiting for fetches of them already running)."""
         for _ in range(MAX_FILL_ATTEMPTS):
-            missing = self._missing_in_base(f, start, end)
-            if not missing:
+            ranges = self._fill_ranges(f, start, end, sequential)
+            if not ranges:
                 return
-            blocks = self._blocks_of(missing)
+            fetches, waits = self._plan_fetches(f, ranges)
             try:
-                if len(blocks) == 1:
-                    await self._fetch_block(f, blocks[0])
+                if len(fetches) == 1 and not waits:
+                    await self._fetch_range(f, *fetches[0])
                 else:
                     async with trio.open_nursery() as nursery:
-                        for block in blocks:
-                            nursery.start_soon(self._fetch_block, f, block)
+                        for fetch in fetches:
+                            nursery.start_soon(self._fetch_range, f, *fetch)
+                        for event in waits:
+                            nursery.start_soon(event.wait)
             except PreconditionFailed as err:
                 if f.dirty:
                     raise CacheConflict(f"{f.path} changed in S3 while it has local changes") from err
@@ -273,45 +308,76 @@ class FileCache:
         if self._missing_in_base(f, start, end):
             raise CacheConflict(f"{f.path}: could not keep [{start}, {end}) cached (cache too small?)")
 
-    @staticmethod
-    def _blocks_of(ranges: list[tuple[int, int]]) -> list[int]:
-        blocks: list[int] = []
-        for s, e in ranges:
-            for b in range(s // BLOCK_BYTES, (e - 1) // BLOCK_BYTES + 1):
-                if not blocks or blocks[-1] != b:
-                    blocks.append(b)
-        return blocks
+    def _plan_fetches(
+        self, f: CachedFile, ranges: list[tuple[int, int]]
+    ) -> tuple[list[tuple[int, int, list[tuple[int, int]], trio.Event]], list[trio.Event]]:
+        """Splits missing `ranges` into GETs of at most one chunk (never crossing a chunk
+        boundary), skipping the FETCH_UNIT_BYTES units a running fetch already covers (returned as
+        events to wait for). The units of each planned GET are claimed in `_inflight` right away
+        (before any await), so concurrent readers never fetch the same bytes twice; whoever runs
+        the GET must `_release` them."""
+        chunk = self._chunk_bytes()
+        fetches: list[tuple[int, int, list[tuple[int, int]], trio.Event]] = []
+        waits: dict[int, trio.Event] = {}
+        for gs, ge in ranges:
+            run_start = -1
+            slots: list[tuple[int, int]] = []
+            pos = gs
+            for unit in range(gs // FETCH_UNIT_BYTES, (ge - 1) // FETCH_UNIT_BYTES + 1):
+                slot = (f.file_id, unit)
+                us = max(gs, unit * FETCH_UNIT_BYTES)
+                running = self._inflight.get(slot)
+                if slots and (running is not None or us % chunk == 0):
+                    fetches.append((run_start, pos, slots, trio.Event()))
+                    slots = []
+                if running is not None:
+                    waits[id(running)] = running
+                    continue
+                if not slots:
+                    run_start = us
+                slots.append(slot)
+                pos = min(ge, (unit + 1) * FETCH_UNIT_BYTES)
+            if slots:
+                fetches.append((run_start, pos, slots, trio.Event()))
+        for _, _, slots, done in fetches:
+            for slot in slots:
+                self._inflight[slot] = done
+        return fetches, list(waits.values())
 
-    async def _prefetch_block(self, f: CachedFile, block: int) -> None:
+    def _release(self, slots: list[tuple[int, int]], done: trio.Event) -> None:
+        for slot in slots:
+            if self._inflight.get(slot) is done:
+                del self._inflight[slot]
+        done.set()
+
+    async def _prefetch_range(
+        self, f: CachedFile, start: int, end: int, slots: list[tuple[int, int]], done: trio.Event
+    ) -> None:
         try:
-            await self._fetch_block(f, block)
+            await self._fetch_range(f, start, end, slots, done)
         except Exception as err:  # readahead is a hint; the real read retries and reports
-            log.debug("readahead of %s block %d failed: %s", f.path, block, err)
+            log.debug("readahead of %s [%d, %d) failed: %s", f.path, start, end, err)
 
-    async def _fetch_block(self, f: CachedFile, block: int) -> None:
-        slot = (f.file_id, block)
-        running = self._inflight.get(slot)
-        if running is not None:
-            await running.wait()
-            return
-        done = self._inflight[slot] = trio.Event()
+    async def _fetch_range(
+        self, f: CachedFile, start: int, end: int, slots: list[tuple[int, int]], done: trio.Event
+    ) -> None:
+        """One ranged GET of [start, end) of the base object; writes the parts still missing."""
         try:
-            start = block * BLOCK_BYTES
-            length = min(BLOCK_BYTES, f.base_size - start)
-            if length <= 0 or f.base_key is None or not self._missing_in_base(f, start, start + length):
+            end = min(end, f.base_size)
+            if end <= start or f.base_key is None or not self._missing_in_base(f, start, end):
                 return
             base_key, base_etag = f.base_key, f.base_etag
-            data = await self.store.get_range(base_key, start, length, if_match=base_etag)
+            data = await self.store.get_range(base_key, start, end - start, if_match=base_etag)
             if f.deleted or f.base_key != base_key or f.base_etag != base_etag:
                 return  # the caller's loop looks again
             self._make_room(len(data))
+            view = memoryview(data)  # slices without copying up to SEQ_FETCH_BYTES
             for gs, ge in self._missing_in_base(f, start, start + len(data)):
-                f.pwrite(data[gs - start : ge - start], gs)
+                f.pwrite(view[gs - start : ge - start], gs)
                 self._add_present(f, gs, ge)
             self._touch(f, start, start + len(data))
         finally:
-            done.set()
-            del self._inflight[slot]
+            self._release(slots, done)
 
     def _add_present(self, f: CachedFile, start: int, end: int) -> None:
         before = f.present.total()
@@ -337,7 +403,8 @@ class FileCache:
                 continue
             start = slot[1] * BLOCK_BYTES
             end = start + BLOCK_BYTES
-            if f.dirty or (slot in self._inflight):
+            first_unit = slot[1] * UNITS_PER_BLOCK
+            if f.dirty or any((slot[0], u) in self._inflight for u in range(first_unit, first_unit + UNITS_PER_BLOCK)):
                 skipped.append(slot)  # dirty data is never evicted
                 continue
             if not f.present.overlaps(start, end):
