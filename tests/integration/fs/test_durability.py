@@ -156,6 +156,7 @@ def test_overwriting_a_few_bytes_of_a_large_file_reuses_the_rest_server_side(
     with open(vol.mountpoint / "large", "r+b") as f:
         f.seek(20 * MiB)
         f.write(b"patched")
+        f.flush()  # out of Python's buffer, so fsync covers the write
         os.fsync(f.fileno())
     stats = vol.stats()
     expected = original[: 20 * MiB] + b"patched" + original[20 * MiB + 7 :]
