@@ -10,8 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from razorfs import __version__
-from razorfs.errors import UsageError
-from razorfs.store.errors import StoreError
+from razorfs.errors import run_subcommand
 
 EXAMPLES = """\
 examples:
@@ -43,20 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        code = args.run(args)
-    except UsageError as err:
-        print(f"razorfs {args.command}: {err}", file=sys.stderr)
-        return err.exit_code
-    except StoreError as err:
-        print(f"razorfs {args.command}: {type(err).__name__}: {err}", file=sys.stderr)
-        return 1
-    except OSError as err:
-        print(f"razorfs {args.command}: {err.strerror or err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return int(code or 0)
+    return run_subcommand(args)
 
 
 if __name__ == "__main__":

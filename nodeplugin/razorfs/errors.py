@@ -1,10 +1,34 @@
 """Errors every layer may raise to say a user asked for something impossible (bad argument,
-non-empty mountpoint, unknown mount). The CLI prints them as one line with their exit code."""
+non-empty mountpoint, unknown mount), and the CLI boundary that prints them (and store errors) as
+one line with an exit code."""
 
 from __future__ import annotations
+
+import argparse
+import sys
+
+from razorfs.store.errors import StoreError
 
 
 class UsageError(Exception):
     def __init__(self, message: str, exit_code: int = 2):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def run_subcommand(args: argparse.Namespace) -> int:
+    """The CLI boundary: runs a parsed subcommand and turns every expected failure into one line
+    on stderr and an exit code, never a traceback."""
+    try:
+        return int(args.run(args) or 0)
+    except UsageError as err:
+        print(f"razorfs {args.command}: {err}", file=sys.stderr)
+        return err.exit_code
+    except StoreError as err:
+        print(f"razorfs {args.command}: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(f"razorfs {args.command}: {err.strerror or err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -6,34 +6,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 from razorfs.csi.errors import DaemonFailed, Unavailable
+from razorfs.mount.control import CONTROL_SOCKET_NAME, socket_address
 
-CONTROL_SOCKET_NAME = "control.sock"
 _LINE_LIMIT_BYTES = 1024 * 1024
-_SUN_PATH_MAX = 100
 
 
 def control_socket(cache_dir: Path) -> Path:
     return cache_dir / CONTROL_SOCKET_NAME
-
-
-@contextlib.contextmanager
-def _connectable_path(path: Path) -> Iterator[str]:
-    """A unix socket path fits in sun_path (108 bytes) or is reached through the directory's
-    /proc/self/fd entry, so deep cache dirs work too."""
-    if len(str(path)) <= _SUN_PATH_MAX:
-        yield str(path)
-        return
-    dir_fd = os.open(path.parent, os.O_PATH)
-    try:
-        yield f"/proc/self/fd/{dir_fd}/{path.name}"
-    finally:
-        os.close(dir_fd)
 
 
 class ControlClient:
@@ -47,7 +31,7 @@ class ControlClient:
         on_progress: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
         try:
-            with _connectable_path(self.socket_path) as path:
+            with socket_address(self.socket_path) as path:
                 reader, writer = await asyncio.wait_for(
                     asyncio.open_unix_connection(path, limit=_LINE_LIMIT_BYTES), 5.0
                 )

@@ -29,7 +29,9 @@ class ControlUnavailable(Exception):
 
 
 @contextmanager
-def _short_path(path: Path) -> Iterator[str]:
+def socket_address(path: Path) -> Iterator[str]:
+    """A unix socket path that fits in sun_path (108 bytes): the path itself, or the socket reached
+    through its directory's /proc/self/fd entry, so deep cache dirs work too."""
     if len(str(path)) <= _SUN_PATH_MAX:
         yield str(path)
         return
@@ -50,7 +52,7 @@ class ControlServer:
     ) -> None:
         self.socket_path.unlink(missing_ok=True)
         sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        with _short_path(self.socket_path) as bind_path:
+        with socket_address(self.socket_path) as bind_path:
             await sock.bind(bind_path)
         os.chmod(self.socket_path, 0o600)
         sock.listen(16)
@@ -91,7 +93,7 @@ def request(
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout_s)
     try:
-        with _short_path(socket_path) as connect_path:
+        with socket_address(socket_path) as connect_path:
             sock.connect(connect_path)
     except OSError as err:
         sock.close()
