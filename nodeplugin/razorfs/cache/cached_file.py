@@ -43,8 +43,10 @@ class CachedFile:
     # Held by the uploader for a whole upload; rename and unlink wait for it, so an upload never
     # lands at a stale key.
     upload_lock: trio.Lock = field(default_factory=trio.Lock)
-    # Held by content changes and by the upload snapshot copy.
+    # Held by content changes and while an upload fixes what it uploads.
     write_lock: trio.Lock = field(default_factory=trio.Lock)
+    # An upload is reading the cache file through its own fd: a change must detach first.
+    upload_pinned: bool = False
 
     @property
     def dirty(self) -> bool:

@@ -2,10 +2,13 @@
 S3 (small ranges around random reads, large chunks ahead of sequential ones), keeps the byte limit
 by evicting clean blocks least recently used first, never evicts dirty data, makes writers wait
 when dirty data fills the cache, journals what close() acknowledges, and builds the uploads (whole
-file, or compose when only part of a large file changed) that the `Uploader` runs."""
+file, or compose when only part of a large file changed) that the `Uploader` runs. Uploads read
+the cache file itself through a pinned file descriptor (no snapshot copy); a write during the
+upload first gives the file a private copy, so an object is never a mix of two versions."""
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import shutil
@@ -18,7 +21,7 @@ from pathlib import Path
 import trio
 
 from razorfs.cache.cached_file import CachedFile
-from razorfs.cache.journal import Journal
+from razorfs.cache.journal import DirtyRecord, Journal
 from razorfs.cache.metered_store import MeteredStore
 from razorfs.cache.range_map import RangeMap
 from razorfs.cache.readahead import ReadAhead
@@ -30,9 +33,9 @@ log = logging.getLogger(__name__)
 
 # Clean data is kept in LRU order and evicted per block.
 BLOCK_BYTES = 1024 * 1024
-# A non-sequential read fetches the units of this size it touches; running fetches are tracked
-# per unit.
-FETCH_UNIT_BYTES = 64 * 1024
+# A non-sequential read fetches the units of this size it touches (a 4 KiB random read costs at
+# most 8 KiB from S3); running fetches are tracked per unit.
+FETCH_UNIT_BYTES = 8 * 1024
 UNITS_PER_BLOCK = BLOCK_BYTES // FETCH_UNIT_BYTES
 # A sequential stream fetches chunks of this size (aligned), several in flight ahead of the reader.
 SEQ_FETCH_BYTES = 8 * 1024 * 1024
@@ -42,10 +45,28 @@ COMPOSE_MIN_BYTES = 32 * 1024 * 1024
 # Compose segments are aligned to this, so every copied or uploaded part but the last is >= 5 MiB.
 COMPOSE_SEGMENT_BYTES = 8 * 1024 * 1024
 MAX_FILL_ATTEMPTS = 8
+# Files up to this size are uploaded from memory (read under the write lock): one PUT, no file.
+SMALL_UPLOAD_BYTES = 1024 * 1024
+# Buffers at least this large (upload parts, fetched chunks) get their own mmap, unmapped when
+# freed. glibc's default threshold grows to the largest freed buffer, after which parallel 8 MiB
+# part buffers are carved from per-thread arenas that keep the memory (measured: +32 MiB RSS that
+# stays after a multipart upload, which malloc_trim does not give back).
+MMAP_THRESHOLD_BYTES = 1024 * 1024
+# An upload reads the cache file through /proc/self/fd/N: the open inode, even after a write
+# replaced the file at its path with a private copy.
+_PROC_FD_DIR = Path("/proc/self/fd")
 
 
 class CacheConflict(Exception):
     """The object changed in S3 while this node holds unsaved changes to missing ranges of it."""
+
+
+@dataclass
+class _Fetch:
+    """A running GET: its units are FETCH_UNIT_BYTES units [first_unit, end_unit) of one file."""
+
+    done: trio.Event
+    end_unit: int
 
 
 @dataclass
@@ -69,9 +90,12 @@ class FileCache:
         self.data_dir = cache_dir / "data"
         self.upload_dir = cache_dir / "uploads"
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.quarantine_dir = cache_dir / "quarantine"
         # Snapshots of a crashed daemon are useless: the journal rows point at the data files.
         shutil.rmtree(self.upload_dir, ignore_errors=True)
         self.upload_dir.mkdir(parents=True, exist_ok=True)
+        self.pin_uploads = _PROC_FD_DIR.is_dir()
+        _bound_large_allocations()
         self.store = store
         self.journal = journal
         self.limit_bytes = limit_bytes
@@ -83,8 +107,12 @@ class FileCache:
         self._files: dict[str, CachedFile] = {}
         self._by_id: dict[int, CachedFile] = {}
         self._lru: OrderedDict[tuple[int, int], None] = OrderedDict()
-        # (file_id, FETCH_UNIT_BYTES unit) -> the event of the GET fetching it.
-        self._inflight: dict[tuple[int, int], trio.Event] = {}
+        # (file_id, FETCH_UNIT_BYTES unit) -> the GET fetching it.
+        self._inflight: dict[tuple[int, int], _Fetch] = {}
+        # Files whose journal row is not known to be on the disk (with their cache file): the next
+        # `sync_acknowledged` round fsyncs them. `_removed_unsynced`: rows were deleted since.
+        self._unsynced: dict[int, CachedFile] = {}
+        self._removed_unsynced = False
         self._next_file_id = journal.max_file_id() + 1
         self._changed = trio.Event()
         self._nursery: trio.Nursery | None = None
@@ -102,6 +130,9 @@ class FileCache:
         files: list[CachedFile] = []
         keep: set[str] = set()
         for rec in self.journal.dirty_records():
+            if not rec.synced and rec.boot_id != self.journal.boot_id:
+                self._quarantine(rec)
+                continue
             f = CachedFile(
                 file_id=rec.file_id,
                 path=rec.path,
@@ -119,12 +150,29 @@ class FileCache:
                 shrunk_to=rec.size,
             )
             self._adopt(f)
+            if not rec.synced:
+                self._unsynced[f.file_id] = f
             keep.add(f.data_path.name)
             files.append(f)
         for leftover in self.data_dir.iterdir():
             if leftover.name not in keep:
                 leftover.unlink(missing_ok=True)
         return files
+
+    def _quarantine(self, rec: DirtyRecord) -> None:
+        """A row written in an earlier boot and never synced: the machine lost power (or crashed)
+        before its cache file was known to be on the disk, so the bytes may be torn. They are kept
+        for a human under quarantine/ instead of being uploaded over the object."""
+        self.quarantine_dir.mkdir(exist_ok=True)
+        target = self.quarantine_dir / f"{rec.file_id}.{rec.path.replace('/', '%')}"[:200]
+        source = self.data_dir / str(rec.file_id)
+        if source.exists():
+            os.replace(source, target)
+        log.error(
+            "%s: changes acknowledged in an earlier boot were not yet synced to the disk when it ended; "
+            "not uploading them (cache file kept as %s)", rec.path, target,
+        )
+        self.journal.remove(rec.file_id)
 
     def _adopt(self, f: CachedFile) -> None:
         self._files[f.path] = f
@@ -209,7 +257,7 @@ class FileCache:
         self._drop_present(f)
         if f.open_handles == 0:  # an open unlinked file keeps its bytes until release
             f.data_path.unlink(missing_ok=True)
-        self.journal.remove(f.file_id)
+        self._unjournal(f)
         self._notify()
 
     def move(self, f: CachedFile, new_path: str) -> None:
@@ -219,7 +267,17 @@ class FileCache:
         f.path = new_path
         self._files[new_path] = f
         if f.journaled_version > f.uploaded_version:
-            self.journal.record_dirty(f.dirty_record())
+            self._journal(f)
+
+    def _journal(self, f: CachedFile) -> None:
+        """Writes the file's journal row (durable against a process crash once this returns)."""
+        self.journal.record_dirty(f.dirty_record())
+        self._unsynced[f.file_id] = f
+
+    def _unjournal(self, f: CachedFile) -> None:
+        self.journal.remove(f.file_id)
+        self._unsynced.pop(f.file_id, None)
+        self._removed_unsynced = True
 
     def _drop_present(self, f: CachedFile) -> None:
         self.cached_bytes -= f.present.total()
@@ -249,11 +307,11 @@ class FileCache:
             chunk = self._chunk_bytes()
             ahead_end = -(-(end + ahead) // chunk) * chunk
             fetches, _ = self._plan_fetches(f, self._missing_in_base(f, offset, ahead_end))
-            for fs, fe, slots, done in fetches:
+            for fs, fe, first_unit, fetch in fetches:
                 try:
-                    self._nursery.start_soon(self._prefetch_range, f, fs, fe, slots, done)
+                    self._nursery.start_soon(self._prefetch_range, f, fs, fe, first_unit, fetch)
                 except RuntimeError:  # the nursery is closing: nothing will fetch these
-                    self._release(slots, done)
+                    self._release(f, first_unit, fetch)
         await self._fill(f, offset, end, sequential=sequential)
         end = min(end, f.size)  # a truncate may have run while we fetched
         data = f.pread(offset, max(0, end - offset))
@@ -310,57 +368,55 @@ class FileCache:
 
     def _plan_fetches(
         self, f: CachedFile, ranges: list[tuple[int, int]]
-    ) -> tuple[list[tuple[int, int, list[tuple[int, int]], trio.Event]], list[trio.Event]]:
-        """Splits missing `ranges` into GETs of at most one chunk (never crossing a chunk
-        boundary), skipping the FETCH_UNIT_BYTES units a running fetch already covers (returned as
-        events to wait for). The units of each planned GET are claimed in `_inflight` right away
-        (before any await), so concurrent readers never fetch the same bytes twice; whoever runs
-        the GET must `_release` them."""
+    ) -> tuple[list[tuple[int, int, int, _Fetch]], list[trio.Event]]:
+        """Splits missing `ranges` into GETs (start, end, first unit, fetch) of at most one chunk
+        (never crossing a chunk boundary), skipping the FETCH_UNIT_BYTES units a running fetch
+        already covers (returned as events to wait for). The units of each planned GET are claimed
+        in `_inflight` right away (before any await), so concurrent readers never fetch the same
+        bytes twice; whoever runs the GET must `_release` them."""
         chunk = self._chunk_bytes()
-        fetches: list[tuple[int, int, list[tuple[int, int]], trio.Event]] = []
+        fetches: list[tuple[int, int, int, _Fetch]] = []
         waits: dict[int, trio.Event] = {}
         for gs, ge in ranges:
-            run_start = -1
-            slots: list[tuple[int, int]] = []
+            run_start = run_unit = -1
             pos = gs
-            for unit in range(gs // FETCH_UNIT_BYTES, (ge - 1) // FETCH_UNIT_BYTES + 1):
-                slot = (f.file_id, unit)
+            unit = gs // FETCH_UNIT_BYTES
+            last_unit = (ge - 1) // FETCH_UNIT_BYTES
+            while unit <= last_unit:
                 us = max(gs, unit * FETCH_UNIT_BYTES)
-                running = self._inflight.get(slot)
-                if slots and (running is not None or us % chunk == 0):
-                    fetches.append((run_start, pos, slots, trio.Event()))
-                    slots = []
+                running = self._inflight.get((f.file_id, unit))
+                if run_unit >= 0 and (running is not None or us % chunk == 0):
+                    fetches.append((run_start, pos, run_unit, _Fetch(trio.Event(), unit)))
+                    run_unit = -1
                 if running is not None:
-                    waits[id(running)] = running
+                    waits[id(running.done)] = running.done
+                    unit = max(unit + 1, running.end_unit)  # its units are contiguous: skip them
                     continue
-                if not slots:
-                    run_start = us
-                slots.append(slot)
+                if run_unit < 0:
+                    run_start, run_unit = us, unit
                 pos = min(ge, (unit + 1) * FETCH_UNIT_BYTES)
-            if slots:
-                fetches.append((run_start, pos, slots, trio.Event()))
-        for _, _, slots, done in fetches:
-            for slot in slots:
-                self._inflight[slot] = done
+                unit += 1
+            if run_unit >= 0:
+                fetches.append((run_start, pos, run_unit, _Fetch(trio.Event(), last_unit + 1)))
+        for _, _, first_unit, fetch in fetches:
+            for unit in range(first_unit, fetch.end_unit):
+                self._inflight[(f.file_id, unit)] = fetch
         return fetches, list(waits.values())
 
-    def _release(self, slots: list[tuple[int, int]], done: trio.Event) -> None:
-        for slot in slots:
-            if self._inflight.get(slot) is done:
+    def _release(self, f: CachedFile, first_unit: int, fetch: _Fetch) -> None:
+        for unit in range(first_unit, fetch.end_unit):
+            slot = (f.file_id, unit)
+            if self._inflight.get(slot) is fetch:
                 del self._inflight[slot]
-        done.set()
+        fetch.done.set()
 
-    async def _prefetch_range(
-        self, f: CachedFile, start: int, end: int, slots: list[tuple[int, int]], done: trio.Event
-    ) -> None:
+    async def _prefetch_range(self, f: CachedFile, start: int, end: int, first_unit: int, fetch: _Fetch) -> None:
         try:
-            await self._fetch_range(f, start, end, slots, done)
+            await self._fetch_range(f, start, end, first_unit, fetch)
         except Exception as err:  # readahead is a hint; the real read retries and reports
             log.debug("readahead of %s [%d, %d) failed: %s", f.path, start, end, err)
 
-    async def _fetch_range(
-        self, f: CachedFile, start: int, end: int, slots: list[tuple[int, int]], done: trio.Event
-    ) -> None:
+    async def _fetch_range(self, f: CachedFile, start: int, end: int, first_unit: int, fetch: _Fetch) -> None:
         """One ranged GET of [start, end) of the base object; writes the parts still missing."""
         try:
             end = min(end, f.base_size)
@@ -377,7 +433,7 @@ class FileCache:
                 self._add_present(f, gs, ge)
             self._touch(f, start, start + len(data))
         finally:
-            self._release(slots, done)
+            self._release(f, first_unit, fetch)
 
     def _add_present(self, f: CachedFile, start: int, end: int) -> None:
         before = f.present.total()
@@ -447,6 +503,8 @@ class FileCache:
                 # Unlinked while open: keep accepting writes like a local file would, but for nothing.
                 return len(data)
             end = offset + len(data)
+            if f.upload_pinned:
+                await self._detach_from_upload(f)
             f.pwrite(data, offset)
             if offset > f.size:
                 self._add_present(f, f.size, offset)  # the hole reads as zeros
@@ -461,6 +519,8 @@ class FileCache:
         async with f.write_lock:
             if size == f.size:
                 return
+            if f.upload_pinned:
+                await self._detach_from_upload(f)
             f.truncate_data(size)
             if size < f.size:
                 before = f.present.total()
@@ -480,28 +540,58 @@ class FileCache:
         f.version += 1
 
     async def commit(self, f: CachedFile) -> None:
-        """close() durability: the cache file is fsync'd and the file's state journaled, then the
-        upload is queued. Returns at once when nothing changed since the last commit."""
+        """close() durability: the file's state is journaled and the upload queued. The bytes are
+        in the page cache already (written with pwrite) and the row in SQLite's WAL, so a killed
+        daemon loses nothing; `sync_acknowledged` makes them power-safe within
+        LOCAL_SYNC_INTERVAL_S (see journal.py). Returns at once when nothing changed since the
+        last commit (flush and release both commit)."""
         if f.deleted or f.version == f.journaled_version or not f.dirty:
             return
-        version = f.version
-        record = f.dirty_record()  # taken before the fsync: later writes are not acknowledged
-        data_path = f.data_path
-
-        def sync_data() -> None:
-            fd = os.open(data_path, os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-        await trio.to_thread.run_sync(sync_data)
-        if f.deleted or f.uploaded_version >= version:
-            return
-        self.journal.record_dirty(record)
-        f.journaled_version = max(f.journaled_version, version)
+        self._journal(f)
+        f.journaled_version = f.version
         self.on_needs_upload(f)
         self._notify()
+
+    async def sync_acknowledged(self) -> int:
+        """One round of local durability against power loss: fsyncs the cache files of journaled
+        rows not synced yet, then marks those rows synced in a commit that fsyncs the WAL (one
+        for the whole round, which also makes removed rows stay removed). Returns the rows marked."""
+        if not self._unsynced and not self._removed_unsynced:
+            return 0
+        pending = [(f, f.journaled_version) for f in self._unsynced.values()]
+        self._unsynced.clear()
+        self._removed_unsynced = False
+        paths = [f.data_path for f, _ in pending if f.needs_upload]
+        try:
+            await trio.to_thread.run_sync(_fsync_paths, paths)
+        except BaseException:
+            for f, _ in pending:
+                self._unsynced.setdefault(f.file_id, f)
+            self._removed_unsynced = True
+            raise
+        # A file committed again meanwhile has a newer, unsynced row (and is back in _unsynced).
+        synced = [f.file_id for f, version in pending if f.needs_upload and f.journaled_version == version]
+        self.journal.mark_synced(synced)
+        return len(synced)
+
+    async def _detach_from_upload(self, f: CachedFile) -> None:
+        """Before a change to a file an upload is reading (caller holds the write lock): the file
+        gets a private copy at its path, the upload keeps reading the old inode through its fd.
+        Costs what the snapshot before every upload used to cost, but only when a writer races an
+        upload."""
+        before = f.present.copy()
+        tmp = self.data_dir / f"{f.file_id}.detached"
+        await trio.to_thread.run_sync(_copy_ranges, f.data_path, tmp, list(before), None)
+        # Ranges a readahead fetch filled while we copied (no await from here to the rename).
+        added = [gap for s, e in f.present for gap in before.missing(s, e)]
+        _copy_ranges(f.data_path, tmp, added, None, into_existing=True)
+        os.replace(tmp, f.data_path)
+        f.upload_pinned = False
+        # The new inode is not on the disk yet: until the next sync round, the row is not power-safe.
+        if f.file_id in self._unsynced or f.needs_upload:
+            self.journal.mark_unsynced(f.file_id)
+            self._unsynced[f.file_id] = f
+        log.debug("%s changed while being uploaded: gave it a private copy", f.path)
 
     # -- uploading --------------------------------------------------------------------------------
 
@@ -522,11 +612,15 @@ class FileCache:
         return plan
 
     async def upload(self, f: CachedFile) -> None:
-        """Uploads the file's current content (caller holds `f.upload_lock`). Copies the bytes to
-        upload into a snapshot first, under the write lock, so the object is never a mix of two
-        versions; writes after the snapshot keep the file dirty for the next round."""
+        """Uploads the file's current content (caller holds `f.upload_lock`). What is uploaded is
+        fixed under the write lock: a small file is read into memory; a larger one is read through
+        a file descriptor pinned to the cache file's inode, and a write during the upload gives the
+        file a private copy first (`_detach_from_upload`), so the object is never a mix of two
+        versions; writes after that point keep the file dirty for the next round."""
         key = self.key_for(f.path)
-        snapshot = self.upload_dir / f"{f.file_id}.{f.version}"
+        body: bytes | None = None
+        pinned_fd = -1
+        snapshot: Path | None = None
         for _ in range(MAX_FILL_ATTEMPTS):
             plan = self._compose_plan(f)
             local = [(s, e) for s, e, copy in plan if not copy] if plan else [(0, f.size)]
@@ -540,26 +634,39 @@ class FileCache:
                 version, size, attrs = f.version, f.size, f.attrs
                 base_key, base_etag = f.base_key, f.base_etag
                 f.shrunk_to = size
-                await trio.to_thread.run_sync(_copy_ranges, f.data_path, snapshot, local, size)
+                if plan is None and size <= SMALL_UPLOAD_BYTES:
+                    body = f.pread(0, size)
+                else:
+                    pinned_fd = self._pin(f, size)
+                    if pinned_fd < 0:  # no /proc: a snapshot copy, as a plain file
+                        snapshot = self.upload_dir / f"{f.file_id}.{f.version}"
+                        await trio.to_thread.run_sync(_copy_ranges, f.data_path, snapshot, local, size)
             break
         else:
             raise CacheConflict(f"{f.path}: kept changing while preparing its upload")
+        source = snapshot if snapshot is not None else _PROC_FD_DIR / str(pinned_fd)
         metadata = metadata_from_attrs(attrs)
         self.uploading_bytes += size
         try:
-            if plan is not None:
+            if body is not None:
+                info = await self.store.put_bytes(key, body, metadata)
+            elif plan is not None:
                 assert base_key is not None
                 parts: list[CopyRange | FileRange] = [
-                    CopyRange(base_key, s, e - s) if copy else FileRange(snapshot, s, e - s) for s, e, copy in plan
+                    CopyRange(base_key, s, e - s) if copy else FileRange(source, s, e - s) for s, e, copy in plan
                 ]
                 log.info("uploading %s with compose (%d bytes reused server-side)", f.path,
                          sum(e - s for s, e, copy in plan if copy))
                 info = await self.store.compose(key, parts, metadata)
             else:
-                info = await self.store.put_file(key, snapshot, size, metadata)
+                info = await self.store.put_file(key, source, size, metadata)
         finally:
             self.uploading_bytes -= size
-            snapshot.unlink(missing_ok=True)
+            if pinned_fd >= 0:
+                f.upload_pinned = False
+                os.close(pinned_fd)
+            if snapshot is not None:
+                snapshot.unlink(missing_ok=True)
         if base_key is not None and base_key != key:
             await self.store.delete(base_key)
         f.base_key, f.base_etag = key, info.etag
@@ -568,25 +675,72 @@ class FileCache:
         f.validated_at = time.monotonic()
         if not f.dirty:
             f.written = RangeMap()
-            self.journal.remove(f.file_id)
+            self._unjournal(f)
         elif f.journaled_version > f.uploaded_version:
-            self.journal.record_dirty(f.dirty_record())
+            self._journal(f)
         log.debug("uploaded %s (%d bytes, ETag %s, base was %s)", f.path, size, info.etag, base_etag)
         self._notify()
 
+    def _pin(self, f: CachedFile, size: int) -> int:
+        """An fd on the cache file for an upload of its first `size` bytes, or -1 (no /proc, or
+        the file's length is not `size`). Until unpinned, changes go to a private copy."""
+        if not self.pin_uploads:
+            return -1
+        fd = os.open(f.data_path, os.O_RDONLY)
+        if os.fstat(fd).st_size != size:
+            os.close(fd)
+            return -1
+        f.upload_pinned = True
+        return fd
 
-def _copy_ranges(source: Path, dest: Path, ranges: list[tuple[int, int]], size: int) -> None:
-    """Copies `ranges` of `source` into a new sparse `dest` of `size` bytes at the same offsets."""
-    with open(source, "rb") as src, open(dest, "wb") as out:
-        out.truncate(size)
-        for start, end in ranges:
-            src.seek(start)
-            out.seek(start)
-            remaining = end - start
-            while remaining > 0:
-                chunk = src.read(min(remaining, 4 * 1024 * 1024))
-                if not chunk:
-                    out.write(bytes(remaining))  # past the sparse file's end: zeros
-                    break
-                out.write(chunk)
-                remaining -= len(chunk)
+
+def _copy_ranges(
+    source: Path, dest: Path, ranges: list[tuple[int, int]], size: int | None, into_existing: bool = False
+) -> None:
+    """Copies `ranges` of `source` into `dest` at the same offsets: a new sparse `dest` of `size`
+    bytes (the source's size when None), or the existing `dest`. In-kernel (copy_file_range)."""
+    src = os.open(source, os.O_RDONLY)
+    try:
+        out = os.open(dest, os.O_WRONLY if into_existing else os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            if not into_existing:
+                os.ftruncate(out, os.fstat(src).st_size if size is None else size)
+            for start, end in ranges:
+                pos = start
+                while pos < end:
+                    try:
+                        n = os.copy_file_range(src, out, end - pos, pos, pos)
+                    except OSError:  # not supported here: through user space
+                        chunk = os.pread(src, min(end - pos, 4 * 1024 * 1024), pos)
+                        n = os.pwrite(out, chunk, pos) if chunk else 0
+                    if n == 0:
+                        break  # past the sparse source's end: the hole reads as zeros
+                    pos += n
+        finally:
+            os.close(out)
+    finally:
+        os.close(src)
+
+
+def _fsync_paths(paths: list[Path]) -> None:
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue  # forgotten meanwhile: its row is gone too
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_M_MMAP_THRESHOLD = -3
+
+
+def _bound_large_allocations() -> None:
+    """Fixes malloc's mmap threshold at MMAP_THRESHOLD_BYTES for this process (glibc only; the
+    daemon's memory is the cache's part buffers, so the cache sets it)."""
+    mallopt = getattr(_libc, "mallopt", None)
+    if mallopt is not None:
+        mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)

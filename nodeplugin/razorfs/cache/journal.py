@@ -1,12 +1,20 @@
-"""`Journal`: the SQLite database (WAL, synchronous=FULL) of a cache directory. It holds the
+"""`Journal`: the SQLite database (WAL, synchronous=NORMAL) of a cache directory. It holds the
 dirty/upload journal: one row per file whose content or attributes are not yet in S3, written
-when close() acknowledges the data (after the cache file is fsync'd) and removed once the upload
-succeeded. A restarted daemon replays these rows: nothing close() acknowledged is lost."""
+when close() acknowledges the data and removed once the upload succeeded. A restarted daemon
+replays these rows: nothing close() acknowledged is lost when the daemon dies.
+
+Durability, stated exactly: a committed row (and the cache file it describes, written with
+pwrite) is in the kernel's page cache when close() returns, which survives any death of this
+process. Power loss is covered a little later: a background round fsyncs the cache files of
+unsynced rows and then marks the rows `synced` in a transaction that fsyncs the WAL (one WAL
+fsync for all the rows of a round). A row found unsynced after a reboot (another `boot_id`) may
+describe bytes that never reached the disk; the cache quarantines it instead of uploading it."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +33,28 @@ CREATE TABLE IF NOT EXISTS dirty_files (
     gid INTEGER NOT NULL,
     mtime REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS sync_rounds (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    rounds INTEGER NOT NULL
+);
 """
+# Added after the first release; rows of an older journal were written with synchronous=FULL
+# after an fsync of their cache file, so they count as synced.
+_ADDED_COLUMNS = {
+    "synced": "INTEGER NOT NULL DEFAULT 1",
+    "boot_id": "TEXT NOT NULL DEFAULT ''",
+}
+_COLUMNS = (
+    "file_id, path, size, base_key, base_etag, base_size, present, written, mode, uid, gid, mtime, synced, boot_id"
+)
+
+
+def current_boot_id() -> str:
+    """The kernel's id of this boot: equal ids mean the page cache survived (only a process died)."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""  # unknown: treated as another boot (unsynced rows are not trusted)
 
 
 @dataclass(frozen=True)
@@ -42,6 +71,10 @@ class DirtyRecord:
     uid: int
     gid: int
     mtime: float
+    # Read back by `dirty_records`: whether the row's cache file was fsync'd before the row was
+    # marked, and the boot the row was written in.
+    synced: bool = False
+    boot_id: str = ""
 
 
 class Journal:
@@ -49,8 +82,15 @@ class Journal:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves so each record is one transaction.
         self._db = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        # NORMAL: a commit writes the WAL without fsync (durable against a process crash);
+        # `mark_synced` switches to FULL for the one commit that makes a round power-safe.
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(dirty_files)")}
+        for name, decl in _ADDED_COLUMNS.items():
+            if name not in have:
+                self._db.execute(f"ALTER TABLE dirty_files ADD COLUMN {name} {decl}")
+        self.boot_id = current_boot_id()
 
     def close(self) -> None:
         self._db.close()
@@ -61,8 +101,9 @@ class Journal:
         return int(row[0] or 0)
 
     def record_dirty(self, rec: DirtyRecord) -> None:
+        """Writes the row as unsynced (its cache file may not be on the disk yet)."""
         self._db.execute(
-            "INSERT OR REPLACE INTO dirty_files VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT OR REPLACE INTO dirty_files ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,0,?)",
             (
                 rec.file_id,
                 rec.path,
@@ -76,20 +117,39 @@ class Journal:
                 rec.uid,
                 rec.gid,
                 rec.mtime,
+                self.boot_id,
             ),
         )
 
-    def remove(self, file_id: int) -> None:
-        # Forgetting a row needs no fsync of its own: a row that reappears after a power loss
-        # only causes one more (identical) upload. The next record_dirty syncs it anyway.
-        self._db.execute("PRAGMA synchronous=NORMAL")
+    def mark_synced(self, file_ids: Iterable[int]) -> None:
+        """Marks rows whose cache files the caller fsync'd. The commit fsyncs the WAL (it always
+        writes the round counter, so there is something to sync), so every row written and every
+        row removed before it is on the disk too."""
+        ids = list(file_ids)
+        self._db.execute("PRAGMA synchronous=FULL")
         try:
-            self._db.execute("DELETE FROM dirty_files WHERE file_id = ?", (file_id,))
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany("UPDATE dirty_files SET synced = 1 WHERE file_id = ?", [(i,) for i in ids])
+                self._db.execute(
+                    "INSERT INTO sync_rounds VALUES (1, 1) ON CONFLICT(id) DO UPDATE SET rounds = rounds + 1"
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
         finally:
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+
+    def mark_unsynced(self, file_id: int) -> None:
+        self._db.execute("UPDATE dirty_files SET synced = 0, boot_id = ? WHERE file_id = ?", (self.boot_id, file_id))
+
+    def remove(self, file_id: int) -> None:
+        # A row that reappears after a power loss only causes one more (identical) upload.
+        self._db.execute("DELETE FROM dirty_files WHERE file_id = ?", (file_id,))
 
     def dirty_records(self) -> list[DirtyRecord]:
-        rows = self._db.execute("SELECT * FROM dirty_files ORDER BY file_id").fetchall()
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM dirty_files ORDER BY file_id").fetchall()
         return [
             DirtyRecord(
                 file_id=r[0],
@@ -104,6 +164,8 @@ class Journal:
                 uid=r[9],
                 gid=r[10],
                 mtime=r[11],
+                synced=bool(r[12]),
+                boot_id=r[13],
             )
             for r in rows
         ]

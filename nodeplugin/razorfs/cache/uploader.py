@@ -1,12 +1,14 @@
 """`Uploader`: the background writeback. Parallel workers upload every file whose acknowledged
 version is not in S3 yet, retrying store failures with exponential backoff and jitter for as long
 as it takes (data close() acknowledged is never dropped). `wait_uploaded` backs fsync() and
-writethrough close(); `flush` backs `razorfs flush`, unmount and SIGTERM."""
+writethrough close(); `flush` backs `razorfs flush`, unmount and SIGTERM. Alongside, a sync loop
+makes what close() acknowledged power-safe on the local disk within LOCAL_SYNC_INTERVAL_S."""
 
 from __future__ import annotations
 
 import logging
 import random
+import sqlite3
 from collections import deque
 
 import trio
@@ -20,6 +22,9 @@ log = logging.getLogger(__name__)
 UPLOAD_WORKERS = 4
 FIRST_RETRY_DELAY_S = 0.2
 MAX_RETRY_DELAY_S = 30.0
+# close() is durable against a daemon crash at once; against power loss after at most this long
+# (plus one fsync round), unless the upload finished first.
+LOCAL_SYNC_INTERVAL_S = 1.0
 
 
 class Uploader:
@@ -45,6 +50,15 @@ class Uploader:
         async with trio.open_nursery() as nursery:
             for _ in range(self.workers):
                 nursery.start_soon(self._worker)
+            nursery.start_soon(self._sync_loop)
+
+    async def _sync_loop(self) -> None:
+        while True:
+            await trio.sleep(LOCAL_SYNC_INTERVAL_S)
+            try:
+                await self.cache.sync_acknowledged()
+            except (OSError, sqlite3.Error) as err:  # the disk failing: keep trying, say so each round
+                log.error("syncing acknowledged cache files to the local disk failed: %s", err)
 
     async def _worker(self) -> None:
         while True:
