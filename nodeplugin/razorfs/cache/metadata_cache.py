@@ -1,10 +1,17 @@
 """`MetadataCache`: what the filesystem learned from S3 about names, kept for the metadata TTL:
-directory listings (name -> file or directory) and HEAD results (size, ETag, user metadata).
-The daemon's own changes update the cache in place, so a fresh listing stays true. Expired
-entries are kept (until forgotten) as the last known state: served when S3 cannot be reached."""
+directory listings (name -> file or directory, with size, ETag and LastModified) and HEAD results
+(size, ETag, user metadata). The daemon's own changes update the cache in place, so a fresh
+listing stays true. Expired entries are kept (until forgotten) as the last known state: served
+when S3 cannot be reached.
+
+A HEAD result outlives the TTL while listings confirm it: an object's user metadata cannot change
+without a new ETag or a new LastModified (a metadata rewrite is a copy onto itself), so a fresh
+listing showing both unchanged vouches for the whole HEAD, and `ls -l` of a listed directory
+needs no HEAD per entry twice."""
 
 from __future__ import annotations
 
+import bisect
 import time
 from dataclasses import dataclass, field
 
@@ -17,19 +24,41 @@ class DirEntry:
     is_dir: bool
     size: int = 0
     last_modified: float = 0.0
+    etag: str = ""  # from the listing; empty for directories and for entries this node added
 
 
 @dataclass
 class Listing:
     entries: dict[str, DirEntry]
     fetched_at: float = field(default_factory=time.monotonic)
+    # The names sorted (readdir's order), built on first use and dropped when entries change.
+    _order: list[str] | None = field(default=None, repr=False, compare=False)
+
+    def names_from(self, name: str, count: int) -> list[str]:
+        """Up to `count` names in readdir order, starting at `name` (or where it would be)."""
+        if self._order is None:
+            self._order = sorted(self.entries)
+        start = bisect.bisect_left(self._order, name)
+        return self._order[start : start + count]
+
+    def put(self, entry: DirEntry) -> None:
+        if entry.name not in self.entries:
+            self._order = None
+        self.entries[entry.name] = entry
+
+    def remove(self, name: str) -> None:
+        if self.entries.pop(name, None) is not None:
+            self._order = None
 
 
 class MetadataCache:
     def __init__(self, ttl_s: float) -> None:
         self.ttl_s = ttl_s
         self._listings: dict[str, Listing] = {}
-        self._heads: dict[str, tuple[ObjectInfo | None, float]] = {}
+        # key -> (info, when fetched, S3's LastModified of it when known). Records made from this
+        # node's own writes carry the local clock instead (S3 does not return the time of a PUT):
+        # the first listing with the same ETag supplies S3's time.
+        self._heads: dict[str, tuple[ObjectInfo | None, float, float | None]] = {}
 
     def _fresh(self, fetched_at: float) -> bool:
         return time.monotonic() - fetched_at < self.ttl_s
@@ -50,12 +79,12 @@ class MetadataCache:
     def add_entry(self, dir_path: str, entry: DirEntry) -> None:
         listing = self._listings.get(dir_path)
         if listing is not None:
-            listing.entries[entry.name] = entry
+            listing.put(entry)
 
     def remove_entry(self, dir_path: str, name: str) -> None:
         listing = self._listings.get(dir_path)
         if listing is not None:
-            listing.entries.pop(name, None)
+            listing.remove(name)
 
     def forget_listing(self, dir_path: str) -> None:
         self._listings.pop(dir_path, None)
@@ -79,8 +108,28 @@ class MetadataCache:
             return False, None
         return True, found[0]
 
-    def put_head(self, key: str, info: ObjectInfo | None) -> None:
-        self._heads[key] = (info, time.monotonic())
+    def put_head(self, key: str, info: ObjectInfo | None, *, s3_time: bool = True) -> None:
+        """`s3_time`: the record's last_modified is S3's (a HEAD), not this node's clock (a write)."""
+        s3_modified = info.last_modified if info is not None and s3_time else None
+        self._heads[key] = (info, time.monotonic(), s3_modified)
+
+    def head_confirmed_by(self, key: str, entry: DirEntry) -> ObjectInfo | None:
+        """The cached HEAD of `key`, however old, if the listing `entry` shows the same object
+        (same ETag and LastModified); else None (a HEAD is needed)."""
+        found = self._heads.get(key)
+        if found is None or not entry.etag:
+            return None
+        info, fetched_at, s3_modified = found
+        if info is None or info.etag != entry.etag:
+            return None
+        if s3_modified is None:
+            # Our own write: adopt S3's time from the first listing that shows our ETag.
+            self._heads[key] = (info, fetched_at, entry.last_modified)
+            return info
+        # HEAD's Last-Modified has whole seconds, a listing's has milliseconds.
+        if int(s3_modified) != int(entry.last_modified):
+            return None
+        return info
 
     def forget_head(self, key: str) -> None:
         self._heads.pop(key, None)

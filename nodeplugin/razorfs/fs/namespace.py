@@ -9,6 +9,13 @@ getattr whose cached answer expired asks S3 with a short deadline (or not at all
 is remembered as unreachable) and falls back to the cache, so creating and writing files keeps
 landing in the local tier. Only a name the cache knows nothing about has to wait for S3.
 
+Attributes of listed entries: a fresh listing answers negative lookups, and its ETag and
+LastModified vouch for a HEAD fetched earlier (see `MetadataCache`), so only objects never seen
+(or changed since) are HEADed. Those HEADs run in parallel: the first stat of a listed entry also
+fetches the next HEAD_PREFETCH_WINDOW entries in readdir order, which is the order `ls -l` and
+`find -ls` stat them in. A lookup in a directory whose listing expired re-lists it when it is small
+(one LIST refreshes every name) instead of a HEAD and a LIST per name.
+
 Keys whose last component cannot be a file name (empty, `.`, `..`, longer than NAME_MAX, with a
 NUL) are left out of listings: no lookup of them could succeed."""
 
@@ -31,7 +38,7 @@ from razorfs.cache.file_cache import FileCache
 from razorfs.cache.metadata_cache import DirEntry, Listing, MetadataCache
 from razorfs.cache.metered_store import MeteredStore
 from razorfs.store.base import ObjectInfo
-from razorfs.store.errors import ObjectNotFound, StoreUnavailable, Throttled
+from razorfs.store.errors import ObjectNotFound, StoreError, StoreUnavailable, Throttled
 from razorfs.store.object_attrs import AttrDefaults, ObjectAttrs, attrs_from_metadata, metadata_from_attrs
 
 log = logging.getLogger(__name__)
@@ -41,6 +48,12 @@ T = TypeVar("T")
 NAME_MAX = 255
 # A revalidation that has a cached answer to fall back on waits at most this long for S3.
 REVALIDATE_TIMEOUT_S = 2.0
+# The first stat of a listed entry without a known HEAD starts HEADs of this many entries from it
+# on (readdir order); they run on the store's bounded worker pool.
+HEAD_PREFETCH_WINDOW = 32
+# A lookup in a directory whose listing expired re-lists it while it had at most this many entries
+# (a few LIST pages); larger directories are asked one name at a time.
+RELIST_MAX_ENTRIES = 3000
 # Remembered names of skipped keys (each is logged once); bounded so odd buckets cannot grow it.
 MAX_SKIPPED_KEYS_REMEMBERED = 10_000
 
@@ -104,6 +117,14 @@ class Namespace:
         self._mounted_at = time.time()
         self.skipped_keys = 0  # keys left out of listings because they cannot be file names
         self._skipped_logged: set[str] = set()
+        # Requests in flight, so that concurrent askers of the same key or directory share one.
+        self._heads_in_flight: dict[str, trio.Event] = {}
+        self._listings_in_flight: dict[str, trio.Event] = {}
+        self._nursery: trio.Nursery | None = None
+
+    def bind_nursery(self, nursery: trio.Nursery) -> None:
+        """Where HEAD prefetches run; without one, nothing is fetched ahead."""
+        self._nursery = nursery
 
     def dir_key(self, path: str) -> str:
         return self.key_for(path) + "/" if path else self.root_key
@@ -135,16 +156,32 @@ class Namespace:
             return listing
         stale = self.meta.stale_listing(dir_path)
         if stale is None:
-            return await self._list_from_s3(dir_path)
+            return await self._shared_list(dir_path)
         if self.store.unreachable:
             return stale
         # No deadline here (a LIST of a large directory may rightly take long): a failure after
         # the retry budget, or the store already known unreachable, serves the last listing.
         try:
-            return await self._list_from_s3(dir_path)
+            return await self._shared_list(dir_path)
         except (StoreUnavailable, Throttled) as err:
             log.info("listing %r from the cache: S3 unreachable (%s: %s)", dir_path, type(err).__name__, err)
             return stale
+
+    async def _shared_list(self, dir_path: str) -> Listing:
+        """A listing from S3, or the one another task is fetching right now."""
+        pending = self._listings_in_flight.get(dir_path)
+        if pending is not None:
+            await pending.wait()
+            listing = self.meta.listing(dir_path)
+            if listing is not None:
+                return listing
+        done = self._listings_in_flight[dir_path] = trio.Event()
+        try:
+            return await self._list_from_s3(dir_path)
+        finally:
+            if self._listings_in_flight.get(dir_path) is done:
+                del self._listings_in_flight[dir_path]
+            done.set()
 
     async def _list_from_s3(self, dir_path: str) -> Listing:
         dkey = self.dir_key(dir_path)
@@ -154,7 +191,7 @@ class Namespace:
             for obj in page.objects:
                 name = obj.key[len(dkey) :]
                 if self._listable(name, obj.key):
-                    entries[name] = DirEntry(name, False, obj.size, obj.last_modified)
+                    entries[name] = DirEntry(name, False, obj.size, obj.last_modified, obj.etag)
             for prefix in page.prefixes:
                 name = prefix[len(dkey) :].rstrip("/")
                 if self._listable(name, prefix):
@@ -178,12 +215,57 @@ class Namespace:
         known, info = self.meta.head(key)
         if known:
             return info
+        pending = self._heads_in_flight.get(key)
+        if pending is not None:
+            await pending.wait()
+            known, info = self.meta.head(key)
+            if known:
+                return info
+        done = self._heads_in_flight[key] = trio.Event()
         try:
-            info = await self.store.head(key)
-        except ObjectNotFound:
-            info = None
-        self.meta.put_head(key, info)
-        return info
+            try:
+                info = await self.store.head(key)
+            except ObjectNotFound:
+                info = None
+            self.meta.put_head(key, info)
+            return info
+        finally:
+            if self._heads_in_flight.get(key) is done:
+                del self._heads_in_flight[key]
+            done.set()
+
+    def _prefetch_heads(self, dir_path: str, listing: Listing, name: str) -> None:
+        """Starts HEADs of the listed entries from `name` on whose attributes are not known."""
+        if self._nursery is None:
+            return
+        for other in listing.names_from(name, HEAD_PREFETCH_WINDOW):
+            entry = listing.entries.get(other)
+            path = join_path(dir_path, other)
+            if entry is None or self.cache.get(path) is not None:
+                continue
+            key = self.dir_key(path) if entry.is_dir else self.key_for(path)
+            if key in self._heads_in_flight or self.meta.head(key)[0]:
+                continue
+            if not entry.is_dir and self.meta.head_confirmed_by(key, entry) is not None:
+                continue
+            self._heads_in_flight[key] = trio.Event()  # claimed now; the task asks S3
+            self._nursery.start_soon(self._prefetch_head, key)
+
+    async def _prefetch_head(self, key: str) -> None:
+        done = self._heads_in_flight[key]
+        try:
+            try:
+                info = await self.store.head(key)
+            except ObjectNotFound:
+                info = None
+            self.meta.put_head(key, info)
+        except StoreError as err:
+            # Only a guess ahead: the stat that needs this key asks again and reports the error.
+            log.debug("HEAD prefetch of %r failed: %s", key, type(err).__name__)
+        finally:
+            if self._heads_in_flight.get(key) is done:
+                del self._heads_in_flight[key]
+            done.set()
 
     def root_node(self) -> Node:
         d = self.defaults
@@ -270,7 +352,7 @@ class Namespace:
         """What the cache last knew about a path, however old (S3 cannot be asked)."""
         known, info = self.meta.stale_head(self.key_for(path))
         if known and info is not None:
-            return Node(path, info.size, attrs_from_metadata(info.metadata, info.last_modified, self.defaults))
+            return self._file_node(path, info)
         parent, name = split_path(path)
         listing = self.meta.stale_listing(parent)
         if listing is not None:
@@ -295,21 +377,41 @@ class Namespace:
     async def _stat_uncached(self, path: str) -> Node | None:
         parent, name = split_path(path)
         listing = self.meta.listing(parent)
+        if listing is None:
+            listing = await self._relisted_if_small(parent)
         if listing is not None:
-            # A fresh listing answers without a request (negative lookups included).
+            # A fresh listing answers negative lookups without a request, and vouches for a HEAD
+            # of the same object fetched earlier.
             entry = listing.entries.get(name)
             if entry is None:
                 return None
+            key = self.dir_key(path) if entry.is_dir else self.key_for(path)
+            confirmed = None if entry.is_dir else self.meta.head_confirmed_by(key, entry)
+            if confirmed is not None:
+                return self._file_node(path, confirmed)
+            if key not in self._heads_in_flight and not self.meta.head(key)[0]:
+                self._prefetch_heads(parent, listing, name)
             if entry.is_dir:
                 return await self._dir_node(path)
         # Otherwise one HEAD per name, as s3fs does: re-listing a directory of 10,000 entries
         # for each lookup once the TTL passed would be far slower.
         info = await self.head(self.key_for(path))
         if info is not None:
-            return Node(path, info.size, attrs_from_metadata(info.metadata, info.last_modified, self.defaults))
+            return self._file_node(path, info)
         if listing is None and await self._has_children(path):
             return await self._dir_node(path)
         return None
+
+    def _file_node(self, path: str, info: ObjectInfo) -> Node:
+        return Node(path, info.size, attrs_from_metadata(info.metadata, info.last_modified, self.defaults))
+
+    async def _relisted_if_small(self, dir_path: str) -> Listing | None:
+        """A new listing of a directory last seen with few entries; None for a large or never
+        listed one (the caller asks S3 about the one name)."""
+        stale = self.meta.stale_listing(dir_path)
+        if stale is None or len(stale.entries) > RELIST_MAX_ENTRIES:
+            return None
+        return await self._shared_list(dir_path)
 
     async def _has_children(self, path: str) -> bool:
         known, marker = self.meta.head(self.dir_key(path))
@@ -340,6 +442,9 @@ class Namespace:
             return Node(path, entry.size, f.attrs, exact=False)
         key = self.dir_key(path) if entry.is_dir else self.key_for(path)
         known, info = self.meta.head(key)
+        if not entry.is_dir and not known:
+            info = self.meta.head_confirmed_by(key, entry)
+            known = info is not None
         if known and info is not None:
             attrs = attrs_from_metadata(info.metadata, info.last_modified, self.defaults, directory=entry.is_dir)
             return Node(path, 0 if entry.is_dir else info.size, attrs)
@@ -367,7 +472,7 @@ class Namespace:
 
     async def mkdir(self, path: str, attrs: ObjectAttrs) -> Node:
         info = await self.store.put_bytes(self.dir_key(path), b"", metadata_from_attrs(attrs))
-        self.meta.put_head(info.key, info)
+        self.meta.put_head(info.key, info, s3_time=False)
         parent, name = split_path(path)
         self.meta.add_entry(parent, DirEntry(name, True))
         self.meta.put_listing(path, Listing({}))
@@ -393,9 +498,8 @@ class Namespace:
 
     async def symlink(self, path: str, target: bytes, attrs: ObjectAttrs) -> Node:
         info = await self.store.put_bytes(self.key_for(path), target, metadata_from_attrs(attrs))
-        self.meta.put_head(info.key, info)
         self.note_file(path, len(target), attrs.mtime)
-        self.meta.put_head(info.key, info)
+        self.meta.put_head(info.key, info, s3_time=False)
         return Node(path, len(target), attrs)
 
     async def set_object_attrs(self, node: Node, attrs: ObjectAttrs) -> None:
@@ -410,7 +514,7 @@ class Namespace:
             if f is not None and not f.dirty:
                 f.base_etag = info.etag
                 f.attrs = attrs
-        self.meta.put_head(info.key, info)
+        self.meta.put_head(info.key, info, s3_time=False)
 
     async def rename(self, old: str, new: str) -> None:
         src = await self.stat(old)

@@ -149,6 +149,7 @@ class MountDaemon:
     async def main(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self.cache.bind_nursery(nursery)
+            self.namespace.bind_nursery(nursery)
             nursery.start_soon(self.uploader.run)
             await nursery.start(self.control.serve)
             nursery.start_soon(self._watch_signals)

@@ -1,0 +1,93 @@
+"""What `ls -l` and new names cost in S3 requests, counted at a proxy in front of the real server:
+the first `ls -l` of objects another tool wrote HEADs each once (their user metadata is needed),
+a repeat after the TTL only re-lists (the listing's ETag and LastModified vouch for the HEADs),
+a metadata change by another client is still seen, and creating files in a directory whose
+listing expired re-lists it instead of asking S3 about every new name."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.fs.conftest import MountFactory
+from tests.realparts.faultproxy import FaultProxy
+
+pytestmark = [pytest.mark.fuse, pytest.mark.s3]
+
+OBJECTS = 150
+PAST_TTL_S = 2.5  # the mount's 1 s metadata TTL plus the kernel's attribute timeout
+
+
+def _ls_long(folder: Path) -> dict[str, str]:
+    out = subprocess.run(["ls", "-l", "--color=never", str(folder)], capture_output=True, text=True, check=True)
+    return {line.split()[-1]: line.split()[0] for line in out.stdout.splitlines()[1:]}
+
+
+def _put_objects(s3_client: Any, bucket: str, prefix: str) -> None:
+    for i in range(OBJECTS):
+        s3_client.put_object(Bucket=bucket, Key=f"{prefix}/o{i:04d}", Body=b"x" * i)
+    s3_client.put_object(
+        Bucket=bucket, Key=f"{prefix}/private", Body=b"secret", Metadata={"mode": str(stat.S_IFREG | 0o600)}
+    )
+
+
+def test_ls_long_heads_each_object_once_and_sees_metadata_changes(
+    razorfs_mount: MountFactory, fault_proxy: FaultProxy, s3_client: Any, bucket: str
+) -> None:
+    _put_objects(s3_client, bucket, "lsvol/many")
+    vol = razorfs_mount(prefix="lsvol", endpoint_url=fault_proxy.endpoint_url)
+    folder = vol.mountpoint / "many"
+
+    fault_proxy.stats.by_method.clear()
+    modes = _ls_long(folder)
+    assert len(modes) == OBJECTS + 1
+    assert modes["private"] == "-rw-------" and modes["o0001"] == "-rw-r--r--"
+    first_heads = fault_proxy.stats.by_method["HEAD"]
+    assert OBJECTS + 1 <= first_heads <= OBJECTS + 5, fault_proxy.stats.by_method
+
+    time.sleep(PAST_TTL_S)
+    fault_proxy.stats.by_method.clear()
+    assert _ls_long(folder) == modes
+    assert fault_proxy.stats.by_method["GET"] >= 1, "the expired listing was not re-read"
+    # Only the directories' own markers are HEADed again (they have no ETag in a listing).
+    assert fault_proxy.stats.by_method["HEAD"] <= 5, fault_proxy.stats.by_method
+
+    # Another client changes only the metadata (same content, so the same ETag): LastModified
+    # moves, so the cached HEAD is no longer vouched for.
+    time.sleep(1.1)  # LastModified has whole seconds in HEAD replies
+    s3_client.copy_object(
+        Bucket=bucket,
+        Key="lsvol/many/o0001",
+        CopySource={"Bucket": bucket, "Key": "lsvol/many/o0001"},
+        Metadata={"mode": str(stat.S_IFREG | 0o640)},
+        MetadataDirective="REPLACE",
+    )
+    time.sleep(PAST_TTL_S)
+    assert _ls_long(folder)["o0001"] == "-rw-r-----"
+
+
+def test_new_names_in_an_expired_directory_cost_a_listing_not_a_head_each(
+    razorfs_mount: MountFactory, fault_proxy: FaultProxy, s3_client: Any, bucket: str
+) -> None:
+    _put_objects(s3_client, bucket, "newvol/dir")
+    vol = razorfs_mount(prefix="newvol", endpoint_url=fault_proxy.endpoint_url)
+    folder = vol.mountpoint / "dir"
+    assert len(list(folder.iterdir())) == OBJECTS + 1
+    time.sleep(PAST_TTL_S)
+
+    fault_proxy.stats.by_method.clear()
+    for i in range(40):
+        (folder / f"new{i:03d}").write_bytes(b"n" * 10)
+    # Before: a HEAD and a LIST per new name; now a LIST of the folder and a HEAD of its marker
+    # per TTL, whatever the number of names.
+    lookups = fault_proxy.stats.by_method["HEAD"] + fault_proxy.stats.by_method["GET"]
+    assert lookups <= 12, fault_proxy.stats.by_method
+    vol.flush()
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith("new")) == [f"new{i:03d}" for i in range(40)]
+    listed = s3_client.list_objects_v2(Bucket=bucket, Prefix="newvol/dir/new")
+    assert listed["KeyCount"] == 40
