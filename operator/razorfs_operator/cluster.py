@@ -93,34 +93,37 @@ class Cluster:
         return found
 
     # --- writes ------------------------------------------------------------------------------
-    def create_claim(self, manifest: Any) -> Manifest:
+    def create_claim(self, manifest: Any) -> tuple[Manifest, bool]:
+        """Creates the claim; if one of that name exists already (an earlier, interrupted run, or
+        someone else's), returns that one instead. The flag says whether this call created it."""
         namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
         with _api_errors(f"create PersistentVolumeClaim {namespace}/{name}"):
             try:
-                return _json(
-                    self._core.create_namespaced_persistent_volume_claim(namespace, manifest, _preload_content=False)
+                created = self._core.create_namespaced_persistent_volume_claim(
+                    namespace, manifest, _preload_content=False
                 )
+                return _json(created), True
             except ApiException as exc:
                 if exc.status != 409:
                     raise
-        # Someone (an earlier run of this handler) created it meanwhile: use theirs.
         existing = self.get_claim(namespace, name)
         if existing is None:
             raise KubernetesRequestFailed(f"PersistentVolumeClaim {namespace}/{name} vanished while being created")
-        return existing
+        return existing, False
 
-    def create_volume(self, manifest: Any) -> Manifest:
+    def create_volume(self, manifest: Any) -> tuple[Manifest, bool]:
+        """Like create_claim, for the PersistentVolume."""
         name = manifest["metadata"]["name"]
         with _api_errors(f"create PersistentVolume {name}"):
             try:
-                return _json(self._core.create_persistent_volume(manifest, _preload_content=False))
+                return _json(self._core.create_persistent_volume(manifest, _preload_content=False)), True
             except ApiException as exc:
                 if exc.status != 409:
                     raise
         existing = self.get_volume(name)
         if existing is None:
             raise KubernetesRequestFailed(f"PersistentVolume {name} vanished while being created")
-        return existing
+        return existing, False
 
     def patch_volume(self, name: str, patch: Manifest) -> Manifest:
         with _api_errors(f"patch PersistentVolume {name}"):

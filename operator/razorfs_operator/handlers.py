@@ -91,7 +91,8 @@ async def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if body["metadata"].get("deletionTimestamp"):
         return
     runtime: Runtime = memo.runtime
-    problem = await Reconciler(runtime).reconcile(body, recheck_s3=False, refresh=True)
+    async with runtime.resync_slots:
+        problem = await Reconciler(runtime).reconcile(body, recheck_s3=False, refresh=True)
     count_reconcile("resync", problem.reason if problem else "ok")
 
 

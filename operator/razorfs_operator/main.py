@@ -7,8 +7,11 @@ import argparse
 import importlib
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import fields
+
+import urllib3
 
 from .config import ENV_PREFIX, OperatorConfig
 
@@ -66,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # headers (signatures, bearer tokens) that must not reach logs.
     for noisy in ("botocore", "boto3", "urllib3", "kubernetes", "grpc"):
         logging.getLogger(noisy).setLevel(logging.INFO)
+    # A kubeconfig that skips TLS verification makes urllib3 warn on every request (a line on
+    # stderr per API call); once says it just as well.
+    warnings.filterwarnings("once", category=urllib3.exceptions.InsecureRequestWarning)
     import kopf
 
     importlib.import_module("razorfs_operator.handlers")

@@ -59,6 +59,12 @@ class Runtime:
     executor: ThreadPoolExecutor
     node_admin: NodeAdminClient
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    # Resync runs hold at most half the worker threads, so a burst of new or changed volumes is
+    # never queued behind the periodic refresh of the volumes that are fine already.
+    resync_slots: asyncio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.resync_slots = asyncio.Semaphore(max(1, self.config.worker_threads // 2))
 
     async def blocking(self, call: Callable[..., T], *args: Any) -> T:
         """Runs a blocking call (boto3, the Kubernetes client) on the bounded worker pool."""
@@ -152,8 +158,15 @@ class Reconciler:
         self, draft: StatusDraft, spec: RazorVolumeSpec
     ) -> tuple[Manifest | None, Manifest | None]:
         identity, cluster = draft.identity, self.rt.cluster
-        claim = await self.rt.blocking(cluster.get_claim, identity.namespace, identity.claim_name)
-        volume = await self.rt.blocking(cluster.get_volume, identity.pv_name)
+        claim: Manifest | None = None
+        volume: Manifest | None = None
+        # A volume whose status names neither object has never had them (or an earlier run was cut
+        # short before it reported them): create straight away, an existing object comes back
+        # from the conflict answer. Saves two reads per new volume; later runs read first.
+        create_first = draft.problem is None and not draft.old.claim_name and not draft.old.persistent_volume_name
+        if not create_first:
+            claim = await self.rt.blocking(cluster.get_claim, identity.namespace, identity.claim_name)
+            volume = await self.rt.blocking(cluster.get_volume, identity.pv_name)
         # The claim is only offered once S3 has worked: a claim whose mounts must fail helps
         # nobody. Once created it is kept through later S3 trouble.
         if draft.problem is None or claim is not None or volume is not None:
@@ -161,6 +174,9 @@ class Reconciler:
                 claim, volume = await self._apply_objects(identity, spec, claim, volume)
             except VolumeProblem as exc:
                 draft.fail(exc)
+                if create_first:  # e.g. a foreign claim of that name: judge what is there
+                    claim = await self.rt.blocking(cluster.get_claim, identity.namespace, identity.claim_name)
+                    volume = await self.rt.blocking(cluster.get_volume, identity.pv_name)
         binding = judge_binding(identity, claim, volume)
         draft.set("Bound", binding.bound, binding.reason, binding.message)
         return claim, volume
@@ -208,28 +224,37 @@ class Reconciler:
         )
 
     async def _apply_objects(
-        self, identity: VolumeIdentity, spec: RazorVolumeSpec, claim: Manifest | None, volume: Manifest | None
+        self, identity: VolumeIdentity, spec: RazorVolumeSpec, seen_claim: Manifest | None, seen_volume: Manifest | None
     ) -> tuple[Manifest, Manifest]:
-        """Creates what is missing and repairs the references; the claim first, so the PV can be
-        reserved for the claim's uid."""
+        """Creates what is missing (None: not seen) and repairs the references; the claim first,
+        so the PV can be reserved for the claim's uid."""
         cluster = self.rt.cluster
-        if claim is not None and not is_ours(identity, claim):
+        if seen_volume is not None and not is_ours(identity, seen_volume):
+            raise ClaimConflict(f"PersistentVolume {identity.pv_name} exists and is not managed by this RazorVolume")
+        if seen_claim is not None:
+            claim = seen_claim
+        else:
+            claim, created = await self.rt.blocking(cluster.create_claim, desired_claim(identity, spec))
+            if created:
+                log.info("created PersistentVolumeClaim %s/%s", identity.namespace, identity.claim_name)
+        if not is_ours(identity, claim):
             raise ClaimConflict(
                 f"PersistentVolumeClaim {identity.claim_name} exists and is not managed by this RazorVolume"
             )
-        if volume is not None and not is_ours(identity, volume):
-            raise ClaimConflict(f"PersistentVolume {identity.pv_name} exists and is not managed by this RazorVolume")
-        if claim is None:
-            claim = await self.rt.blocking(cluster.create_claim, desired_claim(identity, spec))
-            log.info("created PersistentVolumeClaim %s/%s", identity.namespace, identity.claim_name)
         claim_uid = claim["metadata"]["uid"]
-        if volume is None:
-            volume = await self.rt.blocking(cluster.create_volume, desired_volume(identity, spec, claim_uid))
-            log.info("created PersistentVolume %s for %s/%s", identity.pv_name, identity.namespace, identity.name)
+        if seen_volume is not None:
+            volume = seen_volume
         else:
-            patch = _volume_drift(volume, spec, identity, claim_uid)
-            if patch:
-                volume = await self.rt.blocking(cluster.patch_volume, identity.pv_name, patch)
+            volume, created = await self.rt.blocking(cluster.create_volume, desired_volume(identity, spec, claim_uid))
+            if created:
+                log.info("created PersistentVolume %s for %s/%s", identity.pv_name, identity.namespace, identity.name)
+            if not is_ours(identity, volume):
+                raise ClaimConflict(
+                    f"PersistentVolume {identity.pv_name} exists and is not managed by this RazorVolume"
+                )
+        patch = _volume_drift(volume, spec, identity, claim_uid)
+        if patch:
+            volume = await self.rt.blocking(cluster.patch_volume, identity.pv_name, patch)
         return claim, volume
 
     async def _node_states(
@@ -288,6 +313,10 @@ class Reconciler:
         return sorted(wanted)
 
     async def _write_status(self, draft: StatusDraft) -> None:
+        if not draft.changed():
+            # Most resync runs find nothing new; a no-op patch would still cost the API server a
+            # request and every watcher an event.
+            return
         payload = draft.status.model_dump(by_alias=True, mode="json", exclude_none=True)
         for key in ("persistentVolumeName", "claimName", "usage"):
             payload.setdefault(key, None)  # merge patch: None removes a stale value

@@ -87,5 +87,13 @@ class StatusDraft:
             return False
         return before is None or before.reason != self.problem.reason or before.message != self.problem.message
 
+    def changed(self) -> bool:
+        """Whether the composed status differs from the one the object carried."""
+        return _wire(self.status) != _wire(self.old)
+
     def became_ready(self) -> bool:
         return self.is_true("Ready") and not is_true(self.old.conditions, "Ready")
+
+
+def _wire(status: RazorVolumeStatus) -> dict[str, Any]:
+    return status.model_dump(by_alias=True, mode="json", exclude_none=True)

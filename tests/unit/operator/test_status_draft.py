@@ -75,3 +75,17 @@ def test_an_already_ready_volume_does_not_become_ready_again() -> None:
 def test_unreadable_status_is_rebuilt_instead_of_blocking() -> None:
     draft = StatusDraft.from_body(body({"phase": "Nonsense", "conditions": "not-a-list"}))
     assert draft.old.phase is None and draft.old.conditions == []
+
+
+def test_a_rerun_from_the_same_state_changes_nothing_so_no_status_patch_is_needed() -> None:
+    first = StatusDraft.from_body(body())
+    bound_and_reachable(first)
+    first.conclude(has_claim=True, has_volume=True)
+    assert first.changed()
+    written = first.status.model_dump(by_alias=True, mode="json", exclude_none=True)
+    again = StatusDraft.from_body(body(written))
+    bound_and_reachable(again)
+    again.conclude(has_claim=True, has_volume=True)
+    assert not again.changed()
+    again.set("InUse", True, "PodsUsingClaim", "used by pod(s) p")
+    assert again.changed()
