@@ -30,6 +30,7 @@ from razorfs.fs.namespace import Namespace
 from razorfs.fs.operations import FsOptions, RazorOperations
 from razorfs.mount import registry
 from razorfs.mount.control import CONTROL_SOCKET_NAME, ControlServer
+from razorfs.mount.kernel_readahead import set_read_ahead
 from razorfs.mount.options import MountOptions
 from razorfs.store.base import ObjectStore
 from razorfs.store.errors import ObjectNotFound, StoreError
@@ -150,6 +151,7 @@ class MountDaemon:
         async with trio.open_nursery() as nursery:
             self.cache.bind_nursery(nursery)
             self.namespace.bind_nursery(nursery)
+            nursery.start_soon(self._widen_read_ahead)
             nursery.start_soon(self.uploader.run)
             await nursery.start(self.control.serve)
             nursery.start_soon(self._watch_signals)
@@ -169,6 +171,16 @@ class MountDaemon:
                 log.info("unmounted from outside: flushing before exit")
                 await self.uploader.flush()
             nursery.cancel_scope.cancel()
+
+    async def _widen_read_ahead(self) -> None:
+        # The kernel fixes the window when it takes the reply to FUSE's INIT, which this loop
+        # sends; a stat of the mount returns only after that.
+        try:
+            await trio.to_thread.run_sync(os.stat, self.real_mountpoint)
+        except OSError as err:
+            log.info("readahead left at the kernel's default: %s", err)
+            return
+        set_read_ahead(Path(self.real_mountpoint))
 
     async def _watch_signals(self) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -330,4 +342,3 @@ def wait_until_unmounted(mountpoint: Path, pid: int, timeout_s: float) -> bool:
             return True
         time.sleep(0.05)
     return False
-

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,3 +39,11 @@ def test_warm_reread_is_served_by_the_page_cache_and_a_remote_change_still_shows
     s3_client.put_object(Bucket=bucket, Key="vol/warm.bin", Body=second)
     time.sleep(2.5)  # past the 1 s metadata TTL and the kernel's attribute timeout
     assert path.read_bytes() == second
+
+
+def test_the_mount_reads_ahead_a_mebibyte(razorfs_mount: MountFactory) -> None:
+    """Sequential readers reach the daemon in 1 MiB requests, not the kernel's default 128 KiB."""
+    vol = razorfs_mount()
+    dev = os.stat(vol.mountpoint).st_dev
+    window = Path(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb").read_text()
+    assert int(window) == 1024
