@@ -23,6 +23,9 @@ from razorfs.csi.state_store import DaemonIdentity
 # kubelet's 2-minute CSI call timeout, so a stage that cannot start still answers.
 DAEMON_READY_TIMEOUT_S = 90.0
 _POLL_S = 0.05
+# A daemon usually mounts within a fraction of a second: look often at first, then back off.
+_READY_FAST_POLL_S = 0.01
+_READY_FAST_FOR_S = 2.0
 
 
 def _proc_stat(pid: int) -> tuple[str, int] | None:
@@ -53,9 +56,14 @@ class DaemonProcess:
     _children: dict[int, subprocess.Popen[bytes]] = {}
     _exit_codes: dict[int, int] = {}
 
+    @staticmethod
+    def base_environment() -> dict[str, str]:
+        """The plugin's environment without its own S3 credentials (a daemon gets its volume's)."""
+        return {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+
     @classmethod
     def start(cls, argv: list[str], env: dict[str, str], log_path: Path) -> DaemonIdentity:
-        child_env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+        child_env = cls.base_environment()
         child_env.update(env)
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
@@ -67,6 +75,11 @@ class DaemonProcess:
                 start_new_session=True,
                 close_fds=True,
             )
+        return cls.track(proc)
+
+    @classmethod
+    def track(cls, proc: subprocess.Popen[bytes]) -> DaemonIdentity:
+        """Records a daemon process we started (fresh or a spare put to work)."""
         cls._children[proc.pid] = proc
         identity = identity_of(proc.pid)
         if identity is None:
@@ -111,7 +124,8 @@ async def wait_exit(identity: DaemonIdentity, timeout_s: float) -> bool:
 async def wait_ready(identity: DaemonIdentity, mountpoint: Path, cache_dir: Path, log_path: Path) -> None:
     """Returns once the FUSE mount is in the mount table and the control socket answers."""
     client = ControlClient(cache_dir)
-    deadline = time.monotonic() + DAEMON_READY_TIMEOUT_S
+    started = time.monotonic()
+    deadline = started + DAEMON_READY_TIMEOUT_S
     while time.monotonic() < deadline:
         DaemonProcess.reap()
         if not is_alive(identity):
@@ -123,7 +137,7 @@ async def wait_ready(identity: DaemonIdentity, mountpoint: Path, cache_dir: Path
                 return
             except Exception:  # the socket appears shortly after the mount; keep polling
                 pass
-        await asyncio.sleep(_POLL_S)
+        await asyncio.sleep(_READY_FAST_POLL_S if time.monotonic() - started < _READY_FAST_FOR_S else _POLL_S)
     kill(identity)
     raise DaemonFailed(f"mount daemon not ready after {DAEMON_READY_TIMEOUT_S:.0f}s: {_last_line(log_path)}")
 

@@ -25,6 +25,7 @@ from razorfs.csi.controller import ControllerService
 from razorfs.csi.identity import IdentityService
 from razorfs.csi.metrics import serve_metrics
 from razorfs.csi.node import NodeService
+from razorfs.csi.spare_daemon import SpareDaemons
 from razorfs.csi.state_store import StateStore
 from razorfs.csi.supervisor import (
     HEALTH_CHECK_INTERVAL_S,
@@ -65,6 +66,7 @@ class Config:
     health_check_interval_s: float
     metrics_port: int = 0
     unstage_flush_timeout_s: float = UNSTAGE_FLUSH_TIMEOUT_S
+    spare_daemon: bool = True
 
     @property
     def serves_node(self) -> bool:
@@ -92,6 +94,12 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--metrics-port", type=int, default=0, help="Prometheus metrics port (0: off)")
     parser.add_argument("--kubelet-dir", type=Path, default=Path("/var/lib/kubelet"))
     parser.add_argument("--mount-command", help="the razorfs CLI to run mount daemons with (default: installed one)")
+    parser.add_argument(
+        "--no-spare-daemon",
+        action="store_true",
+        help="start every mount daemon from scratch instead of keeping one pre-started process "
+        "(which makes a stage about 0.3 s faster and costs ~50 MiB; never used with --mount-command)",
+    )
     parser.add_argument("--health-check-interval", type=float, default=HEALTH_CHECK_INTERVAL_S, metavar="SECONDS")
     parser.add_argument(
         "--unstage-flush-timeout",
@@ -162,6 +170,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         health_check_interval_s=args.health_check_interval,
         metrics_port=args.metrics_port,
         unstage_flush_timeout_s=args.unstage_flush_timeout,
+        # A spare runs this interpreter's razorfs: only when that is the command in use.
+        spare_daemon=not args.no_spare_daemon and not args.mount_command,
     )
 
 
@@ -188,6 +198,7 @@ async def serve(config: Config) -> None:
             config.mount_command,
             config.health_check_interval_s,
             config.unstage_flush_timeout_s,
+            SpareDaemons(config.cache_root, config.state_dir / "spare-daemon.log") if config.spare_daemon else None,
         )
     server = grpc.aio.server()
     identity = IdentityService(config.serves_controller, lambda: supervisor is None or supervisor.ready)
@@ -225,11 +236,14 @@ async def serve(config: Config) -> None:
     try:
         if supervisor is not None:
             await supervisor.adopt_all()
+            supervisor.replenish_spare()
             health = asyncio.create_task(supervisor.run_health_checks(), name="health-checks")
         log.info("ready")
         await stop.wait()
     finally:
         log.info("stopping; mount daemons keep running")
+        if supervisor is not None and supervisor.spares is not None:
+            supervisor.spares.close()
         if health is not None:
             health.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -24,6 +24,7 @@ from razorfs.csi.control_client import ControlClient
 from razorfs.csi.daemon import DaemonProcess
 from razorfs.csi.errors import AlreadyExists, DaemonFailed, FailedPrecondition, NotFound, Unavailable
 from razorfs.csi.mount_settings import Credentials, MountSettings
+from razorfs.csi.spare_daemon import SpareDaemons
 from razorfs.csi.state_store import StateStore, VolumeRecord, volume_key
 
 log = logging.getLogger(__name__)
@@ -82,8 +83,11 @@ class Supervisor:
         mount_command: list[str],
         health_check_interval_s: float = HEALTH_CHECK_INTERVAL_S,
         unstage_flush_timeout_s: float = UNSTAGE_FLUSH_TIMEOUT_S,
+        spares: SpareDaemons | None = None,
     ):
         self.store = store
+        # A pre-started daemon process for the next stage or recovery (None: always start fresh).
+        self.spares = spares
         self.cache_root = cache_root
         self.mount_command = mount_command
         self.health_check_interval_s = health_check_interval_s
@@ -206,9 +210,21 @@ class Supervisor:
         # The command comes from this plugin process, the arguments from the record: a plugin
         # upgraded in place restarts old volumes with its own `razorfs`.
         argv = [*self.mount_command, *record.argv]
-        record.daemon = DaemonProcess.start(argv, credentials.environment(), log_path)
+        spare = self.spares.take(record.argv, credentials.environment(), log_path) if self.spares else None
+        if spare is not None:
+            record.daemon = DaemonProcess.track(spare)
+        else:
+            record.daemon = DaemonProcess.start(argv, credentials.environment(), log_path)
         self.store.save(record)
-        await daemon.wait_ready(record.daemon, volume.staging_path, volume.cache_dir, log_path)
+        try:
+            await daemon.wait_ready(record.daemon, volume.staging_path, volume.cache_dir, log_path)
+        finally:
+            # Only now: the next spare's imports would compete for CPU with this daemon's start.
+            self.replenish_spare()
+
+    def replenish_spare(self) -> None:
+        if self.spares is not None:
+            self.spares.replenish(DaemonProcess.base_environment())
 
     async def _ensure_targets_bound(self, volume: StagedVolume) -> None:
         """Binds the staging mount at every recorded target that is missing or dead (a fresh
