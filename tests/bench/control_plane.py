@@ -8,7 +8,9 @@ it down afterwards; only RazorFS has this workload, so it has no peers and no al
 from __future__ import annotations
 
 import base64
+import os
 import statistics
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -102,9 +104,32 @@ def _stage_publish_latencies(api: Any, dev: dev_cluster.DevState, namespace: str
     return latencies
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_of_parts(root: Path) -> dict[str, float]:
+    return {name: _cpu_seconds(pid) for name, (pid, _) in dev_cluster._recorded(root).items()}
+
+
+def _log_cpu(what: str, before: dict[str, float], after: dict[str, float]) -> None:
+    """CPU seconds each part spent: on a shared machine a steadier figure than wall time."""
+    spent = ", ".join(f"{name} {after[name] - before.get(name, 0.0):.1f}" for name in sorted(after))
+    print(f"[control_plane] CPU seconds while {what}: {spent}", file=sys.stderr, flush=True)
+
+
 def measure_control_plane(workdir: Path, volumes: int, stage_samples: int) -> dict[str, float]:
+    import urllib3
     from kubernetes import client, config
 
+    # The test apiserver's certificate is self-signed (the kubeconfig says so); urllib3 would warn
+    # on every one of the thousands of requests below.
+    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
     root = workdir / "dev"
     try:
         dev = dev_cluster.up(root, s3_port=None)
@@ -114,8 +139,12 @@ def measure_control_plane(workdir: Path, volumes: int, stage_samples: int) -> di
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
         secret = dev_cluster.credentials_secret(namespace, dev.access_key, dev.secret_key)
         core.create_namespaced_secret(namespace, secret)
+        cpu_before = _cpu_of_parts(root)
         ready_s = _apply_and_wait_ready(api, dev, namespace, volumes)
+        cpu_ready = _cpu_of_parts(root)
+        _log_cpu(f"{volumes} RazorVolumes became Ready", cpu_before, cpu_ready)
         latencies = _stage_publish_latencies(api, dev, namespace, stage_samples)
+        _log_cpu(f"staging and publishing {stage_samples} times", cpu_ready, _cpu_of_parts(root))
     finally:
         dev_cluster.down(root)
     return {
