@@ -304,6 +304,10 @@ class Namespace:
         client may have replaced or deleted it); None when it is gone. While S3 cannot be reached
         the cached copy is served as it is."""
         key = self.key_for(f.path)
+        listed = self._listed_unchanged(f, key)
+        if listed is not None:
+            self.cache.revalidate(f, listed, attrs_from_metadata(listed.metadata, listed.last_modified, self.defaults))
+            return f
         try:
             info = await self._probe(lambda: self._head_now(key))
         except _Offline:
@@ -317,6 +321,21 @@ class Namespace:
         attrs = attrs_from_metadata(info.metadata, info.last_modified, self.defaults)
         self.cache.revalidate(f, info, attrs)
         return f
+
+    def _listed_unchanged(self, f: CachedFile, key: str) -> ObjectInfo | None:
+        """What a HEAD would say of a clean cached file, when a fresh listing of its directory
+        shows the very object cached (same ETag) and its metadata unchanged since; else None."""
+        parent, name = split_path(f.path)
+        listing = self.meta.listing(parent)
+        entry = listing.entries.get(name) if listing is not None else None
+        if entry is None or not entry.etag or entry.etag != f.base_etag or f.base_key != key:
+            return None
+        if not self.meta.stale_head(key)[0]:
+            # Uploaded (or opened) by this node and not HEADed since: the listed object is ours,
+            # with the metadata we gave it.
+            mine = ObjectInfo(key, entry.size, entry.etag, entry.last_modified, metadata_from_attrs(f.attrs))
+            self.meta.put_head(key, mine, s3_time=False)
+        return self.meta.head_confirmed_by(key, entry)
 
     async def stat(self, path: str) -> Node | None:
         if path == "":

@@ -91,3 +91,24 @@ def test_new_names_in_an_expired_directory_cost_a_listing_not_a_head_each(
     assert sorted(p.name for p in folder.iterdir() if p.name.startswith("new")) == [f"new{i:03d}" for i in range(40)]
     listed = s3_client.list_objects_v2(Bucket=bucket, Prefix="newvol/dir/new")
     assert listed["KeyCount"] == 40
+
+
+def test_reading_back_a_listed_folder_revalidates_from_the_listing(
+    razorfs_mount: MountFactory, fault_proxy: FaultProxy, s3_client: Any, bucket: str
+) -> None:
+    vol = razorfs_mount(prefix="rbvol", endpoint_url=fault_proxy.endpoint_url)
+    folder = vol.mountpoint / "tree"
+    folder.mkdir()
+    for i in range(40):
+        (folder / f"f{i:02d}").write_bytes(bytes([i]) * 100)
+    vol.flush()
+    time.sleep(PAST_TTL_S)
+    s3_client.put_object(Bucket=bucket, Key="rbvol/tree/f07", Body=b"changed elsewhere")
+
+    fault_proxy.stats.by_method.clear()
+    names = sorted(p.name for p in folder.iterdir())  # a fresh listing, with every ETag
+    contents = {name: (folder / name).read_bytes() for name in names}
+    assert contents["f07"] == b"changed elsewhere"  # its ETag differs from the cached copy's
+    assert all(contents[f"f{i:02d}"] == bytes([i]) * 100 for i in range(40) if i != 7)
+    # Before: a HEAD per file once the TTL had passed; now the changed file's and the markers'.
+    assert fault_proxy.stats.by_method["HEAD"] <= 10, fault_proxy.stats.by_method
