@@ -426,11 +426,17 @@ class FileCache:
             data = await self.store.get_range(base_key, start, end - start, if_match=base_etag)
             if f.deleted or f.base_key != base_key or f.base_etag != base_etag:
                 return  # the caller's loop looks again
-            self._make_room(len(data))
-            view = memoryview(data)  # slices without copying up to SEQ_FETCH_BYTES
-            for gs, ge in self._missing_in_base(f, start, start + len(data)):
-                f.pwrite(view[gs - start : ge - start], gs)
-                self._add_present(f, gs, ge)
+            # Written on a worker thread (a chunk is megabytes: copying it into the page cache on
+            # the trio thread stalled every other request); writers wait on the lock meanwhile,
+            # so a fetch never lands on bytes a write put there after the check.
+            async with f.write_lock:
+                gaps = self._missing_in_base(f, start, start + len(data))
+                await trio.to_thread.run_sync(_write_gaps, f, data, start, gaps)
+                if f.deleted or f.base_key != base_key or f.base_etag != base_etag:
+                    return  # replaced meanwhile: the bytes are not marked present
+                self._make_room(len(data))  # no await from here until they are counted
+                for gs, ge in gaps:
+                    self._add_present(f, gs, ge)
             self._touch(f, start, start + len(data))
         finally:
             self._release(f, first_unit, fetch)
@@ -692,6 +698,12 @@ class FileCache:
             return -1
         f.upload_pinned = True
         return fd
+
+
+def _write_gaps(f: CachedFile, data: bytes, start: int, gaps: list[tuple[int, int]]) -> None:
+    view = memoryview(data)  # slices without copying
+    for gs, ge in gaps:
+        f.pwrite(view[gs - start : ge - start], gs)
 
 
 def _copy_ranges(
