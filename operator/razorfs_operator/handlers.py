@@ -19,6 +19,7 @@ from .metrics import count_reconcile
 from .node_admin import NodeAdminClient
 from .outcome import retry_later
 from .reconciler import FINALIZER, Reconciler, Runtime
+from .s3_bucket import preload_client_model
 
 ANNOTATION_PREFIX = "razorfs.io"
 RESOURCE = (CRD_GROUP, CRD_VERSION, CRD_PLURAL)
@@ -41,18 +42,20 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     executor = ThreadPoolExecutor(max_workers=CONFIG.worker_threads, thread_name_prefix="razorfs-blocking")
-    memo.runtime = Runtime(
+    memo.runtime = runtime = Runtime(
         config=CONFIG,
         cluster=Cluster(load_api_client()),
         executor=executor,
         node_admin=NodeAdminClient(CONFIG.node_admin_token(), CONFIG.node_admin_port, CONFIG.node_admin_timeout_s),
     )
+    await runtime.blocking(preload_client_model)
 
 
 @kopf.on.cleanup()
 async def shut_down(memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime | None = getattr(memo, "runtime", None)
     if runtime is not None:
+        await runtime.node_admin.close()
         # Queued calls are dropped; running ones end by their own timeouts. Waiting here would
         # block the event loop kopf is shutting down on.
         runtime.executor.shutdown(wait=False, cancel_futures=True)

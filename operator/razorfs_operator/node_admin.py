@@ -4,6 +4,8 @@ Every call carries `authorization: Bearer <token>`; the token never appears in m
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,37 +31,88 @@ class NodeReport:
     last_error: str = ""
 
 
+# One channel per node plugin address, reused by every volume's resync (a channel per call cost
+# a TCP and HTTP/2 handshake on both sides); one unused this long is closed.
+CHANNEL_IDLE_CLOSE_S = 300.0
+# A node plugin that restarts is reachable again within seconds, not after gRPC's default
+# reconnect backoff of up to two minutes.
+_CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+)
+
+
+# How long one node's ListVolumes answer serves the resyncs of other volumes (see _list_volumes).
+LISTING_REUSE_S = 2.0
+
+
 class NodeAdminClient:
     def __init__(self, token: str, port: int, timeout_s: float) -> None:
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._port = port
         self._timeout_s = timeout_s
+        self._channels: dict[str, tuple[grpc.aio.Channel, float]] = {}
+        self._listings: dict[str, tuple[float, asyncio.Future[node_admin_pb2.ListVolumesResponse]]] = {}
+
+    def _channel(self, address: str) -> grpc.aio.Channel:
+        now = time.monotonic()
+        for other, (channel, last_used) in list(self._channels.items()):
+            if now - last_used > CHANNEL_IDLE_CLOSE_S:
+                del self._channels[other]
+                asyncio.get_running_loop().create_task(channel.close(None))  # unused: no grace
+        if address in self._channels:
+            channel = self._channels[address][0]
+        else:
+            channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        self._channels[address] = (channel, now)
+        return channel
+
+    async def close(self) -> None:
+        channels, self._channels = self._channels, {}
+        for channel, _ in channels.values():
+            await channel.close(None)
 
     def _address(self, pod: NodePluginPod) -> str:
         host = f"[{pod.pod_ip}]" if ":" in pod.pod_ip else pod.pod_ip
         return f"{host}:{self._port}"
 
+    async def _list_volumes(self, address: str) -> node_admin_pb2.ListVolumesResponse:
+        """ListVolumes of one node, shared by the resyncs of all volumes within LISTING_REUSE_S.
+        A node answers with every volume it has staged, each with its daemon's figures, so one
+        call per volume would cost the node O(volumes²) per resync round."""
+        now = time.monotonic()
+        cached = self._listings.get(address)
+        if cached is None or now - cached[0] > LISTING_REUSE_S:
+            stub = node_admin_pb2_grpc.NodeAdminStub(self._channel(address))
+            request = node_admin_pb2.ListVolumesRequest()
+            call = stub.ListVolumes(request, metadata=self._metadata, timeout=self._timeout_s)
+            cached = (now, asyncio.ensure_future(call))
+            self._listings[address] = cached
+            for other in [a for a, (at, _) in self._listings.items() if now - at > LISTING_REUSE_S]:
+                del self._listings[other]
+        # Shielded: one waiting resync being cancelled must not cancel the others' answer.
+        reply: node_admin_pb2.ListVolumesResponse = await asyncio.shield(cached[1])
+        return reply
+
     async def volume_on_nodes(self, pods: Sequence[NodePluginPod], volume_id: str) -> list[NodeReport]:
         """Reports from every node plugin that has `volume_id` staged, plus Unreachable ones."""
+        addresses = [self._address(pod) for pod in pods]
+        replies = await asyncio.gather(*(self._list_volumes(a) for a in addresses), return_exceptions=True)
         reports = []
-        for pod in pods:
-            address = self._address(pod)
-            try:
-                async with grpc.aio.insecure_channel(address) as channel:
-                    stub = node_admin_pb2_grpc.NodeAdminStub(channel)
-                    reply = await stub.ListVolumes(
-                        node_admin_pb2.ListVolumesRequest(), metadata=self._metadata, timeout=self._timeout_s
-                    )
-            except grpc.aio.AioRpcError as exc:
+        for pod, address, reply in zip(pods, addresses, replies, strict=True):
+            if isinstance(reply, grpc.aio.AioRpcError):
                 reports.append(
                     NodeReport(
                         pod.node_name,
                         address,
                         "Unreachable",
-                        last_error=f"NodeAdmin {exc.code().name}: {exc.details()}",
+                        last_error=f"NodeAdmin {reply.code().name}: {reply.details()}",
                     )
                 )
                 continue
+            if isinstance(reply, BaseException):
+                raise reply
             for volume in reply.volumes:
                 if volume.volume_id != volume_id:
                     continue
@@ -78,13 +131,12 @@ class NodeAdminClient:
     async def warm(self, address: str, volume_id: str, paths: Sequence[str], timeout_s: float) -> int:
         """Streams WarmVolume to completion; returns the files warmed. Raises grpc.aio.AioRpcError."""
         files_done = 0
-        async with grpc.aio.insecure_channel(address) as channel:
-            stub = node_admin_pb2_grpc.NodeAdminStub(channel)
-            call = stub.WarmVolume(
-                node_admin_pb2.WarmVolumeRequest(volume_id=volume_id, paths=list(paths)),
-                metadata=self._metadata,
-                timeout=timeout_s,
-            )
-            async for progress in call:
-                files_done = progress.files_done
+        stub = node_admin_pb2_grpc.NodeAdminStub(self._channel(address))
+        call = stub.WarmVolume(
+            node_admin_pb2.WarmVolumeRequest(volume_id=volume_id, paths=list(paths)),
+            metadata=self._metadata,
+            timeout=timeout_s,
+        )
+        async for progress in call:
+            files_done = progress.files_done
         return files_done

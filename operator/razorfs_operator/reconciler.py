@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ import pydantic
 
 from razorfs.volume_spec import NodeVolumeState, RazorVolumeSpec, SecretKey
 
-from .cluster import Cluster
+from .cluster import Cluster, NodePluginPod
 from .config import OperatorConfig
 from .credentials import ca_bundle_from_secret_data, credentials_from_secret_data
 from .errors import (
@@ -29,7 +30,7 @@ from .errors import (
     ObjectsStillTerminating,
     VolumeProblem,
 )
-from .node_admin import NodeAdminClient, NodeReport
+from .node_admin import LISTING_REUSE_S, NodeAdminClient, NodeReport
 from .outcome import report_problem
 from .s3_bucket import VolumeBucket
 from .status_draft import StatusDraft
@@ -62,6 +63,7 @@ class Runtime:
     # Resync runs hold at most half the worker threads, so a burst of new or changed volumes is
     # never queued behind the periodic refresh of the volumes that are fine already.
     resync_slots: asyncio.Semaphore = field(init=False)
+    _node_pods: tuple[float, asyncio.Future[list[NodePluginPod]]] | None = None
 
     def __post_init__(self) -> None:
         self.resync_slots = asyncio.Semaphore(max(1, self.config.worker_threads // 2))
@@ -69,6 +71,17 @@ class Runtime:
     async def blocking(self, call: Callable[..., T], *args: Any) -> T:
         """Runs a blocking call (boto3, the Kubernetes client) on the bounded worker pool."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, call, *args)
+
+    async def node_plugin_pods(self) -> list[NodePluginPod]:
+        """The node plugin pods, listed at most once per LISTING_REUSE_S for all volumes' resyncs
+        (the answer is the same for every volume; a list per volume per round is wasted work)."""
+        now = time.monotonic()
+        if self._node_pods is None or now - self._node_pods[0] > LISTING_REUSE_S:
+            config = self.config
+            listing = self.blocking(self.cluster.node_plugin_pods, config.node_namespace, config.node_selector)
+            self._node_pods = (now, asyncio.ensure_future(listing))
+        # Shielded: one waiting resync being cancelled must not cancel the others' answer.
+        return await asyncio.shield(self._node_pods[1])
 
     def volume_lock(self, uid: str) -> asyncio.Lock:
         """Mutual exclusion of the runs for one volume (no state is kept in it)."""
@@ -260,8 +273,7 @@ class Reconciler:
     async def _node_states(
         self, identity: VolumeIdentity, spec: RazorVolumeSpec, previous: Sequence[NodeVolumeState], body: Any
     ) -> list[NodeVolumeState]:
-        config = self.rt.config
-        pods = await self.rt.blocking(self.rt.cluster.node_plugin_pods, config.node_namespace, config.node_selector)
+        pods = await self.rt.node_plugin_pods()
         reports = await self.rt.node_admin.volume_on_nodes(pods, identity.volume_handle)
         known = {node.name: node for node in previous}
         states = []

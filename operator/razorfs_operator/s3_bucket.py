@@ -55,6 +55,13 @@ _CLIENTS: OrderedDict[tuple[object, ...], Any] = OrderedDict()
 _CLIENTS_LOCK = threading.Lock()
 
 
+def preload_client_model() -> None:
+    """Loads botocore's S3 model and endpoint rules into the shared session (a second or so of
+    CPU) at startup, so the first reconciles of a burst do not all queue behind it."""
+    with _CLIENTS_LOCK:
+        _SESSION.client("s3", region_name="us-east-1", aws_access_key_id="-", aws_secret_access_key="-")
+
+
 def _ca_bundle_file(pem: str) -> str:
     """A file holding the CA bundle (boto3 wants a path), named by its content and kept for the
     life of the process, as long as clients using it may live."""
