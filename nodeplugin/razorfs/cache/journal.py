@@ -6,13 +6,14 @@ replays these rows: nothing close() acknowledged is lost when the daemon dies.
 Durability, stated exactly: a committed row (and the cache file it describes, written with
 pwrite) is in the kernel's page cache when close() returns, which survives any death of this
 process. Power loss is covered a little later: a background round fsyncs the cache files of
-unsynced rows and then marks the rows `synced` in a transaction that fsyncs the WAL (one WAL
-fsync for all the rows of a round). A row found unsynced after a reboot (another `boot_id`) may
+unsynced rows, marks the rows `synced`, and fsyncs the WAL file (one WAL fsync for all the rows of
+a round, and for the rows removed since the last round). A row found unsynced after a reboot (another `boot_id`) may
 describe bytes that never reached the disk; the cache quarantines it instead of uploading it."""
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,10 +33,6 @@ CREATE TABLE IF NOT EXISTS dirty_files (
     uid INTEGER NOT NULL,
     gid INTEGER NOT NULL,
     mtime REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sync_rounds (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    rounds INTEGER NOT NULL
 );
 """
 # Added after the first release; rows of an older journal were written with synchronous=FULL
@@ -83,7 +80,7 @@ class Journal:
         self._db = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL: a commit writes the WAL without fsync (durable against a process crash);
-        # `mark_synced` switches to FULL for the one commit that makes a round power-safe.
+        # `sync_wal` makes a whole round of commits power-safe with one fsync.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         have = {row[1] for row in self._db.execute("PRAGMA table_info(dirty_files)")}
@@ -91,8 +88,12 @@ class Journal:
             if name not in have:
                 self._db.execute(f"ALTER TABLE dirty_files ADD COLUMN {name} {decl}")
         self.boot_id = current_boot_id()
+        self._wal_path = Path(f"{db_path}-wal")
 
     def close(self) -> None:
+        # A checkpoint syncs the WAL and the database (synchronous=NORMAL does at checkpoints), so
+        # rows removed before a clean exit do not come back after a later power loss.
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._db.close()
 
     def max_file_id(self) -> int:
@@ -122,24 +123,23 @@ class Journal:
         )
 
     def mark_synced(self, file_ids: Iterable[int]) -> None:
-        """Marks rows whose cache files the caller fsync'd. The commit fsyncs the WAL (it always
-        writes the round counter, so there is something to sync), so every row written and every
-        row removed before it is on the disk too."""
-        ids = list(file_ids)
-        self._db.execute("PRAGMA synchronous=FULL")
+        """Marks rows whose cache files the caller fsync'd. Durable only after `sync_wal`; a mark
+        lost to a power loss before it only makes the row look unsynced (quarantined, not lost)."""
+        self._db.executemany("UPDATE dirty_files SET synced = 1 WHERE file_id = ?", [(i,) for i in file_ids])
+
+    def sync_wal(self) -> None:
+        """Makes every commit so far durable (rows written, marked or removed): an fsync of the
+        WAL file, which holds every commit since the last checkpoint (and a checkpoint syncs what
+        it moves into the database). Safe from any thread: it takes no SQLite lock, so the trio
+        thread keeps committing meanwhile."""
         try:
-            self._db.execute("BEGIN")
-            try:
-                self._db.executemany("UPDATE dirty_files SET synced = 1 WHERE file_id = ?", [(i,) for i in ids])
-                self._db.execute(
-                    "INSERT INTO sync_rounds VALUES (1, 1) ON CONFLICT(id) DO UPDATE SET rounds = rounds + 1"
-                )
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+            fd = os.open(self._wal_path, os.O_RDONLY)
+        except FileNotFoundError:  # no commit since the last checkpoint removed it
+            return
+        try:
+            os.fsync(fd)
         finally:
-            self._db.execute("PRAGMA synchronous=NORMAL")
+            os.close(fd)
 
     def mark_unsynced(self, file_id: int) -> None:
         self._db.execute("UPDATE dirty_files SET synced = 0, boot_id = ? WHERE file_id = ?", (self.boot_id, file_id))

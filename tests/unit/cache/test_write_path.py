@@ -11,9 +11,10 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
+import pytest
 import trio
 
-from razorfs.cache.file_cache import FETCH_UNIT_BYTES, SMALL_UPLOAD_BYTES, FileCache
+from razorfs.cache.file_cache import FETCH_UNIT_BYTES, SMALL_UPLOAD_BYTES, SYNCFS_ABOVE_FILES, FileCache
 from razorfs.cache.journal import DirtyRecord, Journal
 from razorfs.cache.metered_store import MeteredStore
 from razorfs.cache.readahead import ReadAhead
@@ -72,18 +73,19 @@ def test_flush_and_release_journal_an_unchanged_file_once(tmp_path: Path) -> Non
     trio.run(main)
 
 
-def test_a_sync_round_marks_acknowledged_rows_synced(tmp_path: Path) -> None:
+@pytest.mark.parametrize("files", [3, SYNCFS_ABOVE_FILES + 4])  # fsync per file, then one syncfs
+def test_a_sync_round_marks_acknowledged_rows_synced(tmp_path: Path, files: int) -> None:
     journal = Journal(tmp_path / "cache.sqlite")
     cache = _cache(tmp_path, LocalDirStore(tmp_path / "store"), journal)
 
     async def main() -> None:
-        for i in range(3):
+        for i in range(files):
             f = cache.create(f"f{i}", ATTRS)
             await cache.write(f, 0, b"data")
             await cache.commit(f)
-        assert [r.synced for r in journal.dirty_records()] == [False] * 3
-        assert await cache.sync_acknowledged() == 3
-        assert [r.synced for r in journal.dirty_records()] == [True] * 3
+        assert [r.synced for r in journal.dirty_records()] == [False] * files
+        assert await cache.sync_acknowledged() == files
+        assert [r.synced for r in journal.dirty_records()] == [True] * files
         assert await cache.sync_acknowledged() == 0
 
     trio.run(main)
