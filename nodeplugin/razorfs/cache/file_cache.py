@@ -302,19 +302,18 @@ class FileCache:
         else:
             self.counters.hits += 1
         ahead = min(ra.after_read(offset, end), self.limit_bytes // 2)
-        sequential = ahead > 0
-        if sequential and self._nursery is not None:
-            # Whole chunks from the read to the window's end, rounded up to a chunk boundary (so a
-            # sliding window never issues small GETs at its edge); the fill below waits for them.
-            chunk = self._chunk_bytes()
-            ahead_end = -(-(end + ahead) // chunk) * chunk
+        granule = self._stream_granule(ahead) if ahead > 0 else 0
+        if granule and self._nursery is not None:
+            # From the read to the window's end, rounded up to the stream's granule (so a sliding
+            # window never issues small GETs at its edge); the fill below waits for them.
+            ahead_end = -(-(end + ahead) // granule) * granule
             fetches, _ = self._plan_fetches(f, self._missing_in_base(f, offset, ahead_end))
             for fs, fe, first_unit, fetch in fetches:
                 try:
                     self._nursery.start_soon(self._prefetch_range, f, fs, fe, first_unit, fetch)
                 except RuntimeError:  # the nursery is closing: nothing will fetch these
                     self._release(f, first_unit, fetch)
-        await self._fill(f, offset, end, sequential=sequential)
+        await self._fill(f, offset, end, granule)
         end = min(end, f.size)  # a truncate may have run while we fetched
         data = f.pread(offset, max(0, end - offset))
         self._touch(f, offset, end)
@@ -324,30 +323,39 @@ class FileCache:
         """Brings the whole file into the cache (the control socket's `warm`)."""
         step = 8 * BLOCK_BYTES
         for start in range(0, f.base_size, step):
-            await self._fill(f, start, min(start + step, f.base_size), sequential=True)
+            await self._fill(f, start, min(start + step, f.base_size), self._chunk_bytes())
 
     def _chunk_bytes(self) -> int:
         """Largest range one GET fetches: SEQ_FETCH_BYTES, less for a small cache."""
         return max(FETCH_UNIT_BYTES, min(SEQ_FETCH_BYTES, self.limit_bytes // 8) // FETCH_UNIT_BYTES * FETCH_UNIT_BYTES)
 
-    def _fill_ranges(self, f: CachedFile, start: int, end: int, sequential: bool) -> list[tuple[int, int]]:
-        """The missing ranges to fetch so [start, end) becomes present: for a sequential read,
-        forward to the next chunk boundary (the rest of the chunk the reader is in); otherwise
-        just [start, end) rounded out to FETCH_UNIT_BYTES."""
+    def _stream_granule(self, ahead: int) -> int:
+        """What a sequential read's fetches are aligned to: its window rounded up to a power of
+        two, from FETCH_UNIT_BYTES to one chunk. A young run (the window grows with it) fetches
+        about what it reads; an established stream fetches whole chunks."""
+        chunk = self._chunk_bytes()
+        granule = FETCH_UNIT_BYTES
+        while granule < ahead and granule < chunk:
+            granule *= 2
+        return min(granule, chunk)
+
+    def _fill_ranges(self, f: CachedFile, start: int, end: int, granule: int) -> list[tuple[int, int]]:
+        """The missing ranges to fetch so [start, end) becomes present: for a sequential read
+        (`granule` > 0), forward to the next granule boundary; otherwise just [start, end)
+        rounded out to FETCH_UNIT_BYTES."""
         if not self._missing_in_base(f, start, end):
             return []
-        if sequential:
-            chunk = self._chunk_bytes()
-            return self._missing_in_base(f, start, -(-end // chunk) * chunk)
+        if granule:
+            return self._missing_in_base(f, start, -(-end // granule) * granule)
         lo = start // FETCH_UNIT_BYTES * FETCH_UNIT_BYTES
         hi = -(-end // FETCH_UNIT_BYTES) * FETCH_UNIT_BYTES
         return self._missing_in_base(f, lo, hi)
 
-    async def _fill(self, f: CachedFile, start: int, end: int, sequential: bool = False) -> None:
+    async def _fill(self, f: CachedFile, start: int, end: int, granule: int = 0) -> None:
         """Makes [start, end) present (fetching missing ranges from the base object in parallel,
         and waiting for fetches of them already running)."""
         for _ in range(MAX_FILL_ATTEMPTS):
-            ranges = self._fill_ranges(f, start, end, sequential)
+            ranges = self._fill_ranges(f, start, end, granule)
             if not ranges:
                 return
             fetches, waits = self._plan_fetches(f, ranges)
