@@ -222,6 +222,10 @@ class Namespace:
             if known:
                 return info
         done = self._heads_in_flight[key] = trio.Event()
+        return await self._head_into_cache(key, done)
+
+    async def _head_into_cache(self, key: str, done: trio.Event) -> ObjectInfo | None:
+        """One HEAD of `key`, recorded in the metadata cache; then releases the claim `done`."""
         try:
             try:
                 info = await self.store.head(key)
@@ -252,20 +256,11 @@ class Namespace:
             self._nursery.start_soon(self._prefetch_head, key)
 
     async def _prefetch_head(self, key: str) -> None:
-        done = self._heads_in_flight[key]
         try:
-            try:
-                info = await self.store.head(key)
-            except ObjectNotFound:
-                info = None
-            self.meta.put_head(key, info)
+            await self._head_into_cache(key, self._heads_in_flight[key])
         except StoreError as err:
             # Only a guess ahead: the stat that needs this key asks again and reports the error.
             log.debug("HEAD prefetch of %r failed: %s", key, type(err).__name__)
-        finally:
-            if self._heads_in_flight.get(key) is done:
-                del self._heads_in_flight[key]
-            done.set()
 
     def root_node(self) -> Node:
         d = self.defaults
