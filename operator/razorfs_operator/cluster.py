@@ -22,13 +22,18 @@ from .volume_objects import Manifest
 _FINISHED_POD_PHASES = {"Succeeded", "Failed"}
 
 
-def load_api_client() -> Any:
-    """In-cluster credentials when running in a pod, else the kubeconfig ($KUBECONFIG or ~/.kube)."""
+def load_api_client(connections: int) -> Any:
+    """In-cluster credentials when running in a pod, else the kubeconfig ($KUBECONFIG or ~/.kube).
+    `connections`: how many calls run at once (the worker threads); the pool keeps that many
+    connections, otherwise the ones above its default size are closed after each call and the
+    next call pays a new TLS handshake."""
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
-    return client.ApiClient()
+    configuration = client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = max(connections, configuration.connection_pool_maxsize or 0)
+    return client.ApiClient(configuration)
 
 
 @dataclass(frozen=True)

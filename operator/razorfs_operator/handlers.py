@@ -44,7 +44,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     executor = ThreadPoolExecutor(max_workers=CONFIG.worker_threads, thread_name_prefix="razorfs-blocking")
     memo.runtime = runtime = Runtime(
         config=CONFIG,
-        cluster=Cluster(load_api_client()),
+        cluster=Cluster(load_api_client(CONFIG.worker_threads)),
         executor=executor,
         node_admin=NodeAdminClient(CONFIG.node_admin_token(), CONFIG.node_admin_port, CONFIG.node_admin_timeout_s),
     )

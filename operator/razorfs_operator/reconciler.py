@@ -232,9 +232,9 @@ class Reconciler:
         elif ref is not None:
             ca_data = await self.rt.blocking(self.rt.cluster.read_secret_data, identity.namespace, ref.name)
             ca_pem = ca_bundle_from_secret_data(f"{identity.namespace}/{ref.name}", ref.key, ca_data)
-        return VolumeBucket(
-            spec.s3, credentials, self.rt.config.s3_timeout_s, ca_pem, f"{identity.namespace}/{secret_name}"
-        )
+        config = self.rt.config
+        where = f"{identity.namespace}/{secret_name}"
+        return VolumeBucket(spec.s3, credentials, config.s3_timeout_s, ca_pem, where, config.worker_threads)
 
     async def _apply_objects(
         self, identity: VolumeIdentity, spec: RazorVolumeSpec, seen_claim: Manifest | None, seen_volume: Manifest | None

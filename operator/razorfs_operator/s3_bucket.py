@@ -81,6 +81,7 @@ def _shared_client(
     credentials: S3Credentials,
     timeout_s: float,
     ca_bundle_pem: str | None,
+    connections: int,
 ) -> Any:
     key = (
         endpoint,
@@ -91,6 +92,7 @@ def _shared_client(
         credentials.session_token,
         timeout_s,
         ca_bundle_pem,
+        connections,
     )
     with _CLIENTS_LOCK:
         client = _CLIENTS.get(key)
@@ -101,6 +103,8 @@ def _shared_client(
             connect_timeout=timeout_s,
             read_timeout=timeout_s,
             retries={"max_attempts": 2, "mode": "standard"},
+            # One connection per worker thread that may use this client at once.
+            max_pool_connections=max(10, connections),
             s3={"addressing_style": "path" if force_path_style else "auto"},
         )
         client = _SESSION.client(
@@ -127,7 +131,9 @@ class VolumeBucket:
         timeout_s: float,
         ca_bundle_pem: str | None = None,
         credentials_from: str = "the Secret",
+        connections: int = 10,
     ) -> None:
+        self._connections = connections
         self.location = location
         self._credentials_from = credentials_from
         self._credentials = credentials
@@ -143,6 +149,7 @@ class VolumeBucket:
             self._credentials,
             self._timeout_s,
             self._ca_bundle_pem,
+            self._connections,
         )
 
     def check_writable(self) -> None:
