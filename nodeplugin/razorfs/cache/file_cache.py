@@ -172,7 +172,9 @@ class FileCache:
             os.replace(source, target)
         log.error(
             "%s: changes acknowledged in an earlier boot were not yet synced to the disk when it ended; "
-            "not uploading them (cache file kept as %s)", rec.path, target,
+            "not uploading them (cache file kept as %s)",
+            rec.path,
+            target,
         )
         self.journal.remove(rec.file_id)
 
@@ -672,8 +674,11 @@ class FileCache:
                 parts: list[CopyRange | FileRange] = [
                     CopyRange(base_key, s, e - s) if copy else FileRange(source, s, e - s) for s, e, copy in plan
                 ]
-                log.info("uploading %s with compose (%d bytes reused server-side)", f.path,
-                         sum(e - s for s, e, copy in plan if copy))
+                log.info(
+                    "uploading %s with compose (%d bytes reused server-side)",
+                    f.path,
+                    sum(e - s for s, e, copy in plan if copy),
+                )
                 info = await self.store.compose(key, parts, metadata)
             else:
                 info = await self.store.put_file(key, source, size, metadata)
