@@ -5,10 +5,11 @@ replays these rows: nothing close() acknowledged is lost when the daemon dies.
 
 Durability, stated exactly: a committed row (and the cache file it describes, written with
 pwrite) is in the kernel's page cache when close() returns, which survives any death of this
-process. Power loss is covered a little later: a background round fsyncs the cache files of
-unsynced rows, marks the rows `synced`, and fsyncs the WAL file (one WAL fsync for all the rows of
-a round, and for the rows removed since the last round). A row found unsynced after a reboot (another `boot_id`) may
-describe bytes that never reached the disk; the cache quarantines it instead of uploading it."""
+process. Power loss is covered about a second later: a background round fsyncs the cache files
+of unsynced rows, marks the rows `synced`, and fsyncs the WAL file (one WAL fsync for all the rows
+of a round, and for the rows removed since the last round). A row found unsynced after a reboot
+(another `boot_id`) may describe bytes that never reached the disk; the cache quarantines it
+instead of uploading it."""
 
 from __future__ import annotations
 
@@ -51,7 +52,9 @@ def current_boot_id() -> str:
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
-        return ""  # unknown: treated as another boot (unsynced rows are not trusted)
+        # Unknown: every restart looks like the same boot, so unsynced rows are trusted (what a
+        # killed daemon needs; only the power-loss check is lost).
+        return ""
 
 
 @dataclass(frozen=True)
