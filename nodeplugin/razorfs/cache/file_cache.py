@@ -576,18 +576,19 @@ class FileCache:
         whole round; it also makes removed rows stay removed). Returns the rows marked."""
         if not self._unsynced and not self._removed_unsynced:
             return 0
-        pending = [(f, f.journaled_version) for f in self._unsynced.values()]
+        pending = list(self._unsynced.values())
         self._unsynced.clear()
         self._removed_unsynced = False
-        paths = [f.data_path for f, _ in pending if f.needs_upload]
+        paths = [f.data_path for f in pending if f.needs_upload]
         try:
             await trio.to_thread.run_sync(_fsync_paths, paths)
-            # A file committed again meanwhile has a newer, unsynced row (and is back in _unsynced).
-            synced = [f.file_id for f, version in pending if f.needs_upload and f.journaled_version == version]
+            # A file back in _unsynced was journaled again (or detached to a new inode) meanwhile:
+            # its row is left for the next round.
+            synced = [f.file_id for f in pending if f.needs_upload and f.file_id not in self._unsynced]
             self.journal.mark_synced(synced)
             await trio.to_thread.run_sync(self.journal.sync_wal)
         except BaseException:  # the next round does it all again
-            for f, _ in pending:
+            for f in pending:
                 self._unsynced.setdefault(f.file_id, f)
             self._removed_unsynced = True
             raise

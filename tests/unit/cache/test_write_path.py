@@ -184,3 +184,37 @@ def test_a_random_4k_read_fetches_one_small_unit(tmp_path: Path) -> None:
         assert cache.store.stats.bytes_downloaded <= 3 * FETCH_UNIT_BYTES <= 3 * 4 * 4096  # <= 4x the bytes read
 
     trio.run(main)
+
+
+def test_a_file_journaled_again_during_a_sync_round_waits_for_the_next_round(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import razorfs.cache.file_cache as file_cache_module
+
+    journal = Journal(tmp_path / "cache.sqlite")
+    cache = _cache(tmp_path, LocalDirStore(tmp_path / "store"), journal)
+    fsyncing, release = threading.Event(), threading.Event()
+    real_fsync_paths = file_cache_module._fsync_paths
+
+    def slow_fsync_paths(paths: list[Path]) -> None:
+        fsyncing.set()
+        release.wait(30)
+        real_fsync_paths(paths)
+
+    monkeypatch.setattr(file_cache_module, "_fsync_paths", slow_fsync_paths)
+
+    async def main() -> None:
+        f = cache.create("a", ATTRS)
+        await cache.write(f, 0, b"first")
+        await cache.commit(f)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(cache.sync_acknowledged)
+            await trio.to_thread.run_sync(fsyncing.wait, 30)
+            await cache.write(f, 0, b"second")  # not covered by the fsync already running
+            await cache.commit(f)
+            release.set()
+        assert [r.synced for r in journal.dirty_records()] == [False]
+        assert await cache.sync_acknowledged() == 1
+        assert [r.synced for r in journal.dirty_records()] == [True]
+
+    trio.run(main)
