@@ -14,11 +14,14 @@ instead of uploading it."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS dirty_files (
@@ -96,7 +99,10 @@ class Journal:
     def close(self) -> None:
         # A checkpoint syncs the WAL and the database (synchronous=NORMAL does at checkpoints), so
         # rows removed before a clean exit do not come back after a later power loss.
-        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as err:  # rows removed late may be uploaded once more; nothing is lost
+            log.warning("journal checkpoint at close failed: %s", err)
         self._db.close()
 
     def max_file_id(self) -> int:
