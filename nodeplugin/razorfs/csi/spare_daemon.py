@@ -20,6 +20,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 MODULE = "razorfs.csi.spare_daemon"
+SPARE_NICENESS = 10
 
 
 class SpareDaemons:
@@ -29,15 +30,20 @@ class SpareDaemons:
         self.cache_root = cache_root
         self.log_path = log_path
         self._spare: subprocess.Popen[bytes] | None = None
+        # Only root may give the process its priority back once it is a daemon.
+        self._niced = os.geteuid() == 0
 
     def replenish(self, base_env: dict[str, str]) -> None:
         """Starts a spare unless one is waiting. Cheap for the caller (fork + exec); the spare's
-        imports run in the new process."""
+        imports run in the new process, at a lower CPU priority when we can raise it back later
+        (root), so they do not slow down the daemon that is starting right now."""
         if self._spare is not None and self._spare.poll() is None:
             return
         self._spare = None
         # The cache root in the command line names the spare as this plugin's, like its daemons.
         argv = [sys.executable, "-m", MODULE, "--cache-root", str(self.cache_root)]
+        if self._niced:
+            argv += ["--nice", str(SPARE_NICENESS)]
         try:
             with open(self.log_path, "ab") as spare_log:
                 self._spare = subprocess.Popen(
@@ -67,6 +73,11 @@ class SpareDaemons:
             with contextlib.suppress(OSError):
                 spare.kill()
             return None
+        if self._niced:
+            # A daemon now (its imports may not be done): back to our priority, before it starts
+            # any thread (threads inherit it).
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, spare.pid, os.getpriority(os.PRIO_PROCESS, 0))
         return spare
 
     def close(self) -> None:
@@ -107,6 +118,8 @@ def _become(request: dict[str, object]) -> int:
 
 
 def main() -> int:
+    if "--nice" in sys.argv:
+        os.nice(int(sys.argv[sys.argv.index("--nice") + 1]))
     _preload()
     line = sys.stdin.buffer.readline()
     if not line.strip():

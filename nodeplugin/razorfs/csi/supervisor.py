@@ -216,11 +216,9 @@ class Supervisor:
         else:
             record.daemon = DaemonProcess.start(argv, credentials.environment(), log_path)
         self.store.save(record)
-        try:
-            await daemon.wait_ready(record.daemon, volume.staging_path, volume.cache_dir, log_path)
-        finally:
-            # Only now: the next spare's imports would compete for CPU with this daemon's start.
-            self.replenish_spare()
+        # The next spare starts now (at a lower priority), to be ready for the next stage.
+        self.replenish_spare()
+        await daemon.wait_ready(record.daemon, volume.staging_path, volume.cache_dir, log_path)
 
     def replenish_spare(self) -> None:
         if self.spares is not None:
