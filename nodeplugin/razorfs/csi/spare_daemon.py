@@ -81,9 +81,17 @@ class SpareDaemons:
         return spare
 
     def close(self) -> None:
-        """Lets a waiting spare go (it exits on the closed stdin)."""
+        """Ends a waiting spare (it holds nothing) and reaps it, so the plugin leaves no process
+        behind but its daemons. Were the plugin killed instead, the spare exits on its own when
+        it finds its stdin closed."""
         spare, self._spare = self._spare, None
-        if spare is not None and spare.stdin is not None:
+        if spare is None:
+            return
+        with contextlib.suppress(OSError):
+            spare.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            spare.wait(timeout=5)
+        if spare.stdin is not None:
             with contextlib.suppress(OSError):
                 spare.stdin.close()
 

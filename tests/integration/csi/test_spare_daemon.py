@@ -31,10 +31,19 @@ def test_a_spare_runs_the_razorfs_command_it_is_handed_into_the_volume_log(tmp_p
     assert spares.take(["--version"], {}, volume_log) is None, "a spare serves one volume only"
 
 
-def test_a_spare_never_used_exits_when_its_plugin_lets_it_go(tmp_path: Path) -> None:
+def test_a_spare_never_used_exits_when_its_plugin_goes_away(tmp_path: Path) -> None:
     spares = SpareDaemons(tmp_path / "cache", tmp_path / "spare.log")
     spares.replenish(DaemonProcess.base_environment())
     proc = spares._spare
-    assert proc is not None and proc.poll() is None
-    spares.close()  # what the plugin's death does too: the write end of its stdin closes
+    assert proc is not None and proc.poll() is None and proc.stdin is not None
+    proc.stdin.close()  # what the plugin's death does: the write end of the spare's stdin closes
     assert _wait_exit(proc) == 0
+
+
+def test_a_stopping_plugin_ends_its_spare_before_it_exits(tmp_path: Path) -> None:
+    spares = SpareDaemons(tmp_path / "cache", tmp_path / "spare.log")
+    spares.replenish(DaemonProcess.base_environment())
+    proc = spares._spare
+    assert proc is not None
+    spares.close()
+    assert proc.poll() is not None, "gone (and reaped) when close() returns"
