@@ -71,19 +71,11 @@ class Cluster:
             )
         )
 
-    def pods_using_claim(self, namespace: str, claim_name: str) -> list[str]:
-        """Names of the pods in `namespace` whose volumes name the claim and that have not finished."""
+    def list_pods(self, namespace: str) -> list[Manifest]:
         with _api_errors(f"list pods in {namespace}"):
             pods = _json(self._core.list_namespaced_pod(namespace, _preload_content=False))
-        users = []
-        for pod in pods.get("items", []):
-            if (pod.get("status") or {}).get("phase") in _FINISHED_POD_PHASES:
-                continue
-            for volume in (pod.get("spec") or {}).get("volumes") or []:
-                if (volume.get("persistentVolumeClaim") or {}).get("claimName") == claim_name:
-                    users.append(pod["metadata"]["name"])
-                    break
-        return sorted(users)
+        items: list[Manifest] = pods.get("items") or []
+        return items
 
     def node_plugin_pods(self, namespace: str, selector: str) -> list[NodePluginPod]:
         with _api_errors(f"list node plugin pods in {namespace}"):
@@ -169,6 +161,19 @@ class Cluster:
                 if exc.status == 404:
                     return None
                 raise
+
+
+def claim_users(pods: list[Manifest], claim_name: str) -> list[str]:
+    """Names of the pods whose volumes name the claim and that have not finished."""
+    users = []
+    for pod in pods:
+        if (pod.get("status") or {}).get("phase") in _FINISHED_POD_PHASES:
+            continue
+        for volume in (pod.get("spec") or {}).get("volumes") or []:
+            if (volume.get("persistentVolumeClaim") or {}).get("claimName") == claim_name:
+                users.append(pod["metadata"]["name"])
+                break
+    return sorted(users)
 
 
 def _json(response: Any) -> Manifest:

@@ -15,6 +15,7 @@ import grpc.aio
 from razorfs_wire.razorfs.v1 import node_admin_pb2, node_admin_pb2_grpc
 
 from .cluster import NodePluginPod
+from .recent_listings import RecentListings
 
 _KNOWN_STATES = {"Mounted", "Recovering", "Failed", "Unmounting"}
 
@@ -43,17 +44,13 @@ _CHANNEL_OPTIONS = (
 )
 
 
-# How long one node's ListVolumes answer serves the resyncs of other volumes (see _list_volumes).
-LISTING_REUSE_S = 2.0
-
-
 class NodeAdminClient:
     def __init__(self, token: str, port: int, timeout_s: float) -> None:
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._port = port
         self._timeout_s = timeout_s
         self._channels: dict[str, tuple[grpc.aio.Channel, float]] = {}
-        self._listings: dict[str, tuple[float, asyncio.Future[node_admin_pb2.ListVolumesResponse]]] = {}
+        self._listings: RecentListings[node_admin_pb2.ListVolumesResponse] = RecentListings()
 
     def _channel(self, address: str) -> grpc.aio.Channel:
         now = time.monotonic()
@@ -78,22 +75,18 @@ class NodeAdminClient:
         return f"{host}:{self._port}"
 
     async def _list_volumes(self, address: str) -> node_admin_pb2.ListVolumesResponse:
-        """ListVolumes of one node, shared by the resyncs of all volumes within LISTING_REUSE_S.
-        A node answers with every volume it has staged, each with its daemon's figures, so one
-        call per volume would cost the node O(volumes²) per resync round."""
-        now = time.monotonic()
-        cached = self._listings.get(address)
-        if cached is None or now - cached[0] > LISTING_REUSE_S:
+        """ListVolumes of one node, shared by the resyncs of all volumes for a moment: a node
+        answers with every volume it has staged, each with its daemon's figures, so one call per
+        volume would cost the node O(volumes²) per resync round."""
+
+        async def ask() -> node_admin_pb2.ListVolumesResponse:
             stub = node_admin_pb2_grpc.NodeAdminStub(self._channel(address))
-            request = node_admin_pb2.ListVolumesRequest()
-            call = stub.ListVolumes(request, metadata=self._metadata, timeout=self._timeout_s)
-            cached = (now, asyncio.ensure_future(call))
-            self._listings[address] = cached
-            for other in [a for a, (at, _) in self._listings.items() if now - at > LISTING_REUSE_S]:
-                del self._listings[other]
-        # Shielded: one waiting resync being cancelled must not cancel the others' answer.
-        reply: node_admin_pb2.ListVolumesResponse = await asyncio.shield(cached[1])
-        return reply
+            reply: node_admin_pb2.ListVolumesResponse = await stub.ListVolumes(
+                node_admin_pb2.ListVolumesRequest(), metadata=self._metadata, timeout=self._timeout_s
+            )
+            return reply
+
+        return await self._listings.get(address, ask)
 
     async def volume_on_nodes(self, pods: Sequence[NodePluginPod], volume_id: str) -> list[NodeReport]:
         """Reports from every node plugin that has `volume_id` staged, plus Unreachable ones."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ import pydantic
 
 from razorfs.volume_spec import NodeVolumeState, RazorVolumeSpec, SecretKey
 
-from .cluster import Cluster, NodePluginPod
+from .cluster import Cluster, NodePluginPod, claim_users
 from .config import OperatorConfig
 from .credentials import ca_bundle_from_secret_data, credentials_from_secret_data
 from .errors import (
@@ -30,8 +29,9 @@ from .errors import (
     ObjectsStillTerminating,
     VolumeProblem,
 )
-from .node_admin import LISTING_REUSE_S, NodeAdminClient, NodeReport
+from .node_admin import NodeAdminClient, NodeReport
 from .outcome import report_problem
+from .recent_listings import RecentListings
 from .s3_bucket import VolumeBucket
 from .status_draft import StatusDraft
 from .volume_objects import (
@@ -63,7 +63,8 @@ class Runtime:
     # Resync runs hold at most half the worker threads, so a burst of new or changed volumes is
     # never queued behind the periodic refresh of the volumes that are fine already.
     resync_slots: asyncio.Semaphore = field(init=False)
-    _node_pods: tuple[float, asyncio.Future[list[NodePluginPod]]] | None = None
+    recent_node_pods: RecentListings[list[NodePluginPod]] = field(default_factory=RecentListings)
+    recent_namespace_pods: RecentListings[list[Manifest]] = field(default_factory=RecentListings)
 
     def __post_init__(self) -> None:
         self.resync_slots = asyncio.Semaphore(max(1, self.config.worker_threads // 2))
@@ -73,15 +74,15 @@ class Runtime:
         return await asyncio.get_running_loop().run_in_executor(self.executor, call, *args)
 
     async def node_plugin_pods(self) -> list[NodePluginPod]:
-        """The node plugin pods, listed at most once per LISTING_REUSE_S for all volumes' resyncs
-        (the answer is the same for every volume; a list per volume per round is wasted work)."""
-        now = time.monotonic()
-        if self._node_pods is None or now - self._node_pods[0] > LISTING_REUSE_S:
-            config = self.config
-            listing = self.blocking(self.cluster.node_plugin_pods, config.node_namespace, config.node_selector)
-            self._node_pods = (now, asyncio.ensure_future(listing))
-        # Shielded: one waiting resync being cancelled must not cancel the others' answer.
-        return await asyncio.shield(self._node_pods[1])
+        """The node plugin pods; the same answer for every volume's resync of one round."""
+        config = self.config
+        return await self.recent_node_pods.get(
+            None, lambda: self.blocking(self.cluster.node_plugin_pods, config.node_namespace, config.node_selector)
+        )
+
+    async def recent_pods(self, namespace: str) -> list[Manifest]:
+        """The pods of a namespace, shared by the resyncs of its volumes for a moment."""
+        return await self.recent_namespace_pods.get(namespace, lambda: self.blocking(self.cluster.list_pods, namespace))
 
     def volume_lock(self, uid: str) -> asyncio.Lock:
         """Mutual exclusion of the runs for one volume (no state is kept in it)."""
@@ -133,7 +134,7 @@ class Reconciler:
                 if recheck_s3 or not draft.is_true("S3Reachable"):
                     await self._check_s3(draft, spec)
                 claim, volume = await self._converge_objects(draft, spec)
-                await self._observe_use(draft)
+                await self._observe_use(draft, recent=refresh)
                 if refresh and claim is not None:
                     await self._refresh(draft, spec, body)
             except VolumeProblem as exc:  # e.g. the API server failing a read: report and retry
@@ -194,9 +195,14 @@ class Reconciler:
         draft.set("Bound", binding.bound, binding.reason, binding.message)
         return claim, volume
 
-    async def _observe_use(self, draft: StatusDraft) -> None:
+    async def _observe_use(self, draft: StatusDraft, *, recent: bool) -> None:
+        """InUse from the pods of the namespace; a periodic refresh may use a listing a moment old."""
         identity = draft.identity
-        users = await self.rt.blocking(self.rt.cluster.pods_using_claim, identity.namespace, identity.claim_name)
+        if recent:
+            pods = await self.rt.recent_pods(identity.namespace)
+        else:
+            pods = await self.rt.blocking(self.rt.cluster.list_pods, identity.namespace)
+        users = claim_users(pods, identity.claim_name)
         if users:
             draft.set("InUse", True, "PodsUsingClaim", f"used by pod(s) {_names(users)}")
         else:
@@ -362,7 +368,7 @@ class Reconciler:
 
     async def _release_steps(self, identity: VolumeIdentity, body: Any) -> None:
         cluster = self.rt.cluster
-        users = await self.rt.blocking(cluster.pods_using_claim, identity.namespace, identity.claim_name)
+        users = claim_users(await self.rt.blocking(cluster.list_pods, identity.namespace), identity.claim_name)
         if users:
             raise ClaimInUse(f"deletion waits: claim {identity.claim_name} is used by pod(s) {_names(users)}")
         claim = await self.rt.blocking(cluster.get_claim, identity.namespace, identity.claim_name)
