@@ -9,13 +9,15 @@ upload first gives the file a private copy, so an object is never a mix of two v
 from __future__ import annotations
 
 import ctypes
+import errno
 import logging
 import os
 import shutil
+import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
@@ -57,6 +59,14 @@ SYNCFS_ABOVE_FILES = 8
 # An upload reads the cache file through /proc/self/fd/N: the open inode, even after a write
 # replaced the file at its path with a private copy.
 _PROC_FD_DIR = Path("/proc/self/fd")
+
+
+@dataclass
+class _SyncRound:
+    """A sync round that closers wait for; `error` is set when it failed."""
+
+    done: trio.Event = field(default_factory=trio.Event)
+    error: OSError | None = None
 
 
 class CacheConflict(Exception):
@@ -114,6 +124,11 @@ class FileCache:
         # Files whose journal row is not known to be on the disk (with their cache file): the next
         # `sync_acknowledged` round fsyncs them. `_removed_unsynced`: rows were deleted since.
         self._unsynced: dict[int, CachedFile] = {}
+        # Group commit: closers wait for the next round (`wait_power_safe`); the rows journaled
+        # while one round runs are synced together by the next. `_syncing`: the running round's.
+        self._next_round = _SyncRound()
+        self._syncing: set[int] = set()
+        self.sync_wanted = trio.Event()
         self._removed_unsynced = False
         self._next_file_id = journal.max_file_id() + 1
         self._changed = trio.Event()
@@ -558,17 +573,46 @@ class FileCache:
         f.version += 1
 
     async def commit(self, f: CachedFile) -> None:
-        """close() durability: the file's state is journaled and the upload queued. The bytes are
-        in the page cache already (written with pwrite) and the row in SQLite's WAL, so a killed
-        daemon loses nothing; `sync_acknowledged` makes them power-safe within
-        LOCAL_SYNC_INTERVAL_S (see journal.py). Returns at once when nothing changed since the
-        last commit (flush and release both commit)."""
+        """The file's state is journaled and the upload queued. The bytes are in the page cache
+        already (written with pwrite) and the row in SQLite's WAL, so a killed daemon loses
+        nothing; `wait_power_safe` (which close() awaits next) makes them power-safe. Returns at
+        once when nothing changed since the last commit (flush and release both commit)."""
         if f.deleted or f.version == f.journaled_version or not f.dirty:
             return
         self._journal(f)
         f.journaled_version = f.version
         self.on_needs_upload(f)
         self._notify()
+
+    async def wait_power_safe(self, f: CachedFile) -> None:
+        """close() durability against power loss, as DESIGN promises: returns once the file's
+        journaled state and its cache file are fsync'd (or it is uploaded). Concurrent closers
+        share one round; raises OSError when the local disk failed the round."""
+        if f.deleted or not f.needs_upload or (f.file_id not in self._unsynced and f.file_id not in self._syncing):
+            return
+        round_ = self._next_round
+        self.sync_wanted.set()
+        await round_.done.wait()
+        if round_.error is not None:
+            raise round_.error
+
+    async def sync_round(self) -> int:
+        """Runs the round that `wait_power_safe` callers are waiting for (the uploader's sync loop
+        calls this, at once when asked, else every LOCAL_SYNC_INTERVAL_S)."""
+        round_, self._next_round = self._next_round, _SyncRound()
+        self.sync_wanted = trio.Event()
+        self._syncing = set(self._unsynced)
+        try:
+            return await self.sync_acknowledged()
+        except (OSError, sqlite3.Error) as err:
+            round_.error = err if isinstance(err, OSError) else OSError(errno.EIO, f"cache journal: {err}")
+            raise
+        except BaseException:
+            round_.error = OSError(errno.EIO, "the local sync round was interrupted")
+            raise
+        finally:
+            self._syncing = set()
+            round_.done.set()
 
     async def sync_acknowledged(self) -> int:
         """One round of local durability against power loss: fsyncs the cache files of journaled

@@ -3,13 +3,15 @@ dirty/upload journal: one row per file whose content or attributes are not yet i
 when close() acknowledges the data and removed once the upload succeeded. A restarted daemon
 replays these rows: nothing close() acknowledged is lost when the daemon dies.
 
-Durability, stated exactly: a committed row (and the cache file it describes, written with
-pwrite) is in the kernel's page cache when close() returns, which survives any death of this
-process. Power loss is covered about a second later: a background round fsyncs the cache files
-of unsynced rows, marks the rows `synced`, and fsyncs the WAL file (one WAL fsync for all the rows
-of a round, and for the rows removed since the last round). A row found unsynced after a reboot
-(another `boot_id`) may describe bytes that never reached the disk; the cache quarantines it
-instead of uploading it."""
+Durability, stated exactly: a row is committed without an fsync (the row, and the cache file it
+describes, written with pwrite, are then in the kernel's page cache, which survives any death of
+this process). A sync round then fsyncs the cache files of unsynced rows, marks the rows `synced`
+and fsyncs the WAL file: one WAL fsync for all the rows of a round, and for the rows removed since
+the last round. close() returns only after such a round (group commit: the closes that arrive
+during a round share the next), so what close() acknowledged survives a power loss too. A row
+found unsynced after a reboot (another `boot_id`) belongs to a close() that never returned, or to
+an attribute change nobody waited on; it may describe bytes that never reached the disk, so the
+cache quarantines it instead of uploading it."""
 
 from __future__ import annotations
 

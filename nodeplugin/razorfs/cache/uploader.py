@@ -2,7 +2,8 @@
 version is not in S3 yet, retrying store failures with exponential backoff and jitter for as long
 as it takes (data close() acknowledged is never dropped). `wait_uploaded` backs fsync() and
 writethrough close(); `flush` backs `razorfs flush`, unmount and SIGTERM. Alongside, a sync loop
-makes what close() acknowledged power-safe on the local disk within LOCAL_SYNC_INTERVAL_S."""
+runs the local fsync rounds close() waits for (at once when a closer asks; the closes that arrive
+during a round share the next one), and every LOCAL_SYNC_INTERVAL_S for rows nobody waits on."""
 
 from __future__ import annotations
 
@@ -22,8 +23,7 @@ log = logging.getLogger(__name__)
 UPLOAD_WORKERS = 4
 FIRST_RETRY_DELAY_S = 0.2
 MAX_RETRY_DELAY_S = 30.0
-# close() is durable against a daemon crash at once; against power loss after at most this long
-# (plus one fsync round), unless the upload finished first.
+# Rows no closer waits for (attribute changes, private copies) are made power-safe this often.
 LOCAL_SYNC_INTERVAL_S = 1.0
 
 
@@ -54,9 +54,10 @@ class Uploader:
 
     async def _sync_loop(self) -> None:
         while True:
-            await trio.sleep(LOCAL_SYNC_INTERVAL_S)
+            with trio.move_on_after(LOCAL_SYNC_INTERVAL_S):
+                await self.cache.sync_wanted.wait()  # a closer is waiting (group commit)
             try:
-                await self.cache.sync_acknowledged()
+                await self.cache.sync_round()
             except (OSError, sqlite3.Error) as err:  # the disk failing: keep trying, say so each round
                 log.error("syncing acknowledged cache files to the local disk failed: %s", err)
 

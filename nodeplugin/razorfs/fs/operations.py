@@ -119,6 +119,7 @@ class RazorOperations(pyfuse3.Operations):  # type: ignore[misc]
 
     async def _commit(self, f: CachedFile) -> None:
         await self.cache.commit(f)
+        await self.cache.wait_power_safe(f)
         if self.options.cache_mode == "writethrough":
             await self.uploader.wait_uploaded(f)
 
