@@ -57,7 +57,7 @@ class CachedFile:
         """Dirty with a version that close()/fsync() acknowledged (the uploader's work)."""
         return not self.deleted and self.journaled_version > self.uploaded_version
 
-    def dirty_record(self) -> DirtyRecord:
+    def dirty_record(self, inline_data: bytes | None = None) -> DirtyRecord:
         return DirtyRecord(
             file_id=self.file_id,
             path=self.path,
@@ -71,6 +71,7 @@ class CachedFile:
             uid=self.attrs.uid,
             gid=self.attrs.gid,
             mtime=self.attrs.mtime,
+            inline_data=inline_data,
         )
 
     # Local file I/O is done synchronously on the trio thread: it hits the page cache, and doing it

@@ -46,9 +46,11 @@ CREATE TABLE IF NOT EXISTS dirty_files (
 _ADDED_COLUMNS = {
     "synced": "INTEGER NOT NULL DEFAULT 1",
     "boot_id": "TEXT NOT NULL DEFAULT ''",
+    "inline_data": "BLOB",
 }
 _COLUMNS = (
-    "file_id, path, size, base_key, base_etag, base_size, present, written, mode, uid, gid, mtime, synced, boot_id"
+    "file_id, path, size, base_key, base_etag, base_size, present, written, mode, uid, gid, mtime, synced, boot_id, "
+    "inline_data"
 )
 
 
@@ -76,6 +78,9 @@ class DirtyRecord:
     uid: int
     gid: int
     mtime: float
+    # A small file's whole content, kept in the row itself: the row is then complete on its own
+    # (no cache file to fsync; replay rewrites the cache file from it).
+    inline_data: bytes | None = None
     # Read back by `dirty_records`: whether the row's cache file was fsync'd before the row was
     # marked, and the boot the row was written in.
     synced: bool = False
@@ -115,7 +120,7 @@ class Journal:
     def record_dirty(self, rec: DirtyRecord) -> None:
         """Writes the row as unsynced (its cache file may not be on the disk yet)."""
         self._db.execute(
-            f"INSERT OR REPLACE INTO dirty_files ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,0,?)",
+            f"INSERT OR REPLACE INTO dirty_files ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,0,?,?)",
             (
                 rec.file_id,
                 rec.path,
@@ -130,6 +135,7 @@ class Journal:
                 rec.gid,
                 rec.mtime,
                 self.boot_id,
+                rec.inline_data,
             ),
         )
 
@@ -148,7 +154,10 @@ class Journal:
         except FileNotFoundError:  # no commit since the last checkpoint removed it
             return
         try:
-            os.fsync(fd)
+            # fdatasync: the frames and the file's length, not its timestamps. Once the WAL has
+            # been reset by a checkpoint, frames overwrite its old blocks and no journal commit of
+            # the filesystem is needed.
+            os.fdatasync(fd)
         finally:
             os.close(fd)
 
@@ -177,6 +186,7 @@ class Journal:
                 mtime=r[11],
                 synced=bool(r[12]),
                 boot_id=r[13],
+                inline_data=None if r[14] is None else bytes(r[14]),
             )
             for r in rows
         ]

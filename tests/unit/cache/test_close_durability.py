@@ -90,10 +90,12 @@ def test_concurrent_closes_share_sync_rounds(tmp_path: Path) -> None:
 def test_a_failed_round_fails_the_waiting_close(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cache, journal = _cache(tmp_path)
 
-    def disk_error(paths: list[Path]) -> None:
+    def disk_error(*args: object) -> None:
         raise OSError(errno.EIO, "disk gone")
 
+    # Both fsyncs of a round fail (a small file's content rides in its row: only the WAL is synced).
     monkeypatch.setattr("razorfs.cache.file_cache._fsync_paths", disk_error)
+    monkeypatch.setattr(journal, "sync_wal", disk_error)
 
     async def main() -> None:
         f = cache.create("a", ATTRS)

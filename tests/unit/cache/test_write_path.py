@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 import trio
 
-from razorfs.cache.file_cache import FETCH_UNIT_BYTES, SMALL_UPLOAD_BYTES, SYNCFS_ABOVE_FILES, FileCache
+from razorfs.cache.file_cache import (
+    FETCH_UNIT_BYTES,
+    INLINE_MAX_BYTES,
+    SMALL_UPLOAD_BYTES,
+    SYNCFS_ABOVE_FILES,
+    FileCache,
+)
 from razorfs.cache.journal import DirtyRecord, Journal
 from razorfs.cache.metered_store import MeteredStore
 from razorfs.cache.readahead import ReadAhead
@@ -81,7 +87,7 @@ def test_a_sync_round_marks_acknowledged_rows_synced(tmp_path: Path, files: int)
     async def main() -> None:
         for i in range(files):
             f = cache.create(f"f{i}", ATTRS)
-            await cache.write(f, 0, b"data")
+            await cache.write(f, 0, TORN)  # not inline: their cache files are fsync'd
             await cache.commit(f)
         assert [r.synced for r in journal.dirty_records()] == [False] * files
         assert await cache.sync_acknowledged() == files
@@ -89,6 +95,9 @@ def test_a_sync_round_marks_acknowledged_rows_synced(tmp_path: Path, files: int)
         assert await cache.sync_acknowledged() == 0
 
     trio.run(main)
+
+
+TORN = b"maybe torn" * (INLINE_MAX_BYTES // 8)  # too large to be kept in the journal row
 
 
 def _crash_with_unsynced_rows(tmp_path: Path, store: LocalDirStore) -> None:
@@ -99,8 +108,11 @@ def _crash_with_unsynced_rows(tmp_path: Path, store: LocalDirStore) -> None:
         await cache.commit(synced)
         await cache.sync_acknowledged()
         unsynced = cache.create("unsynced", ATTRS)
-        await cache.write(unsynced, 0, b"maybe torn")
+        await cache.write(unsynced, 0, TORN)
         await cache.commit(unsynced)
+        small = cache.create("small", ATTRS)  # its content is in its row
+        await cache.write(small, 0, b"small file")
+        await cache.commit(small)
 
     trio.run(before_crash)
 
@@ -109,19 +121,24 @@ def test_after_a_process_crash_unsynced_rows_are_replayed(tmp_path: Path) -> Non
     store = LocalDirStore(tmp_path / "store")
     _crash_with_unsynced_rows(tmp_path, store)
     cache = _cache(tmp_path, store)  # same boot: the page cache kept every byte
-    assert sorted(f.path for f in cache.replay_journal()) == ["synced", "unsynced"]
+    assert sorted(f.path for f in cache.replay_journal()) == ["small", "synced", "unsynced"]
 
 
 def test_after_a_reboot_unsynced_rows_are_quarantined_not_uploaded(tmp_path: Path) -> None:
     store = LocalDirStore(tmp_path / "store")
     _crash_with_unsynced_rows(tmp_path, store)
+    # The power loss tore the small file's cache file; its row still has the content.
+    (small_file,) = [p for p in (tmp_path / "cache" / "data").iterdir() if p.read_bytes() == b"small file"]
+    small_file.write_bytes(b"\0" * 3)
     journal = Journal(tmp_path / "cache.sqlite")
     journal.boot_id = "another-boot"
     cache = _cache(tmp_path, store, journal)
-    assert [f.path for f in cache.replay_journal()] == ["synced"]
-    assert [r.path for r in journal.dirty_records()] == ["synced"]
+    replayed = {f.path: f for f in cache.replay_journal()}
+    assert sorted(replayed) == ["small", "synced"]
+    assert replayed["small"].pread(0, replayed["small"].size) == b"small file"
+    assert sorted(r.path for r in journal.dirty_records()) == ["small", "synced"]
     kept = list((tmp_path / "cache" / "quarantine").iterdir())
-    assert len(kept) == 1 and kept[0].read_bytes() == b"maybe torn"
+    assert len(kept) == 1 and kept[0].read_bytes() == TORN
 
 
 def test_an_old_journal_without_sync_columns_is_upgraded_as_synced(tmp_path: Path) -> None:
@@ -205,16 +222,36 @@ def test_a_file_journaled_again_during_a_sync_round_waits_for_the_next_round(
 
     async def main() -> None:
         f = cache.create("a", ATTRS)
-        await cache.write(f, 0, b"first")
+        await cache.write(f, 0, TORN)  # not inline: the round fsyncs its cache file
         await cache.commit(f)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(cache.sync_acknowledged)
-            await trio.to_thread.run_sync(fsyncing.wait, 30)
+            assert await trio.to_thread.run_sync(fsyncing.wait, 30)
             await cache.write(f, 0, b"second")  # not covered by the fsync already running
             await cache.commit(f)
             release.set()
         assert [r.synced for r in journal.dirty_records()] == [False]
         assert await cache.sync_acknowledged() == 1
         assert [r.synced for r in journal.dirty_records()] == [True]
+
+    trio.run(main)
+
+
+def test_a_small_file_is_made_power_safe_by_the_wal_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import razorfs.cache.file_cache as file_cache_module
+
+    journal = Journal(tmp_path / "cache.sqlite")
+    cache = _cache(tmp_path, LocalDirStore(tmp_path / "store"), journal)
+    fsynced: list[Path] = []
+    monkeypatch.setattr(file_cache_module, "_fsync_paths", fsynced.extend)
+
+    async def main() -> None:
+        f = cache.create("small", ATTRS)
+        await cache.write(f, 0, b"x" * INLINE_MAX_BYTES)
+        await cache.commit(f)
+        assert await cache.sync_acknowledged() == 1
+        assert fsynced == []  # its content is in the row: only the WAL was synced
+        (rec,) = journal.dirty_records()
+        assert rec.synced and rec.inline_data == b"x" * INLINE_MAX_BYTES
 
     trio.run(main)
