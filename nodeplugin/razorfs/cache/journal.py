@@ -6,9 +6,11 @@ replays these rows: nothing close() acknowledged is lost when the daemon dies.
 Durability, stated exactly: a row is committed without an fsync (the row, and the cache file it
 describes, written with pwrite, are then in the kernel's page cache, which survives any death of
 this process). A sync round then fsyncs the cache files of unsynced rows, marks the rows `synced`
-and fsyncs the WAL file: one WAL fsync for all the rows of a round, and for the rows removed since
-the last round. close() returns only after such a round (group commit: the closes that arrive
-during a round share the next), so what close() acknowledged survives a power loss too. A row
+and fdatasyncs the WAL file: one WAL sync for all the rows of a round, and for the rows removed
+since the last round. A small file's row carries its whole content (`inline_data`), so its cache
+file needs no fsync: the row alone restores it, and such a row is whole whenever it exists.
+close() returns only after such a round (group commit: the closes that arrive during a round share
+the next), so what close() acknowledged survives a power loss too. A row
 found unsynced after a reboot (another `boot_id`) belongs to a close() that never returned, or to
 an attribute change nobody waited on; it may describe bytes that never reached the disk, so the
 cache quarantines it instead of uploading it."""
