@@ -265,7 +265,10 @@ class FileCache:
     def revalidate(self, f: CachedFile, info: ObjectInfo, attrs: ObjectAttrs) -> None:
         """Close-to-open: `info` is a fresh HEAD; a changed ETag drops the stale cached bytes."""
         f.validated_at = time.monotonic()
-        f.attrs = attrs
+        if not attrs.stored_equal(f.attrs):
+            # Only a real change: the sub-second mtime this node knows must not turn into the
+            # whole seconds S3 keeps (a new mtime makes the kernel drop the file's cached pages).
+            f.attrs = attrs
         if f.dirty or (info.etag == f.base_etag and info.key == f.base_key):
             return
         log.info("%s changed in S3 (ETag %s -> %s): dropping cached data", f.path, f.base_etag, info.etag)

@@ -40,6 +40,10 @@ class ObjectAttrs:
     def is_symlink(self) -> bool:
         return stat.S_ISLNK(self.mode)
 
+    def stored_equal(self, other: ObjectAttrs) -> bool:
+        """Equal as object metadata keeps them: mtime in whole seconds."""
+        return (self.mode, self.uid, self.gid, int(self.mtime)) == (other.mode, other.uid, other.gid, int(other.mtime))
+
     def replace(self, **changes: float) -> ObjectAttrs:
         values = {"mode": self.mode, "uid": self.uid, "gid": self.gid, "mtime": self.mtime}
         values.update(changes)

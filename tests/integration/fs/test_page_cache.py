@@ -41,6 +41,22 @@ def test_warm_reread_is_served_by_the_page_cache_and_a_remote_change_still_shows
     assert path.read_bytes() == second
 
 
+def test_page_cache_survives_revalidation_of_an_unchanged_file(razorfs_mount: MountFactory) -> None:
+    """A revalidation past the TTL that finds the same object must not change the file's mtime
+    (S3 keeps whole seconds): a new mtime makes the kernel drop the file's cached pages."""
+    vol = razorfs_mount()
+    path = vol.mountpoint / "kept.bin"
+    data = os.urandom(2 * MiB)
+    path.write_bytes(data)
+    vol.flush()
+    assert path.read_bytes() == data
+    before = _reads_seen_by_daemon(vol.stats())
+    for _ in range(2):
+        time.sleep(2.5)  # past the 1 s metadata TTL and the kernel's attribute timeout
+        assert path.read_bytes() == data
+    assert _reads_seen_by_daemon(vol.stats()) == before, "the revalidated file's pages were dropped"
+
+
 def test_the_mount_reads_ahead_a_mebibyte(razorfs_mount: MountFactory) -> None:
     """Sequential readers reach the daemon in 1 MiB requests, not the kernel's default 128 KiB."""
     vol = razorfs_mount()

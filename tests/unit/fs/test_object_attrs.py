@@ -32,3 +32,10 @@ def test_rclone_fractional_mtime_and_symlink_mode_are_read() -> None:
 def test_garbled_headers_fall_back_to_defaults() -> None:
     attrs = attrs_from_metadata({"mode": "rw-r--r--", "uid": "x", "mtime": "soon"}, 9.0, DEFAULTS)
     assert attrs == ObjectAttrs(stat.S_IFREG | 0o640, 1000, 2000, 9.0)
+
+
+def test_attrs_equal_as_stored_ignore_sub_second_mtime() -> None:
+    a = ObjectAttrs(stat.S_IFREG | 0o644, 1, 2, 1_700_000_000.75)
+    assert a.stored_equal(a.replace(mtime=1_700_000_000.0))
+    assert not a.stored_equal(a.replace(mtime=1_700_000_001.0))
+    assert not a.stored_equal(a.replace(mode=stat.S_IFREG | 0o600))
