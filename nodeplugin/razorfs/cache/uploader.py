@@ -34,6 +34,7 @@ class Uploader:
         self._queue: deque[CachedFile] = deque()
         self._queued: set[int] = set()
         self._wakeup = trio.Event()
+        self._retry_now = trio.Event()  # set by flush: uploads waiting to retry go at once
         self.last_error = ""
         self.failed_attempts = 0
         cache.on_needs_upload = self.enqueue
@@ -85,7 +86,8 @@ class Uploader:
                 self.failed_attempts += 1
                 self.last_error = f"upload of {f.path}: {type(err).__name__}: {err}"
                 log.warning("%s; retrying in %.1fs", self.last_error, delay)
-                await trio.sleep(delay * (0.5 + random.random()))
+                with trio.move_on_after(delay * (0.5 + random.random())):
+                    await self._retry_now.wait()
                 delay = min(delay * 2, MAX_RETRY_DELAY_S)
 
     async def wait_uploaded(self, f: CachedFile) -> None:
@@ -97,6 +99,10 @@ class Uploader:
     async def flush(self) -> int:
         """Commits every dirty file and waits until nothing is dirty; returns the bytes flushed."""
         flushed = 0
+        # A flush (unmount, unstage, `razorfs flush`) retries failed uploads now, not after their
+        # backoff, which may have grown to MAX_RETRY_DELAY_S while S3 was down.
+        self._retry_now.set()
+        self._retry_now = trio.Event()
         while True:
             dirty = self.cache.dirty_files()
             if not dirty:

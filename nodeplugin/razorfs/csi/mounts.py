@@ -69,8 +69,10 @@ class MountHealth(enum.Enum):
 
 
 def _stat_health(path: Path) -> MountHealth:
+    # statvfs, not stat: FUSE answers a stat of a mount's root from attributes cached for up to
+    # the attribute timeout, even after its daemon died; a statfs always reaches the daemon.
     try:
-        os.stat(path)
+        os.statvfs(path)
     except OSError as exc:
         if exc.errno in (errno.ENOTCONN, errno.EIO, errno.ECONNABORTED):
             return MountHealth.DEAD
