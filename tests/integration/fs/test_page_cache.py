@@ -46,7 +46,7 @@ def test_page_cache_survives_revalidation_of_an_unchanged_file(razorfs_mount: Mo
     (S3 keeps whole seconds): a new mtime makes the kernel drop the file's cached pages."""
     vol = razorfs_mount()
     path = vol.mountpoint / "kept.bin"
-    data = os.urandom(2 * MiB)
+    data = os.urandom(8 * MiB)  # eight 1 MiB reads when the pages are dropped
     path.write_bytes(data)
     vol.flush()
     assert path.read_bytes() == data
@@ -54,7 +54,10 @@ def test_page_cache_survives_revalidation_of_an_unchanged_file(razorfs_mount: Mo
     for _ in range(2):
         time.sleep(2.5)  # past the 1 s metadata TTL and the kernel's attribute timeout
         assert path.read_bytes() == data
-    assert _reads_seen_by_daemon(vol.stats()) == before, "the revalidated file's pages were dropped"
+    # A changed mtime drops every page (8 more reads); a stray page evicted on a loaded machine is
+    # tolerated (seen once: 1 read).
+    extra = _reads_seen_by_daemon(vol.stats()) - before
+    assert extra < 4, f"the revalidated file's pages were dropped ({extra} reads reached the daemon)"
 
 
 def test_the_mount_reads_ahead_a_mebibyte(razorfs_mount: MountFactory) -> None:
