@@ -1,7 +1,9 @@
 """CSI Node service: argument checks and translation of CSI requests into supervisor calls.
 
 Staging and target paths must lie inside the kubelet directory the plugin was given; the stage
-secrets become the mount daemon's credentials and are never logged."""
+secrets become the mount daemon's credentials and are never logged. The capability's mount flags
+(a StorageClass's or PV's mountOptions, see mount_flags.py) override the volume context on stage
+and make a publish read-only with `ro`."""
 
 from __future__ import annotations
 
@@ -47,8 +49,8 @@ class NodeService(csi_pb2_grpc.NodeServicer):  # type: ignore[misc]
         staging = validation.check_kubelet_path("staging_target_path", request.staging_target_path, self.kubelet_dir)
         if not request.HasField("volume_capability"):
             raise InvalidArgument("volume_capability is required")
-        validation.check_capability(request.volume_capability)
-        settings = MountSettings.from_context(request.volume_context)
+        flags = validation.check_capability(request.volume_capability)
+        settings = MountSettings.from_context(flags.applied_to(request.volume_context))
         self._require_ready()
         await self.supervisor.stage(
             StageRequest(
@@ -81,10 +83,10 @@ class NodeService(csi_pb2_grpc.NodeServicer):  # type: ignore[misc]
         target = validation.check_kubelet_path("target_path", request.target_path, self.kubelet_dir)
         if not request.HasField("volume_capability"):
             raise InvalidArgument("volume_capability is required")
-        validation.check_capability(request.volume_capability)
+        flags = validation.check_capability(request.volume_capability)
         # Staging is required (we advertise STAGE_UNSTAGE_VOLUME): the bind source is the stage.
         staging = validation.check_kubelet_path("staging_target_path", request.staging_target_path, self.kubelet_dir)
-        read_only = request.readonly or validation.is_read_only_mode(request.volume_capability)
+        read_only = request.readonly or flags.read_only or validation.is_read_only_mode(request.volume_capability)
         self._require_ready()
         await self.supervisor.publish(volume_id, staging, target, read_only)
         return csi_pb2.NodePublishVolumeResponse()

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from razorfs.csi.errors import InvalidArgument
+from razorfs.csi.mount_flags import MountFlagOverrides, parse_mount_flags
 from razorfs_wire.csi.v1 import csi_pb2
 
 # Generous for volume IDs carrying an endpoint, a bucket and a prefix; still bounded so a
@@ -70,8 +71,9 @@ def check_kubelet_path(field: str, path: str, kubelet_dir: Path) -> Path:
     return candidate
 
 
-def check_capability(capability: csi_pb2.VolumeCapability, field: str = "volume_capability") -> None:
-    """Mount access with a supported access mode; block access is refused."""
+def check_capability(capability: csi_pb2.VolumeCapability, field: str = "volume_capability") -> MountFlagOverrides:
+    """Mount access with a supported access mode and supported mount options (what they set is
+    returned); block access is refused."""
     if not capability.HasField("access_mode"):
         raise InvalidArgument(f"{field}.access_mode is required")
     if capability.access_mode.mode not in SUPPORTED_ACCESS_MODES:
@@ -83,6 +85,7 @@ def check_capability(capability: csi_pb2.VolumeCapability, field: str = "volume_
         raise InvalidArgument(f"{field}: mount access type is required")
     if capability.mount.fs_type not in SUPPORTED_FS_TYPES:
         raise InvalidArgument(f"{field}.mount.fs_type {capability.mount.fs_type!r} is not supported")
+    return parse_mount_flags(capability.mount.mount_flags)
 
 
 def check_capabilities(capabilities: Sequence[csi_pb2.VolumeCapability]) -> None:

@@ -18,9 +18,11 @@ Mode = csi_pb2.VolumeCapability.AccessMode
 CALL_TIMEOUT_S = 120.0
 
 
-def capability(mode: int = Mode.MULTI_NODE_MULTI_WRITER, mount_group: str = "") -> csi_pb2.VolumeCapability:
+def capability(
+    mode: int = Mode.MULTI_NODE_MULTI_WRITER, mount_group: str = "", mount_flags: tuple[str, ...] = ()
+) -> csi_pb2.VolumeCapability:
     return csi_pb2.VolumeCapability(
-        mount=csi_pb2.VolumeCapability.MountVolume(volume_mount_group=mount_group),
+        mount=csi_pb2.VolumeCapability.MountVolume(volume_mount_group=mount_group, mount_flags=mount_flags),
         access_mode=csi_pb2.VolumeCapability.AccessMode(mode=mode),
     )
 
@@ -33,6 +35,7 @@ class KubeletVolume:
     secrets: dict[str, str]
     targets: list[Path] = field(default_factory=list)
     mount_group: str = ""  # the pod's fsGroup, passed as VolumeCapability.mount.volume_mount_group
+    mount_flags: tuple[str, ...] = ()  # the PV's mountOptions
 
     @classmethod
     def on_s3(cls, kubelet_dir: Path, s3: S3Server, bucket: str, prefix: str, **context: str) -> KubeletVolume:
@@ -64,7 +67,7 @@ class KubeletVolume:
             csi_pb2.NodeStageVolumeRequest(
                 volume_id=self.volume_id,
                 staging_target_path=str(self.staging_path),
-                volume_capability=capability(mount_group=self.mount_group),
+                volume_capability=capability(mount_group=self.mount_group, mount_flags=self.mount_flags),
                 volume_context=self.context,
                 secrets=self.secrets,
             ),
@@ -79,7 +82,7 @@ class KubeletVolume:
                 volume_id=self.volume_id,
                 staging_target_path=str(self.staging_path),
                 target_path=str(target),
-                volume_capability=capability(mount_group=self.mount_group),
+                volume_capability=capability(mount_group=self.mount_group, mount_flags=self.mount_flags),
                 readonly=read_only,
                 volume_context=self.context,
             ),
