@@ -31,6 +31,9 @@ class ContextKey:
     FILE_MODE = "fileMode"
     DIR_MODE = "dirMode"
     READ_ONLY = "readOnly"
+    # Whose identity signs the volume's S3 requests: AUTHENTICATION_SECRET (the default) or
+    # AUTHENTICATION_NODE (the node's own chain, only when asked for by name).
+    AUTHENTICATION = "authentication"
 
 
 # Keys of the credentials Secret (and so of the CSI stage / provisioner secrets).
@@ -42,6 +45,10 @@ class SecretKey:
 
 
 CACHE_MODES = ("writeback", "writethrough", "readonly")
+
+AUTHENTICATION_SECRET = "secret"  # the keys of the volume's Secret (stage secrets), nothing else
+AUTHENTICATION_NODE = "node"  # the node plugin's own credential chain (instance role, IRSA of its SA)
+AUTHENTICATION_MODES = (AUTHENTICATION_SECRET, AUTHENTICATION_NODE)
 
 _SIZE_UNITS = {
     "": 1,

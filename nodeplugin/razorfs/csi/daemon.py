@@ -17,6 +17,7 @@ from pathlib import Path
 from razorfs.csi import mounts
 from razorfs.csi.control_client import ControlClient
 from razorfs.csi.errors import DaemonFailed
+from razorfs.csi.mount_settings import Credentials
 from razorfs.csi.state_store import DaemonIdentity
 
 # Generous: a daemon restarted after a crash replays its journal before it mounts. Below
@@ -58,14 +59,14 @@ class DaemonProcess:
 
     @staticmethod
     def base_environment() -> dict[str, str]:
-        """The plugin's environment without its own S3 credentials (a daemon gets its volume's)."""
+        """The plugin's environment without any AWS setting (a daemon gets its volume's)."""
         return {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
 
     @classmethod
     def start(cls, argv: list[str], env: dict[str, str], log_path: Path) -> DaemonIdentity:
         child_env = cls.base_environment()
         child_env.update(env)
-        with open(log_path, "ab") as log:
+        with open(open_private_log(log_path), "ab", closefd=True) as log:
             proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
@@ -101,6 +102,30 @@ class DaemonProcess:
         process started it)."""
         cls.reap()
         return cls._exit_codes.get(pid)
+
+
+def explicit_environment(credentials: Credentials) -> dict[str, str]:
+    """A daemon's environment additions for a volume signing with its Secret's keys. The daemon
+    runs with --credential-source explicit and reads nothing else; pointing the AWS files at
+    /dev/null and turning instance metadata off is a second fence around the default chain."""
+    return {
+        **credentials.environment(),
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
+def node_identity_environment() -> dict[str, str]:
+    """For `authentication: node` only: the plugin's own AWS settings (instance role, the node
+    ServiceAccount's web identity), which boto3's default chain then uses."""
+    return {key: value for key, value in os.environ.items() if key.startswith("AWS_")}
+
+
+def open_private_log(log_path: Path) -> int:
+    """The daemon log's descriptor, the file created 0600 (daemon errors may name paths and keys
+    of a volume; they are nobody else's business)."""
+    return os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
 
 def kill(identity: DaemonIdentity) -> None:

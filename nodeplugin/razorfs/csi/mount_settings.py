@@ -2,7 +2,9 @@
 what CreateVolume returned) and turned into the `razorfs mount` argv of the daemon contract.
 
 Credentials are kept apart (`Credentials`): they go into the daemon's environment only, never
-into argv, logs or the state file's plain records."""
+into argv, logs or the state file's plain records. A volume authenticates with its Secret's keys
+(the default: incomplete keys fail the stage, there is no fallback) or, only when its context
+says `authentication: node`, with the node's own credential chain."""
 
 from __future__ import annotations
 
@@ -10,8 +12,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from razorfs.csi.errors import InvalidArgument
-from razorfs.volume_spec import CACHE_MODES, ContextKey, SecretKey, parse_duration, parse_mode, parse_size
+from razorfs.csi.errors import FailedPrecondition, InvalidArgument
+from razorfs.volume_spec import (
+    AUTHENTICATION_MODES,
+    AUTHENTICATION_NODE,
+    AUTHENTICATION_SECRET,
+    CACHE_MODES,
+    ContextKey,
+    SecretKey,
+    parse_duration,
+    parse_mode,
+    parse_size,
+)
 
 _TRUE = ("true", "yes", "1")
 _FALSE = ("false", "no", "0", "")
@@ -33,6 +45,17 @@ class Credentials:
             session_token=secrets.get(SecretKey.SESSION_TOKEN, ""),
             ca_bundle=secrets.get(SecretKey.CA_BUNDLE, ""),
         )
+
+    def require_complete(self) -> None:
+        """Both keys present, or FailedPrecondition naming the missing ones (never a value)."""
+        keys = ((SecretKey.ACCESS_KEY_ID, self.access_key_id), (SecretKey.SECRET_ACCESS_KEY, self.secret_access_key))
+        missing = [key for key, value in keys if not value.strip()]
+        if missing:
+            raise FailedPrecondition(
+                f"the volume's stage secrets lack {' and '.join(missing)}: a volume with authentication "
+                f"{AUTHENTICATION_SECRET!r} signs only with its Secret's keys and never falls back to "
+                f"the node's credentials (set {ContextKey.AUTHENTICATION}: {AUTHENTICATION_NODE} to use them)"
+            )
 
     def to_secrets(self) -> dict[str, str]:
         pairs = {
@@ -102,6 +125,11 @@ class MountSettings:
     file_mode: str | None = None
     dir_mode: str | None = None
     read_only: bool = False
+    authentication: str = AUTHENTICATION_SECRET
+
+    @property
+    def uses_node_identity(self) -> bool:
+        return self.authentication == AUTHENTICATION_NODE
 
     @classmethod
     def from_context(cls, context: Mapping[str, str]) -> MountSettings:
@@ -124,6 +152,11 @@ class MountSettings:
         sse = context.get(ContextKey.SSE, "").strip()
         if sse not in _SSE:
             raise InvalidArgument(f"volume context {ContextKey.SSE}={sse!r}: expected AES256 or aws:kms")
+        authentication = context.get(ContextKey.AUTHENTICATION, "").strip() or AUTHENTICATION_SECRET
+        if authentication not in AUTHENTICATION_MODES:
+            raise InvalidArgument(
+                f"volume context {ContextKey.AUTHENTICATION}={authentication!r}: expected one of {AUTHENTICATION_MODES}"
+            )
         return cls(
             endpoint=endpoint,
             bucket=bucket,
@@ -140,6 +173,7 @@ class MountSettings:
             file_mode=_checked(context, ContextKey.FILE_MODE, parse_mode),
             dir_mode=_checked(context, ContextKey.DIR_MODE, parse_mode),
             read_only=_flag(context, ContextKey.READ_ONLY),
+            authentication=authentication,
         )
 
     @property
@@ -188,4 +222,5 @@ class MountSettings:
             argv += ["--gid", str(gid)]
         if read_only or self.read_only:
             argv.append("--read-only")
+        argv += ["--credential-source", "default-chain" if self.uses_node_identity else "explicit"]
         return argv

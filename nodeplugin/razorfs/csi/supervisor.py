@@ -24,10 +24,13 @@ from razorfs.csi.control_client import ControlClient
 from razorfs.csi.daemon import DaemonProcess
 from razorfs.csi.errors import AlreadyExists, DaemonFailed, FailedPrecondition, NotFound, Unavailable
 from razorfs.csi.mount_settings import Credentials, MountSettings
+from razorfs.csi.private_files import write_private_file
 from razorfs.csi.spare_daemon import SpareDaemons
 from razorfs.csi.state_store import StateStore, VolumeRecord, volume_key
 
 log = logging.getLogger(__name__)
+
+CREDENTIAL_SOURCE_FLAG = "--credential-source"
 
 HEALTH_CHECK_INTERVAL_S = 1.0
 DAEMON_EXIT_TIMEOUT_S = 30.0
@@ -207,14 +210,19 @@ class Supervisor:
         record = volume.record
         credentials = self.store.load_credentials(record.volume_id)
         log_path = self._log_path(record.volume_id)
+        if CREDENTIAL_SOURCE_FLAG not in record.argv:
+            # A record from before credential sources: its volume signs with its Secret only.
+            record.argv += [CREDENTIAL_SOURCE_FLAG, "explicit"]
+        node_identity = record.argv[record.argv.index(CREDENTIAL_SOURCE_FLAG) + 1] == "default-chain"
+        env = daemon.node_identity_environment() if node_identity else daemon.explicit_environment(credentials)
         # The command comes from this plugin process, the arguments from the record: a plugin
         # upgraded in place restarts old volumes with its own `razorfs`.
         argv = [*self.mount_command, *record.argv]
-        spare = self.spares.take(record.argv, credentials.environment(), log_path) if self.spares else None
+        spare = self.spares.take(record.argv, env, log_path) if self.spares else None
         if spare is not None:
             record.daemon = DaemonProcess.track(spare)
         else:
-            record.daemon = DaemonProcess.start(argv, credentials.environment(), log_path)
+            record.daemon = DaemonProcess.start(argv, env, log_path)
         self.store.save(record)
         # The next spare starts now (at a lower priority), to be ready for the next stage.
         self.replenish_spare()
@@ -244,6 +252,10 @@ class Supervisor:
     # -- CSI node operations --------------------------------------------------------------------
 
     async def stage(self, request: StageRequest) -> None:
+        if not request.settings.uses_node_identity:
+            # Checked on every stage, a repeated one too: a Secret emptied after the PV exists
+            # must fail here, not leave the daemon to find some other identity.
+            request.credentials.require_complete()
         async with self._lock(request.volume_id):
             existing = self.volumes.get(request.volume_id)
             if existing is not None:
@@ -272,7 +284,7 @@ class Supervisor:
         ca_bundle = None
         if request.credentials.ca_bundle:
             ca_bundle = volume_dir / "ca-bundle.pem"
-            ca_bundle.write_text(request.credentials.ca_bundle)
+            write_private_file(ca_bundle, request.credentials.ca_bundle.encode())
         argv = request.settings.mount_argv(
             [],
             staging,
@@ -289,8 +301,12 @@ class Supervisor:
             capability=request.capability,
         )
         # Recorded before the daemon starts: a plugin killed mid-stage finds the record and
-        # either adopts the daemon or cleans up on the retried or final unstage.
-        self.store.save_credentials(request.volume_id, request.credentials)
+        # either adopts the daemon or cleans up on the retried or final unstage. A volume on the
+        # node's identity keeps no keys (only its CA bundle).
+        kept = request.credentials
+        if request.settings.uses_node_identity:
+            kept = Credentials(ca_bundle=kept.ca_bundle)
+        self.store.save_credentials(request.volume_id, kept)
         self.store.save(record)
         volume = StagedVolume(record, VolumeState.RECOVERING)
         try:

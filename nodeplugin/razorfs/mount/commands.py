@@ -71,10 +71,11 @@ def run_mount_command(args: argparse.Namespace) -> int:
 
 
 def _start_detached(args: argparse.Namespace, cache_dir: Path, mountpoint: Path) -> int:
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "razorfs.mount", *_child_argv(args), "--foreground"]
     log_path = cache_dir / DAEMON_LOG_NAME
-    with open(log_path, "ab") as log_file:
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    with open(log_fd, "ab") as log_file:
         child = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True, close_fds=True
         )
@@ -114,6 +115,7 @@ def _child_argv(args: argparse.Namespace) -> list[str]:
         "--dir-mode": args.dir_mode,
         "--metrics-port": args.metrics_port,
         "--local-store": args.local_store,
+        "--credential-source": args.credential_source,
     }
     for flag, value in valued.items():
         if value is not None:

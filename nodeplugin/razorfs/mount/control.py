@@ -42,6 +42,23 @@ def socket_address(path: Path) -> Iterator[str]:
         os.close(dir_fd)
 
 
+def bind_private(path: str) -> socket.socket:
+    """A unix stream socket bound at `path`, its file created 0600 (owner only) in one step:
+    bind() makes the file with the process umask, so the umask is tightened around the call (a
+    chmod after bind would leave a window in which anyone could connect). The bind is synchronous
+    (unix sockets do not block), so no other task creates a file under the changed umask."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    previous = os.umask(0o177)
+    try:
+        sock.bind(path)
+    except OSError:
+        sock.close()
+        raise
+    finally:
+        os.umask(previous)
+    return sock
+
+
 class ControlServer:
     def __init__(self, socket_path: Path, handle: Handler) -> None:
         self.socket_path = socket_path
@@ -51,10 +68,8 @@ class ControlServer:
         self, task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED
     ) -> None:
         self.socket_path.unlink(missing_ok=True)
-        sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         with socket_address(self.socket_path) as bind_path:
-            await sock.bind(bind_path)
-        os.chmod(self.socket_path, 0o600)
+            sock = trio.socket.from_stdlib_socket(bind_private(bind_path))
         sock.listen(16)
         listener = trio.SocketListener(sock)
         await trio.serve_listeners(self._serve_connection, [listener], task_status=task_status)

@@ -47,8 +47,15 @@ def build_store(options: MountOptions) -> ObjectStore:
 
         return LocalDirStore(options.local_store)
     from razorfs.store.s3 import S3Store
+    from razorfs.store.s3_credentials import MissingCredentials, StaticKeys
     from razorfs.store.s3_settings import S3Settings
 
+    keys = None
+    if options.credential_source == "explicit":
+        try:
+            keys = StaticKeys.from_environment()
+        except MissingCredentials as err:
+            raise UsageError(str(err)) from None
     settings = S3Settings(
         bucket=options.location.bucket,
         endpoint_url=options.endpoint_url,
@@ -57,6 +64,8 @@ def build_store(options: MountOptions) -> ObjectStore:
         ca_bundle=options.ca_bundle,
         sse=options.sse,  # type: ignore[arg-type]  # validated by argparse choices
         sse_kms_key_id=options.sse_kms_key_id,
+        credential_source="explicit" if keys is not None else "default-chain",
+        credentials=keys,
     )
     return S3Store(settings)
 
@@ -90,8 +99,13 @@ def prepare_mountpoint(mountpoint: Path) -> None:
         raise UsageError(f"mountpoint {mountpoint} is not empty")
 
 
+# Everything the daemon writes (cache dir, data ranges, the journal that holds small files'
+# contents inline, its WAL, the lock, the control socket) is the owner's only, from creation.
+PRIVATE_UMASK = 0o077
+
+
 def lock_cache_dir(cache_dir: Path) -> int:
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(cache_dir / LOCK_FILE_NAME, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -305,6 +319,7 @@ class MountDaemon:
 
 def run_mount(options: MountOptions) -> int:
     """Runs the daemon in this process until it is unmounted; returns the exit code."""
+    os.umask(PRIVATE_UMASK)
     prepare_mountpoint(options.mountpoint)
     lock_fd = lock_cache_dir(options.cache_dir)
     daemon: MountDaemon | None = None

@@ -10,6 +10,7 @@ from pathlib import Path
 from razorfs.errors import UsageError
 from razorfs.store.location import S3Location, parse_s3_url
 from razorfs.store.object_attrs import AttrDefaults
+from razorfs.store.s3_credentials import CREDENTIAL_SOURCES
 from razorfs.volume_spec import CACHE_MODES, parse_duration, parse_mode, parse_size
 
 DEFAULT_CACHE_SIZE = "10GiB"
@@ -35,6 +36,9 @@ class MountOptions:
     metrics_port: int | None
     foreground: bool
     local_store: Path | None  # objects in a local directory instead of S3 (demo, tests)
+    # "explicit": sign only with the keys in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (and those
+    # the control socket's `credentials` op delivers later); never boto3's default chain.
+    credential_source: str = "default-chain"
 
 
 def add_mount_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +63,14 @@ def add_mount_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     parser.add_argument("--foreground", action="store_true", help="stay in the foreground (no daemon)")
     parser.add_argument("--local-store", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--credential-source",
+        choices=CREDENTIAL_SOURCES,
+        default="default-chain",
+        help="default-chain: boto3's usual chain (environment, config files, instance metadata); "
+        "explicit: only AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY[/AWS_SESSION_TOKEN] of the "
+        "environment, nothing else (the CSI plugin's choice)",
+    )
 
 
 def mount_options_from_args(args: argparse.Namespace) -> MountOptions:
@@ -94,4 +106,5 @@ def mount_options_from_args(args: argparse.Namespace) -> MountOptions:
         metrics_port=args.metrics_port,
         foreground=bool(args.foreground),
         local_store=Path(args.local_store).absolute() if args.local_store else None,
+        credential_source=args.credential_source,
     )

@@ -27,6 +27,7 @@ from razorfs.store.counters import StoreCounters
 from razorfs.store.errors import InvalidRequest, ObjectNotFound, PreconditionFailed, StoreError
 from razorfs.store.part_plan import CopyPart, DataPart, Part, part_size_for, plan_parts
 from razorfs.store.retry import RetryableFailure
+from razorfs.store.s3_credentials import StaticKeys, SwappableCredentials, explicit_session
 from razorfs.store.s3_errors import describe_target, translate
 from razorfs.store.s3_settings import S3Settings
 
@@ -58,12 +59,20 @@ class S3Store:
         self.settings = settings
         self.bucket = settings.bucket
         self.counters = counters or StoreCounters()
-        self._client = _make_client(settings)
+        self._credentials = SwappableCredentials(settings.credentials) if settings.credentials else None
+        self._client = _make_client(settings, self._credentials)
 
     @property
     def description(self) -> str:
         where = self.settings.endpoint_url or f"AWS {self.settings.region or 'default region'}"
         return f"s3://{self.bucket} at {where}"
+
+    def replace_credentials(self, keys: StaticKeys) -> None:
+        """Signs every request from now on with `keys` (a rotated Secret's keys or session token).
+        Only a store built with explicit credentials has keys to replace."""
+        if self._credentials is None:
+            raise InvalidRequest("this store uses the default credential chain: nothing to replace")
+        self._credentials.replace(keys)
 
     # -- the one way a request is made --------------------------------------------------------
 
@@ -408,7 +417,7 @@ def _lower(metadata: Mapping[str, str]) -> dict[str, str]:
     return {k.lower(): v for k, v in metadata.items()}
 
 
-def _make_client(settings: S3Settings) -> S3Client:
+def _make_client(settings: S3Settings, credentials: SwappableCredentials | None) -> S3Client:
     config = Config(
         region_name=settings.region,
         s3={"addressing_style": "path" if settings.force_path_style else "auto"},
@@ -424,6 +433,11 @@ def _make_client(settings: S3Settings) -> S3Client:
     )
     verify: bool | str = str(settings.ca_bundle) if settings.ca_bundle else settings.verify_tls
     # A private session: boto3's default session is not thread-safe to create clients from.
+    if settings.credential_source == "explicit":
+        assert credentials is not None  # S3Settings refuses explicit without credentials
+        session = explicit_session(credentials, settings.region)
+        explicit: S3Client = session.client("s3", endpoint_url=settings.endpoint_url, verify=verify, config=config)
+        return explicit
     session = boto3.session.Session(
         aws_access_key_id=settings.access_key_id,
         aws_secret_access_key=settings.secret_access_key,

@@ -1,6 +1,7 @@
 """`S3Settings`: everything needed to talk to one bucket (endpoint, addressing, TLS, encryption,
-transfer sizes, pool and retry bounds). Credentials come from the standard boto3 chain unless
-given explicitly; explicit secrets are kept out of `repr` so settings can be logged."""
+transfer sizes, pool and retry bounds). Credentials come from boto3's default chain only when
+`credential_source` says "default-chain" (the CLI's default, for a person at a shell); with
+"explicit" they are `credentials` and nothing else. Secrets are kept out of `repr`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Literal
 
 from razorfs.store.part_plan import MAX_PART_BYTES, MIN_PART_BYTES
 from razorfs.store.retry import RetryPolicy
+from razorfs.store.s3_credentials import CredentialSource, StaticKeys
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -40,6 +42,9 @@ class S3Settings:
     access_key_id: str | None = field(default=None, repr=False)
     secret_access_key: str | None = field(default=None, repr=False)
     session_token: str | None = field(default=None, repr=False)
+    credential_source: CredentialSource = "default-chain"
+    # With credential_source "explicit": the only keys requests are signed with.
+    credentials: StaticKeys | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.sse_kms_key_id and self.sse != "aws:kms":
@@ -48,3 +53,5 @@ class S3Settings:
             raise ValueError(f"part size must be between 5 MiB and 5 GiB, got {self.part_size_bytes}")
         if self.multipart_concurrency < 1 or self.max_pool_connections < 1:
             raise ValueError("multipart concurrency and pool connections must be at least 1")
+        if self.credential_source == "explicit" and self.credentials is None:
+            raise ValueError("credential_source 'explicit' needs credentials")

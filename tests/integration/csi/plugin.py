@@ -35,6 +35,8 @@ class NodePlugin:
     node_id: str = "test-node"
     health_check_interval_s: float = 0.2
     extra_args: list[str] = field(default_factory=list)
+    # Added to the plugin's environment after the test runner's AWS_* variables are dropped.
+    extra_env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     admin_port: int = 0
     starts: int = 0
@@ -92,6 +94,7 @@ class NodePlugin:
             *self.extra_args,
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(self.extra_env)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         if wait_ready:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from razorfs.csi.errors import InvalidArgument
+from razorfs.csi.errors import FailedPrecondition, InvalidArgument
 from razorfs.csi.mount_settings import Credentials, MountSettings
 
 BASE = {"endpoint": "http://127.0.0.1:8333", "bucket": "data"}
@@ -105,3 +105,41 @@ def test_credentials_go_to_environment_and_never_into_repr_or_argv() -> None:
         ["razorfs"], Path("/s"), Path("/c"), read_only=False, mount_group=None, ca_bundle=None
     )
     assert not any("s3cr3t" in arg for arg in argv)
+
+
+def _argv(settings: MountSettings) -> list[str]:
+    return settings.mount_argv(["razorfs"], Path("/s"), Path("/c"), read_only=False, mount_group=None, ca_bundle=None)
+
+
+def test_a_volume_signs_with_its_secret_only_unless_it_asks_for_the_node_identity_by_name() -> None:
+    default = MountSettings.from_context(BASE)
+    assert not default.uses_node_identity
+    assert _argv(default)[-2:] == ["--credential-source", "explicit"]
+    node = MountSettings.from_context({**BASE, "authentication": "node"})
+    assert node.uses_node_identity
+    assert _argv(node)[-2:] == ["--credential-source", "default-chain"]
+    with pytest.raises(InvalidArgument, match="authentication"):
+        MountSettings.from_context({**BASE, "authentication": "ambient"})
+
+
+@pytest.mark.parametrize(
+    ("secrets", "missing"),
+    [
+        ({}, "accessKeyID and secretAccessKey"),
+        ({"accessKeyID": "AKIDX"}, "secretAccessKey"),
+        ({"accessKeyID": "AKIDX", "secretAccessKey": "  "}, "secretAccessKey"),
+        ({"secretAccessKey": "s3cr3t-value", "sessionToken": "tok-value"}, "accessKeyID"),
+    ],
+)
+def test_incomplete_stage_secrets_fail_naming_the_missing_key_never_a_value(
+    secrets: dict[str, str], missing: str
+) -> None:
+    with pytest.raises(FailedPrecondition) as info:
+        Credentials.from_secrets(secrets).require_complete()
+    message = str(info.value)
+    assert f"lack {missing}:" in message
+    assert "s3cr3t-value" not in message and "tok-value" not in message and "AKIDX" not in message
+
+
+def test_complete_stage_secrets_pass() -> None:
+    Credentials.from_secrets({"accessKeyID": "a", "secretAccessKey": "b"}).require_complete()
