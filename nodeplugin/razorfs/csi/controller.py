@@ -2,8 +2,9 @@
 
 CreateVolume writes the volume's directory marker and, beside the prefix, a small record of its
 CSI name and capacity, which makes repeated calls idempotent and a conflicting repeat
-ALREADY_EXISTS. DeleteVolume deletes the record and every object under the prefix. S3 calls are
-blocking boto3 calls and run on worker threads."""
+ALREADY_EXISTS. ControllerExpandVolume records a larger capacity (advisory: S3 has no size, and
+nothing on the node needs to grow). DeleteVolume deletes the record and every object under the
+prefix. S3 calls are blocking boto3 calls and run on worker threads."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any
 import grpc
 
 from razorfs.csi import validation
-from razorfs.csi.errors import AlreadyExists, InvalidArgument, NotFound, translate_errors
+from razorfs.csi.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, translate_errors
 from razorfs.csi.mount_settings import Credentials, MountSettings
 from razorfs.csi.volume_handle import VolumeHandle, parse_volume_id, volume_prefix
 from razorfs.store.errors import BucketNotFound, ObjectNotFound
@@ -47,6 +48,16 @@ def _store_for(handle: VolumeHandle, secrets: Mapping[str, str]) -> S3Store:
         session_token=credentials.session_token or None,
     )
     return S3Store(settings)
+
+
+def _read_record(store: S3Store, handle: VolumeHandle) -> dict[str, Any]:
+    try:
+        record = json.loads(store.get_range(handle.record_key, 0, _RECORD_MAX_BYTES))
+    except ValueError:
+        record = None
+    if not isinstance(record, dict):
+        raise FailedPrecondition(f"{handle.record_key} exists and is not a RazorFS volume record")
+    return record
 
 
 def requested_capacity(capacity_range: csi_pb2.CapacityRange) -> int:
@@ -80,7 +91,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):  # type: ignore[misc]
         validation.check_capabilities(request.volume_capabilities)
         if request.HasField("volume_content_source"):
             raise InvalidArgument("volume_content_source is not supported (no snapshots or clones)")
-        capacity = requested_capacity(request.capacity_range)
+        requested_capacity(request.capacity_range)
         parameters = volume_parameters(request.parameters)
         settings = MountSettings.from_context(parameters)
         handle = VolumeHandle(
@@ -91,7 +102,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):  # type: ignore[misc]
             prefix=volume_prefix(settings.prefix, request.name),
         )
         store = _store_for(handle, request.secrets)
-        await asyncio.to_thread(self._ensure_volume, store, handle, request.name, capacity)
+        capacity = await asyncio.to_thread(self._ensure_volume, store, handle, request.name, request.capacity_range)
         volume_context = {**parameters, ContextKey.PREFIX: handle.prefix}
         log.info("provisioned volume %s for %s", handle.volume_id, request.name)
         return csi_pb2.CreateVolumeResponse(
@@ -99,23 +110,70 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):  # type: ignore[misc]
         )
 
     @staticmethod
-    def _ensure_volume(store: S3Store, handle: VolumeHandle, name: str, capacity: int) -> None:
+    def _ensure_volume(store: S3Store, handle: VolumeHandle, name: str, capacity_range: csi_pb2.CapacityRange) -> int:
+        """The volume's capacity: the one asked for when new, the recorded one (perhaps expanded
+        since) when the name exists with a capacity that fits the range."""
+        capacity = requested_capacity(capacity_range)
         try:
-            existing = json.loads(store.get_range(handle.record_key, 0, _RECORD_MAX_BYTES))
+            existing = _read_record(store, handle)
         except ObjectNotFound:
             record = {"name": name, "capacity_bytes": capacity}
             # The marker first: a crash in between leaves no record, and the retry writes both.
             store.put_bytes(handle.marker_key, b"", {})
             store.put_bytes(handle.record_key, json.dumps(record).encode(), {})
-            return
-        except ValueError:
-            raise AlreadyExists(f"{handle.record_key} exists and is not a RazorFS volume record") from None
+            return capacity
+        except FailedPrecondition as exc:
+            raise AlreadyExists(str(exc)) from None
         if existing.get("name") != name:
             raise AlreadyExists(f"prefix {handle.prefix} already belongs to volume {existing.get('name')!r}")
-        if int(existing.get("capacity_bytes", 0)) != capacity:
-            raise AlreadyExists(
-                f"volume {name} exists with capacity {existing.get('capacity_bytes')} bytes, not {capacity}"
+        recorded = int(existing.get("capacity_bytes", 0))
+        limit = capacity_range.limit_bytes
+        if recorded < capacity_range.required_bytes or (limit and recorded > limit):
+            raise AlreadyExists(f"volume {name} exists with capacity {recorded} bytes, not {capacity}")
+        return recorded
+
+    @translate_errors
+    async def ControllerExpandVolume(
+        self, request: csi_pb2.ControllerExpandVolumeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> csi_pb2.ControllerExpandVolumeResponse:
+        validation.check_volume_id(request.volume_id)
+        if not request.HasField("capacity_range"):
+            raise InvalidArgument("capacity_range is required")
+        capacity = requested_capacity(request.capacity_range)
+        if capacity <= 0:
+            raise InvalidArgument("capacity_range must name a size")
+        if request.HasField("volume_capability"):
+            validation.check_capability(request.volume_capability)
+        handle = parse_volume_id(request.volume_id)
+        if handle is None:
+            # A RazorVolume's PV: its size lives in spec.capacity, which the operator keeps.
+            log.info(
+                "ControllerExpandVolume of static volume %s to %d bytes: nothing to record", request.volume_id, capacity
             )
+        elif not request.secrets:
+            # Never an ambient credential: without the StorageClass's controller-expand secret the
+            # PV alone records the new size (the record only makes a repeated CreateVolume idempotent).
+            log.info(
+                "ControllerExpandVolume of %s without secrets: the record keeps its old capacity", request.volume_id
+            )
+        else:
+            store = _store_for(handle, request.secrets)
+            capacity = await asyncio.to_thread(self._record_capacity, store, handle, capacity)
+        log.info("expanded volume %s to %d bytes", request.volume_id, capacity)
+        return csi_pb2.ControllerExpandVolumeResponse(capacity_bytes=capacity, node_expansion_required=False)
+
+    @staticmethod
+    def _record_capacity(store: S3Store, handle: VolumeHandle, capacity: int) -> int:
+        """Raises the recorded capacity to `capacity` (never lowers it) and returns the result."""
+        try:
+            record = _read_record(store, handle)
+        except (ObjectNotFound, BucketNotFound):
+            raise NotFound(f"volume {handle.volume_id} does not exist") from None
+        recorded = int(record.get("capacity_bytes", 0))
+        if recorded >= capacity:
+            return recorded
+        store.put_bytes(handle.record_key, json.dumps({**record, "capacity_bytes": capacity}).encode(), {})
+        return capacity
 
     @translate_errors
     async def DeleteVolume(
@@ -176,7 +234,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):  # type: ignore[misc]
         self, request: csi_pb2.ControllerGetCapabilitiesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> csi_pb2.ControllerGetCapabilitiesResponse:
         rpc = csi_pb2.ControllerServiceCapability.RPC
-        kinds = [RpcType.CREATE_DELETE_VOLUME, RpcType.SINGLE_NODE_MULTI_WRITER]
+        kinds = [RpcType.CREATE_DELETE_VOLUME, RpcType.SINGLE_NODE_MULTI_WRITER, RpcType.EXPAND_VOLUME]
         return csi_pb2.ControllerGetCapabilitiesResponse(
             capabilities=[csi_pb2.ControllerServiceCapability(rpc=rpc(type=kind)) for kind in kinds]
         )

@@ -1,5 +1,5 @@
-"""CSI Identity service: the driver's name and version, whether a controller runs in this
-process, and readiness (not ready until the supervisor has re-adopted every recorded volume)."""
+"""CSI Identity service: the driver's name and version, whether a controller (with online
+expansion) runs in this process, and readiness (not ready until the supervisor has re-adopted every recorded volume)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,9 @@ class IdentityService(csi_pb2_grpc.IdentityServicer):  # type: ignore[misc]
         if self.serves_controller:
             service = csi_pb2.PluginCapability.Service(type=csi_pb2.PluginCapability.Service.CONTROLLER_SERVICE)
             capabilities.append(csi_pb2.PluginCapability(service=service))
+            # ControllerExpandVolume only records the size: safe while pods use the volume.
+            expansion = csi_pb2.PluginCapability.VolumeExpansion(type=csi_pb2.PluginCapability.VolumeExpansion.ONLINE)
+            capabilities.append(csi_pb2.PluginCapability(volume_expansion=expansion))
         return csi_pb2.GetPluginCapabilitiesResponse(capabilities=capabilities)
 
     @translate_errors

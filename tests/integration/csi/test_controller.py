@@ -143,3 +143,53 @@ def test_validate_volume_capabilities_confirms_mounts_and_knows_missing_volumes(
         assert code_of(controller.ValidateVolumeCapabilities, request) == grpc.StatusCode.NOT_FOUND
         foreign = csi_pb2.ValidateVolumeCapabilitiesRequest(volume_id="fake-vol-id", volume_capabilities=[capability()])
         assert code_of(controller.ValidateVolumeCapabilities, foreign) == grpc.StatusCode.NOT_FOUND
+
+
+def expand_request(volume_id: str, size: int, with_secrets: S3Server | None = None) -> Any:
+    return csi_pb2.ControllerExpandVolumeRequest(
+        volume_id=volume_id,
+        capacity_range=csi_pb2.CapacityRange(required_bytes=size),
+        volume_capability=capability(),
+        secrets=secrets(with_secrets) if with_secrets else {},
+    )
+
+
+def test_expand_volume_records_the_larger_capacity_and_needs_no_node_step(
+    node_plugin: NodePlugin, s3_server: S3Server, s3_client: Any, bucket: str
+) -> None:
+    with node_plugin.channel() as channel:
+        controller = node_plugin.controller(channel)
+        kinds = [
+            c.rpc.type
+            for c in controller.ControllerGetCapabilities(csi_pb2.ControllerGetCapabilitiesRequest()).capabilities
+        ]
+        assert csi_pb2.ControllerServiceCapability.RPC.EXPAND_VOLUME in kinds
+        volume_id = controller.CreateVolume(create_request(s3_server, bucket, "pvc-grow", size=GiB)).volume.volume_id
+        grown = controller.ControllerExpandVolume(expand_request(volume_id, 2 * GiB, s3_server))
+        assert (grown.capacity_bytes, grown.node_expansion_required) == (2 * GiB, False)
+        record = s3_client.get_object(Bucket=bucket, Key="pvc-grow.razorfs-volume.json")["Body"].read()
+        assert b'"capacity_bytes": %d' % (2 * GiB) in record
+        # Idempotent, and never smaller than what is recorded.
+        assert controller.ControllerExpandVolume(expand_request(volume_id, GiB, s3_server)).capacity_bytes == 2 * GiB
+        # A repeated CreateVolume (provisioner retry) fits the grown volume and reports its size.
+        again = controller.CreateVolume(create_request(s3_server, bucket, "pvc-grow", size=GiB))
+        assert (again.volume.volume_id, again.volume.capacity_bytes) == (volume_id, 2 * GiB)
+        # Without the controller-expand secret the new size is only the PV's.
+        assert controller.ControllerExpandVolume(expand_request(volume_id, 3 * GiB)).capacity_bytes == 3 * GiB
+        # A RazorVolume's PV (static ID): the operator keeps its size; the call just succeeds.
+        static = controller.ControllerExpandVolume(expand_request("razorfs-0b8f", 5 * GiB))
+        assert static.capacity_bytes == 5 * GiB
+
+
+def test_expand_volume_refuses_bad_requests_and_knows_missing_volumes(
+    node_plugin: NodePlugin, s3_server: S3Server, bucket: str
+) -> None:
+    with node_plugin.channel() as channel:
+        controller = node_plugin.controller(channel)
+        volume_id = controller.CreateVolume(create_request(s3_server, bucket, "pvc-bad-grow")).volume.volume_id
+        no_range = csi_pb2.ControllerExpandVolumeRequest(volume_id=volume_id, secrets=secrets(s3_server))
+        assert code_of(controller.ControllerExpandVolume, no_range) == grpc.StatusCode.INVALID_ARGUMENT
+        assert code_of(controller.ControllerExpandVolume, expand_request("", GiB)) == grpc.StatusCode.INVALID_ARGUMENT
+        controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume_id, secrets=secrets(s3_server)))
+        gone = expand_request(volume_id, 2 * GiB, s3_server)
+        assert code_of(controller.ControllerExpandVolume, gone) == grpc.StatusCode.NOT_FOUND

@@ -37,14 +37,18 @@ def test_csi_socket_is_mode_0600(node_plugin: NodePlugin) -> None:
     assert stat.S_IMODE(node_plugin.socket_path.stat().st_mode) == 0o600
 
 
-def test_identity_names_the_driver_and_advertises_the_controller(node_plugin: NodePlugin) -> None:
+def test_identity_names_the_driver_and_advertises_the_controller_with_online_expansion(
+    node_plugin: NodePlugin,
+) -> None:
     with node_plugin.channel() as channel:
         identity = node_plugin.identity(channel)
         info = identity.GetPluginInfo(csi_pb2.GetPluginInfoRequest())
         assert info.name == CSI_DRIVER_NAME and info.vendor_version
         caps = identity.GetPluginCapabilities(csi_pb2.GetPluginCapabilitiesRequest())
-        services = [c.service.type for c in caps.capabilities]
+        services = [c.service.type for c in caps.capabilities if c.WhichOneof("type") == "service"]
         assert services == [csi_pb2.PluginCapability.Service.CONTROLLER_SERVICE]
+        expansion = [c.volume_expansion.type for c in caps.capabilities if c.WhichOneof("type") == "volume_expansion"]
+        assert expansion == [csi_pb2.PluginCapability.VolumeExpansion.ONLINE]
         assert identity.Probe(csi_pb2.ProbeRequest()).ready.value is True
 
 
