@@ -8,6 +8,7 @@ object data) are the only exceptions."""
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,6 +61,24 @@ def files_to_scan(root: Path) -> Iterator[Path]:
 
 def find_leaks(root: Path, secret: bytes = SECRET) -> list[Path]:
     return [path for path in files_to_scan(root) if file_contains_secret(path, secret)]
+
+
+def loose_modes(root: Path) -> list[tuple[Path, str]]:
+    """Everything under `root` that a group or other user could read, write or enter (any of the
+    mode bits 0o077), with its mode in octal: the node's state, cache and credential files must
+    be private from creation. Live mounts are skipped (their modes are the volume's business)."""
+    skip = _mountpoints_under(root)
+    loose = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if os.path.join(dirpath, d) not in skip]
+        for name in [*dirnames, *filenames]:
+            path = Path(dirpath, name)
+            mode = path.lstat().st_mode
+            if not stat.S_ISLNK(mode) and mode & 0o077:
+                loose.append((path, oct(stat.S_IMODE(mode))))
+    if root.lstat().st_mode & 0o077:
+        loose.append((root, oct(stat.S_IMODE(root.lstat().st_mode))))
+    return loose
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -187,7 +187,13 @@ def _bind_csi_socket(server: grpc.aio.Server, socket_path: Path) -> None:
         os.umask(previous)
 
 
+# Everything the plugin and its mount daemons create on the host (state, credentials, cache
+# dirs, logs, sockets) is root's only from creation; the daemons inherit this umask.
+PRIVATE_UMASK = 0o077
+
+
 async def serve(config: Config) -> None:
+    os.umask(PRIVATE_UMASK)
     supervisor: Supervisor | None = None
     if config.serves_node:
         assert config.state_dir is not None and config.cache_root is not None
@@ -218,7 +224,6 @@ async def serve(config: Config) -> None:
     if config.metrics_port:
         serve_metrics(config.metrics_port, supervisor)
     await server.start()
-    os.chmod(config.socket_path, 0o600)
     if admin_server is not None:
         await admin_server.start()
     log.info(

@@ -45,7 +45,8 @@ class SpareDaemons:
         if self._niced:
             argv += ["--nice", str(SPARE_NICENESS)]
         try:
-            with open(self.log_path, "ab") as spare_log:
+            log_fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            with open(log_fd, "ab") as spare_log:
                 self._spare = subprocess.Popen(
                     argv,
                     stdin=subprocess.PIPE,

@@ -87,8 +87,9 @@ def _write_atomically(path: Path, text: str, mode: int) -> None:
 class StateStore:
     def __init__(self, state_dir: Path):
         self.root = state_dir / "volumes"
-        self.root.mkdir(parents=True, exist_ok=True)
-        os.chmod(state_dir, 0o700)
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(state_dir, 0o700)  # a state dir made by an older version: tightened once
 
     def volume_dir(self, volume_id: str) -> Path:
         return self.root / volume_key(volume_id)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
+from razorfs.csi import mounts
 from razorfs.csi.errors import InvalidArgument
 from razorfs.csi.mount_flags import MountFlagOverrides, parse_mount_flags
 from razorfs_wire.csi.v1 import csi_pb2
@@ -51,9 +53,10 @@ def check_volume_id(volume_id: str) -> str:
     return volume_id
 
 
-def check_kubelet_path(field: str, path: str, kubelet_dir: Path) -> Path:
-    """An absolute, normalized path strictly inside `kubelet_dir` (symlinks of existing parents
-    resolved, so a link cannot lead outside)."""
+def check_kubelet_path(field: str, path: str, kubelet_dir: Path, mounted: frozenset[str] | None = None) -> Path:
+    """An absolute, normalized path strictly inside `kubelet_dir` in which no component below
+    `kubelet_dir` is a symlink (a bind mount or mkdir would follow it, wherever it leads).
+    `mounted`: the mount table's paths (read when not given); a mountpoint is never stat'ed."""
     if not path:
         raise InvalidArgument(f"{field} is required")
     if len(path.encode()) > PATH_MAX_BYTES or _CONTROL_CHARS.search(path):
@@ -68,7 +71,34 @@ def check_kubelet_path(field: str, path: str, kubelet_dir: Path) -> Path:
     resolved = Path(os.path.realpath(candidate.parent)) / candidate.name
     if root not in resolved.parents:
         raise InvalidArgument(f"{field} {path!r} is outside the kubelet directory {kubelet_dir}")
+    link = _first_symlink(candidate, Path(os.path.normpath(kubelet_dir)), mounted)
+    if link is not None:
+        raise InvalidArgument(f"{field} {path!r}: {link} is a symlink")
     return candidate
+
+
+def _first_symlink(path: Path, kubelet_dir: Path, mounted: frozenset[str] | None) -> Path | None:
+    """The first component of `path` below `kubelet_dir` that is a symlink, or None. Stops at the
+    first that does not exist; a mountpoint (the leaf of a published or staged volume, maybe a
+    dead FUSE mount) is a mount, not a link, and is not stat'ed."""
+    if mounted is None:
+        mounted = mounts.mounted_paths()
+    if kubelet_dir not in path.parents:
+        return None  # reached through a symlinked kubelet dir (an admin's choice): checked above
+    current = kubelet_dir
+    for part in path.relative_to(kubelet_dir).parts:
+        current = current / part
+        if str(current) in mounted:
+            continue
+        try:
+            if stat.S_ISLNK(os.lstat(current).st_mode):
+                return current
+        except FileNotFoundError:
+            return None
+        except OSError:
+            continue  # e.g. ENOTCONN under a dead mount: not a link
+    return None
+
 
 
 def check_capability(capability: csi_pb2.VolumeCapability, field: str = "volume_capability") -> MountFlagOverrides:

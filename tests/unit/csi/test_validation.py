@@ -95,3 +95,39 @@ def test_reader_only_modes_are_read_only() -> None:
     assert is_read_only_mode(mount_capability(Mode.MULTI_NODE_READER_ONLY))
     assert is_read_only_mode(mount_capability(Mode.SINGLE_NODE_READER_ONLY))
     assert not is_read_only_mode(mount_capability(Mode.MULTI_NODE_MULTI_WRITER))
+
+
+def _kubelet_tree(tmp_path: Path) -> Path:
+    kubelet = tmp_path / "kubelet"
+    (kubelet / "pods" / "uid" / "volumes" / "kubernetes.io~csi" / "pv").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    return kubelet
+
+
+def test_a_symlink_at_the_leaf_of_a_target_path_is_refused(tmp_path: Path) -> None:
+    kubelet = _kubelet_tree(tmp_path)
+    target = kubelet / "pods" / "uid" / "volumes" / "kubernetes.io~csi" / "pv" / "mount"
+    target.symlink_to(kubelet / "pods")  # inside the kubelet dir, still a link the bind would follow
+    with pytest.raises(InvalidArgument, match="is a symlink"):
+        check_kubelet_path("target_path", str(target), kubelet, frozenset())
+
+
+def test_a_symlink_anywhere_below_the_kubelet_dir_is_refused(tmp_path: Path) -> None:
+    kubelet = _kubelet_tree(tmp_path)
+    (kubelet / "pods" / "linked").symlink_to(kubelet / "pods" / "uid")
+    path = kubelet / "pods" / "linked" / "volumes" / "kubernetes.io~csi" / "pv" / "mount"
+    with pytest.raises(InvalidArgument, match=r"pods/linked is a symlink"):
+        check_kubelet_path("target_path", str(path), kubelet, frozenset())
+
+
+def test_a_mountpoint_leaf_is_accepted_without_being_looked_at(tmp_path: Path) -> None:
+    kubelet = _kubelet_tree(tmp_path)
+    target = kubelet / "pods" / "uid" / "volumes" / "kubernetes.io~csi" / "pv" / "mount"
+    target.symlink_to(tmp_path / "elsewhere")  # were it stat'ed it would be refused
+    assert check_kubelet_path("target_path", str(target), kubelet, frozenset({str(target)})) == target
+
+
+def test_a_plain_path_and_a_missing_leaf_pass(tmp_path: Path) -> None:
+    kubelet = _kubelet_tree(tmp_path)
+    target = kubelet / "pods" / "uid" / "volumes" / "kubernetes.io~csi" / "pv" / "mount"
+    assert check_kubelet_path("target_path", str(target), kubelet, frozenset()) == target
