@@ -19,7 +19,8 @@ import grpc
 from razorfs.csi import validation
 from razorfs.csi.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, translate_errors
 from razorfs.csi.mount_settings import Credentials, MountSettings
-from razorfs.csi.volume_handle import VolumeHandle, parse_volume_id, volume_prefix
+from razorfs.csi.prefix_template import PREFIX_TEMPLATE_PARAMETER, PrefixTemplate
+from razorfs.csi.volume_handle import VolumeHandle, parse_volume_id
 from razorfs.store.errors import BucketNotFound, ObjectNotFound
 from razorfs.store.s3 import S3Store
 from razorfs.store.s3_settings import S3Settings
@@ -71,9 +72,13 @@ def requested_capacity(capacity_range: csi_pb2.CapacityRange) -> int:
 
 
 def volume_parameters(parameters: Mapping[str, str]) -> dict[str, str]:
-    """The StorageClass parameters that describe the volume, checked; unknown keys are refused so
-    a typo does not silently fall back to a default."""
-    settings = {k: v for k, v in parameters.items() if not k.startswith(_PROVISIONER_KEY_PREFIX)}
+    """The StorageClass parameters that describe the volume (its volume context), checked; unknown
+    keys are refused so a typo does not silently fall back to a default."""
+    settings = {
+        k: v
+        for k, v in parameters.items()
+        if not k.startswith(_PROVISIONER_KEY_PREFIX) and k != PREFIX_TEMPLATE_PARAMETER
+    }
     unknown = sorted(set(settings) - _KNOWN_PARAMETERS)
     if unknown:
         raise InvalidArgument(f"unknown StorageClass parameters: {', '.join(unknown)}")
@@ -93,13 +98,14 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):  # type: ignore[misc]
             raise InvalidArgument("volume_content_source is not supported (no snapshots or clones)")
         requested_capacity(request.capacity_range)
         parameters = volume_parameters(request.parameters)
+        template = PrefixTemplate.parse(request.parameters.get(PREFIX_TEMPLATE_PARAMETER, ""))
         settings = MountSettings.from_context(parameters)
         handle = VolumeHandle(
             endpoint=settings.endpoint,
             region=settings.region or "",
             force_path_style=settings.force_path_style,
             bucket=settings.bucket,
-            prefix=volume_prefix(settings.prefix, request.name),
+            prefix=template.render(settings.prefix, request.name, request.parameters),
         )
         store = _store_for(handle, request.secrets)
         capacity = await asyncio.to_thread(self._ensure_volume, store, handle, request.name, request.capacity_range)

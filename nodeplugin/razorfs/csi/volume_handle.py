@@ -11,8 +11,6 @@ import hashlib
 import urllib.parse
 from dataclasses import dataclass
 
-from razorfs.store.location import join_key
-
 _VERSION = "rz1"
 # Per-volume prefixes stay short enough for a readable key even for 128-character CSI names.
 PREFIX_NAME_MAX = 63
@@ -66,10 +64,11 @@ def parse_volume_id(volume_id: str) -> VolumeHandle | None:
     return VolumeHandle(endpoint, region, fields[3] == "p", bucket, prefix)
 
 
-def volume_prefix(base_prefix: str, name: str) -> str:
-    """The key prefix of the volume named `name` under the StorageClass's base prefix."""
+def short_segment(name: str) -> str:
+    """`name` as one key segment: no "/", and names over 63 characters cut to 40 plus a hash, so
+    128-character CSI names and 253-character claim names still give readable keys."""
     leaf = name.replace("/", "-")
     if len(leaf) > PREFIX_NAME_MAX or leaf in (".", ".."):
         digest = hashlib.sha256(name.encode()).hexdigest()[:16]
         leaf = f"{leaf[:40].strip('.')}-{digest}"
-    return join_key(base_prefix.strip("/"), leaf).strip("/")
+    return leaf

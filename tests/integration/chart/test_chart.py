@@ -159,6 +159,9 @@ def test_storageclass_names_our_driver_and_the_stage_and_provisioner_secrets() -
     assert params["csi.storage.k8s.io/node-stage-secret-name"] == "s3-creds"
     assert params["csi.storage.k8s.io/provisioner-secret-namespace"] == "storage"
     assert params["uid"] == "1000"
+    assert params["prefixTemplate"] == "${pvc.metadata.namespace}/${pvc.metadata.name}"
+    assert "prefixTemplate" not in one(render(sets={"storageClass.create": "true", "storageClass.endpoint": "http://s3",
+                                                    "storageClass.bucket": "b"}), "StorageClass")["parameters"]
     assert sc["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
 
 

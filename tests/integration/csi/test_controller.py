@@ -193,3 +193,25 @@ def test_expand_volume_refuses_bad_requests_and_knows_missing_volumes(
         controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume_id, secrets=secrets(s3_server)))
         gone = expand_request(volume_id, 2 * GiB, s3_server)
         assert code_of(controller.ControllerExpandVolume, gone) == grpc.StatusCode.NOT_FOUND
+
+
+def test_prefix_template_puts_a_claim_under_its_namespace_and_name(
+    node_plugin: NodePlugin, s3_server: S3Server, s3_client: Any, bucket: str
+) -> None:
+    metadata = {
+        "csi.storage.k8s.io/pvc/name": "data",
+        "csi.storage.k8s.io/pvc/namespace": "team-a",
+        "csi.storage.k8s.io/pv/name": "pvc-1234",
+    }
+    request = create_request(
+        s3_server, bucket, "pvc-1234", prefix="claims", prefixTemplate="${pvc.metadata.namespace}/${pvc.metadata.name}"
+    )
+    request.parameters.update(metadata)
+    with node_plugin.channel() as channel:
+        controller = node_plugin.controller(channel)
+        volume = controller.CreateVolume(request).volume
+        assert volume.volume_context["prefix"] == "claims/team-a/data"
+        assert "prefixTemplate" not in volume.volume_context
+        assert keys(s3_client, bucket) == ["claims/team-a/data.razorfs-volume.json", "claims/team-a/data/"]
+        bad = create_request(s3_server, bucket, "pvc-5678", prefixTemplate="${pvc.metadata.namespace}")
+        assert code_of(controller.CreateVolume, bad) == grpc.StatusCode.INVALID_ARGUMENT

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from razorfs.csi.validation import check_volume_id
-from razorfs.csi.volume_handle import PREFIX_NAME_MAX, VolumeHandle, parse_volume_id, volume_prefix
+from razorfs.csi.volume_handle import PREFIX_NAME_MAX, VolumeHandle, parse_volume_id, short_segment
 
 
 def test_volume_id_round_trips_every_field() -> None:
@@ -35,14 +35,10 @@ def test_foreign_ids_are_not_parsed() -> None:
     assert parse_volume_id("rz1:http%3A%2F%2Fh:r:p:b:") is None  # no prefix: would delete the bucket
 
 
-def test_volume_prefix_joins_base_and_name() -> None:
-    assert volume_prefix("", "pvc-1") == "pvc-1"
-    assert volume_prefix("/k8s/vols/", "pvc-1") == "k8s/vols/pvc-1"
-
-
-def test_long_or_odd_names_get_a_short_distinct_prefix() -> None:
+def test_long_or_odd_names_become_one_short_distinct_segment() -> None:
     long_a, long_b = "a" * 128, "a" * 127 + "b"
-    assert len(volume_prefix("", long_a)) <= PREFIX_NAME_MAX
-    assert volume_prefix("", long_a) != volume_prefix("", long_b)
-    assert ".." not in volume_prefix("", "..").split("/")
-    assert "/" not in volume_prefix("", "a/b")
+    assert short_segment("pvc-1") == "pvc-1"
+    assert len(short_segment(long_a)) <= PREFIX_NAME_MAX
+    assert short_segment(long_a) != short_segment(long_b)
+    assert short_segment("..") not in (".", "..")
+    assert "/" not in short_segment("a/b")
