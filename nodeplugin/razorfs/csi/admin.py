@@ -13,13 +13,27 @@ from typing import Any
 
 import grpc
 
-from razorfs.csi.errors import CsiError, Unauthenticated, translate_errors
+from razorfs.csi.errors import CsiError, DeadlineExceeded, InvalidArgument, Unauthenticated, translate_errors
 from razorfs.csi.supervisor import StagedVolume, Supervisor, VolumeState
+from razorfs.mount.control import warm_path_problem
 from razorfs_wire.razorfs.v1 import node_admin_pb2, node_admin_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 STATS_TIMEOUT_S = 2.0
+# Every call ends: a flush or warm asked without a deadline (or a longer one) gets these.
+FLUSH_MAX_S = 600.0
+WARM_MAX_S = 1800.0
+
+
+def call_budget_s(context: grpc.aio.ServicerContext[Any, Any], asked_s: float | None, ceiling_s: float) -> float:
+    """Seconds a call may run: what the caller asked, its gRPC deadline and our ceiling, the
+    smallest of them."""
+    budget = min(asked_s or ceiling_s, ceiling_s)
+    remaining = context.time_remaining()
+    if remaining is not None:
+        budget = min(budget, remaining)
+    return max(budget, 0.001)
 
 
 class NodeAdminService(node_admin_pb2_grpc.NodeAdminServicer):  # type: ignore[misc]
@@ -77,7 +91,8 @@ class NodeAdminService(node_admin_pb2_grpc.NodeAdminServicer):  # type: ignore[m
         self, request: node_admin_pb2.FlushVolumeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> node_admin_pb2.FlushVolumeResponse:
         self._authorize(context)
-        flushed = await self.supervisor.flush(request.volume_id, request.timeout_seconds or None)
+        budget_s = call_budget_s(context, request.timeout_seconds or None, FLUSH_MAX_S)
+        flushed = await self.supervisor.flush(request.volume_id, budget_s)
         return node_admin_pb2.FlushVolumeResponse(flushed_bytes=flushed)
 
     @translate_errors
@@ -86,7 +101,18 @@ class NodeAdminService(node_admin_pb2_grpc.NodeAdminServicer):  # type: ignore[m
     ) -> None:
         self._authorize(context)
         paths = list(request.paths) or [""]
-        async for progress in self.supervisor.warm(request.volume_id, paths):
+        for path in paths:
+            problem = warm_path_problem(path)
+            if problem is not None:
+                raise InvalidArgument(problem)
+        try:
+            async with asyncio.timeout(call_budget_s(context, None, WARM_MAX_S)):
+                await self._stream_warm(request.volume_id, paths, context)
+        except TimeoutError:
+            raise DeadlineExceeded(f"warming volume {request.volume_id} did not finish in time") from None
+
+    async def _stream_warm(self, volume_id: str, paths: list[str], context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        async for progress in self.supervisor.warm(volume_id, paths):
             await context.write(
                 node_admin_pb2.WarmVolumeProgress(
                     files_done=int(progress.get("files_done", 0)),

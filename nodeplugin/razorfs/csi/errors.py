@@ -45,6 +45,10 @@ class Unavailable(CsiError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class DeadlineExceeded(CsiError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
 class Unauthenticated(CsiError):
     code = grpc.StatusCode.UNAUTHENTICATED
 

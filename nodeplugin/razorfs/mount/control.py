@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
@@ -18,10 +19,27 @@ import trio
 
 CONTROL_SOCKET_NAME = "control.sock"
 MAX_REQUEST_BYTES = 1024 * 1024
+WARM_PATH_MAX_BYTES = 1024
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 _SUN_PATH_MAX = 100
 
 # A handler gets the request and yields reply lines; the last one has "ok".
 Handler = Callable[[dict[str, Any]], AsyncIterator[dict[str, Any]]]
+
+
+def warm_path_problem(path: str) -> str | None:
+    """Why `path` cannot be warmed, or None. A warm path is relative to the volume root ("" is
+    the whole volume): never absolute, never with a `..` segment, no control characters. The
+    node plugin checks it before asking, the daemon again before reading."""
+    if len(path.encode()) > WARM_PATH_MAX_BYTES:
+        return f"warm path longer than {WARM_PATH_MAX_BYTES} bytes"
+    if _CONTROL_CHARS.search(path):
+        return "warm path contains control characters"
+    if path.startswith("/"):
+        return f"warm path {path!r} is absolute: paths are relative to the volume root"
+    if ".." in path.split("/"):
+        return f"warm path {path!r} contains a '..' segment"
+    return None
 
 
 class ControlUnavailable(Exception):

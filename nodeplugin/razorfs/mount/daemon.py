@@ -29,7 +29,7 @@ from razorfs.errors import UsageError
 from razorfs.fs.namespace import Namespace
 from razorfs.fs.operations import FsOptions, RazorOperations
 from razorfs.mount import registry
-from razorfs.mount.control import CONTROL_SOCKET_NAME, ControlServer
+from razorfs.mount.control import CONTROL_SOCKET_NAME, ControlServer, warm_path_problem
 from razorfs.mount.kernel_readahead import set_read_ahead
 from razorfs.mount.options import MountOptions
 from razorfs.store.base import ObjectStore
@@ -271,6 +271,11 @@ class MountDaemon:
     async def _warm(self, paths: list[str]) -> AsyncIterator[dict[str, Any]]:
         """Reads the given files (directories recursively) into the cache, reporting progress."""
         files: list[tuple[str, int]] = []
+        for raw in paths:
+            problem = warm_path_problem(raw)
+            if problem is not None:
+                yield {"ok": False, "error": problem}
+                return
         for raw in paths:
             path = raw.strip("/")
             node = await self.namespace.stat(path)

@@ -7,6 +7,7 @@ from typing import Any
 import grpc
 import pytest
 
+from razorfs.mount.control import request_final
 from razorfs_wire.razorfs.v1 import node_admin_pb2
 from tests.integration.csi.kubelet_calls import KubeletVolume
 from tests.integration.csi.plugin import ADMIN_TOKEN, NodePlugin
@@ -53,5 +54,21 @@ def test_node_admin_lists_flushes_and_warms_a_staged_volume(
             with pytest.raises(grpc.RpcError) as info:
                 list(admin.WarmVolume(node_admin_pb2.WarmVolumeRequest(volume_id="nope"), metadata=AUTH))
             assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+            for outside in ("../other-volume", "/etc", "big/../../x"):
+                request = node_admin_pb2.WarmVolumeRequest(volume_id=volume.volume_id, paths=[outside])
+                with pytest.raises(grpc.RpcError) as info:
+                    list(admin.WarmVolume(request, metadata=AUTH))
+                assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+            # The daemon checks again, whoever asks on its control socket.
+            (socket_path,) = node_plugin.cache_root.glob("*/control.sock")
+            reply = request_final(socket_path, {"op": "warm", "paths": ["../other-volume"]}, timeout_s=10)
+            assert reply["ok"] is False and "'..' segment" in reply["error"]
+
+            # A flush asked without a timeout still has one (the plugin's ceiling); with a
+            # deadline, the call ends by it.
+            flush = node_admin_pb2.FlushVolumeRequest(volume_id=volume.volume_id)
+            admin.FlushVolume(flush, metadata=AUTH, timeout=10)
         volume.unpublish(node, target)
         volume.unstage(node)
