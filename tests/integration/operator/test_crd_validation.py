@@ -151,3 +151,90 @@ def test_status_rejects_an_unknown_phase(custom_api: Any, kube_namespace: str) -
         )
     )
     assert "status.phase" in message
+
+
+def test_capacity_may_grow_in_any_unit_but_never_shrink(custom_api: Any, kube_namespace: str) -> None:
+    create(custom_api, kube_namespace, "grow", s3_spec(ENDPOINT, "my-bucket", capacity="1Gi"))
+    for larger in ("2Gi", "2048Mi", "2.5G", "1Ti"):  # 2.5G = 2.5e9 > 2048Mi = 2.147e9
+        patch_spec(custom_api, kube_namespace, "grow", {"capacity": larger})
+    message = rejection(lambda: patch_spec(custom_api, kube_namespace, "grow", {"capacity": "1000G"}))
+    assert "capacity cannot shrink" in message
+    message = rejection(lambda: patch_spec(custom_api, kube_namespace, "grow", {"capacity": "lots"}))
+    assert "capacity must be a number with an optional unit" in message
+    assert "cannot shrink" not in message  # a malformed value gets one clear sentence, not a CEL error
+
+
+@pytest.mark.parametrize(
+    ("prefix", "sentence"),
+    [
+        ("data/", "s3.prefix must not start or end with a slash"),
+        ("/data", "s3.prefix must not start or end with a slash"),
+        ("a//b", "must not contain an empty, '.' or '..' path segment"),
+        ("a/../b", "must not contain an empty, '.' or '..' path segment"),
+    ],
+)
+def test_a_prefix_with_stray_slashes_or_dots_is_refused_with_a_sentence(
+    custom_api: Any, kube_namespace: str, prefix: str, sentence: str
+) -> None:
+    name = f"p{abs(hash(prefix)) % 10**6}"
+    message = rejection(lambda: create(custom_api, kube_namespace, name, s3_spec(ENDPOINT, "my-bucket", prefix=prefix)))
+    assert sentence in message
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("s3.endpoint", "ftp://s3"),
+        ("s3.bucket", "Bad_Bucket"),
+        ("s3.region", "US East"),
+        ("s3.secretRef.name", "Bad_Name"),
+        ("capacity", "1Xi"),
+        ("cache.size", "big"),
+        ("cache.metadataTTL", "1d"),
+        ("mountOptions.fileMode", "999"),
+        ("storageClassName", "Bad_Class"),
+    ],
+)
+def test_format_errors_are_sentences_not_regular_expressions(
+    custom_api: Any, kube_namespace: str, path: str, value: Any
+) -> None:
+    spec = s3_spec(ENDPOINT, "my-bucket")
+    *parents, leaf = path.split(".")
+    node = spec
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+    message = rejection(lambda: create(custom_api, kube_namespace, "fmt", spec))
+    assert f"spec.{path}" in message and " must " in message, message
+    assert "should match" not in message and "^" not in message, message
+
+
+def test_openapi_schema_served_for_kubectl_explain_describes_every_field(
+    kube_api_client: Any, razorvolume_crd: dict[str, Any]
+) -> None:
+    """`kubectl explain razorvolume.spec --recursive` prints what the server publishes here."""
+    method, url, headers, _, _ = kube_api_client.param_serialize(
+        "GET",
+        f"/openapi/v3/apis/{GROUP}/{VERSION}",
+        header_params={"Accept": "application/json"},
+        auth_settings=["BearerToken"],
+    )
+    body = json.loads(kube_api_client.call_api(method, url, header_params=headers).read())
+    schemas = body["components"]["schemas"]
+    (root,) = [
+        s for s in schemas.values() if s.get("x-kubernetes-group-version-kind", [{}])[0].get("kind") == "RazorVolume"
+    ]
+    undescribed: list[str] = []
+
+    def walk(node: dict[str, Any], path: str) -> None:
+        if not node.get("description"):
+            undescribed.append(path)
+        for name, child in (node.get("properties") or {}).items():
+            walk(child, f"{path}.{name}")
+        if "items" in node:
+            walk(node["items"], f"{path}[]")
+
+    for field in ("apiVersion", "kind", "spec", "status"):
+        walk(root["properties"][field], f"razorvolume.{field}")
+    assert undescribed == []
+    assert len(root["properties"]["spec"]["properties"]) >= 7  # the walk saw the real tree

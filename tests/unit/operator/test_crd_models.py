@@ -124,3 +124,26 @@ def test_defaulted_spec_round_trips_through_the_model() -> None:
     model = RazorVolumeSpec.model_validate(spec)
     assert model.model_dump(by_alias=True, exclude_none=True) == spec
     assert model.s3.key_prefix == "team/vol/"
+
+
+def _schema_nodes(node: dict[str, Any], path: str) -> list[tuple[str, dict[str, Any]]]:
+    found = [(path, node)]
+    for name, child in node.get("properties", {}).items():
+        if path == "" and name == "metadata":
+            continue  # the API server publishes ObjectMeta's own documentation
+        found += _schema_nodes(child, f"{path}.{name}")
+    if "items" in node:
+        found += _schema_nodes(node["items"], f"{path}[]")
+    return found
+
+
+def test_every_crd_field_has_a_description_for_kubectl_explain() -> None:
+    missing = [path or "(root)" for path, node in _schema_nodes(crd_schema(), "") if not node.get("description")]
+    assert missing == []
+
+
+def test_every_crd_refusal_is_a_sentence_not_a_regular_expression() -> None:
+    for path, node in _schema_nodes(crd_schema(), ""):
+        assert "pattern" not in node or path.startswith(".spec.cache.warmup"), f"{path}: use a rule with a message"
+        for rule in node.get("x-kubernetes-validations", []):
+            assert rule.get("message", "").count(" ") >= 3, f"{path}: rule {rule['rule']!r} needs a sentence"

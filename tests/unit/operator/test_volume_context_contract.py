@@ -1,9 +1,10 @@
 """Contract between the operator and the node plugin: every spec the CRD admits becomes a PV volume
 context that the node plugin's parser (razorfs.csi.mount_settings) accepts and reads back to the
-same settings. Specs are generated from the CRD's own patterns and enums."""
+same settings. Specs are generated from the CRD's own format rules (`self.matches(...)`) and enums."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,9 @@ def _pattern(*path: str) -> st.SearchStrategy[str]:
     node: dict[str, Any] = SPEC
     for part in path:
         node = node["properties"][part]
-    return st.from_regex(node["pattern"], fullmatch=True).filter(lambda text: len(text) <= node.get("maxLength", 64))
+    rules = [re.fullmatch(r"self\.matches\('(.*)'\)", rule["rule"]) for rule in node["x-kubernetes-validations"]]
+    (regex,) = [match.group(1) for match in rules if match]
+    return st.from_regex(regex, fullmatch=True).filter(lambda text: len(text) <= node.get("maxLength", 64))
 
 
 def _enum(*path: str) -> st.SearchStrategy[str]:
