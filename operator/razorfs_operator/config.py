@@ -11,6 +11,15 @@ from typing import Any
 ENV_PREFIX = "RAZORFS_OPERATOR_"
 
 
+def parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no", ""):
+        return False
+    raise ValueError(f"expected true or false, got {raw!r}")
+
+
 @dataclass(frozen=True)
 class OperatorConfig:
     # How often each RazorVolume's usage, node state and claim use are refreshed.
@@ -30,7 +39,11 @@ class OperatorConfig:
     node_namespace: str = "razorfs-system"
     node_selector: str = "app.kubernetes.io/name=razorfs,app.kubernetes.io/component=node"
     node_admin_port: int = 9810
-    node_admin_token_file: str = "/var/run/secrets/razorfs/admin-token"
+    # A projected ServiceAccount token bound to the NodeAdmin audience (the chart's), re-read for
+    # every call since kubelet rotates it; a shared token file works the same way (development).
+    node_admin_token_file: str = "/var/run/secrets/razorfs/node-admin/token"
+    # NodeAdmin over TLS (the node plugins' --admin-tls).
+    node_admin_tls: bool = False
     node_admin_timeout_s: float = 5.0
     warmup_timeout_s: float = 600.0
 
@@ -42,7 +55,7 @@ class OperatorConfig:
             raw = env.get(ENV_PREFIX + field.name.upper())
             if raw is None:
                 continue
-            kind: Any = type(field.default)
+            kind: Any = parse_bool if isinstance(field.default, bool) else type(field.default)
             try:
                 values[field.name] = kind(raw)
             except ValueError as exc:
@@ -53,7 +66,8 @@ class OperatorConfig:
         return {ENV_PREFIX + field.name.upper(): str(getattr(self, field.name)) for field in fields(self)}
 
     def node_admin_token(self) -> str:
-        """The bearer token for NodeAdmin: RAZORFS_NODE_ADMIN_TOKEN, else the token file, else ""."""
+        """The bearer token for NodeAdmin, read now: RAZORFS_NODE_ADMIN_TOKEN, else the token
+        file, else ""."""
         token = os.environ.get("RAZORFS_NODE_ADMIN_TOKEN")
         if token:
             return token.strip()

@@ -46,7 +46,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         config=CONFIG,
         cluster=Cluster(load_api_client(CONFIG.worker_threads)),
         executor=executor,
-        node_admin=NodeAdminClient(CONFIG.node_admin_token(), CONFIG.node_admin_port, CONFIG.node_admin_timeout_s),
+        node_admin=NodeAdminClient(
+            CONFIG.node_admin_token, CONFIG.node_admin_port, CONFIG.node_admin_timeout_s, CONFIG.node_admin_tls
+        ),
     )
     await runtime.blocking(preload_client_model)
 

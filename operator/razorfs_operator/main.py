@@ -13,7 +13,7 @@ from dataclasses import fields
 
 import urllib3
 
-from .config import ENV_PREFIX, OperatorConfig
+from .config import ENV_PREFIX, OperatorConfig, parse_bool
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         flag = "--" + field.name.replace("_", "-")
         parser.add_argument(
             flag,
-            type=type(field.default),
+            type=parse_bool if isinstance(field.default, bool) else type(field.default),
             default=getattr(defaults, field.name),
             help=f"(env {ENV_PREFIX}{field.name.upper()}; default %(default)s)",
         )

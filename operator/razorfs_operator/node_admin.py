@@ -1,12 +1,19 @@
 """The operator's client of the node plugins' NodeAdmin gRPC API (razorfs.v1.NodeAdmin): which nodes
 have a volume staged and in what state, and asking those nodes to warm paths into their cache.
-Every call carries `authorization: Bearer <token>`; the token never appears in messages."""
+
+Every call carries `authorization: Bearer <token>`, the token read anew for each call (the chart
+gives the operator a projected ServiceAccount token bound to the NodeAdmin audience, which
+kubelet rotates); node plugins have the API server review it. With TLS on, a channel trusts the
+self-signed certificate its node plugin presents when the channel is made (a node plugin makes a
+new one at every start): the traffic is encrypted, but the node is not authenticated. Every call
+has a deadline. The token never appears in messages."""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -44,15 +51,39 @@ _CHANNEL_OPTIONS = (
 )
 
 
+# The name in every node plugin's certificate (razorfs.csi.admin_tls.SERVER_NAME): node plugins
+# are reached by pod IP.
+NODE_ADMIN_SERVER_NAME = "razorfs-node-admin"
+CERT_FETCH_TIMEOUT_S = 5.0
+
+
+def fetch_server_certificate(address: str, timeout_s: float = CERT_FETCH_TIMEOUT_S) -> bytes:
+    """The PEM certificate the NodeAdmin server at host:port presents (blocking)."""
+    host, _, port = address.rpartition(":")
+    return ssl.get_server_certificate((host.strip("[]"), int(port)), timeout=timeout_s).encode()
+
+
+def tls_channel(address: str, certificate: bytes) -> grpc.aio.Channel:
+    credentials = grpc.ssl_channel_credentials(root_certificates=certificate)
+    options = (*_CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", NODE_ADMIN_SERVER_NAME))
+    return grpc.aio.secure_channel(address, credentials, options=options)
+
+
 class NodeAdminClient:
-    def __init__(self, token: str, port: int, timeout_s: float) -> None:
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+    def __init__(self, token: Callable[[], str], port: int, timeout_s: float, tls: bool = False) -> None:
+        self._token = token
         self._port = port
         self._timeout_s = timeout_s
+        self._tls = tls
         self._channels: dict[str, tuple[grpc.aio.Channel, float]] = {}
         self._listings: RecentListings[node_admin_pb2.ListVolumesResponse] = RecentListings()
 
-    def _channel(self, address: str) -> grpc.aio.Channel:
+    @property
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        token = self._token()
+        return (("authorization", f"Bearer {token}"),) if token else ()
+
+    async def _channel(self, address: str) -> grpc.aio.Channel:
         now = time.monotonic()
         for other, (channel, last_used) in list(self._channels.items()):
             if now - last_used > CHANNEL_IDLE_CLOSE_S:
@@ -60,10 +91,20 @@ class NodeAdminClient:
                 asyncio.get_running_loop().create_task(channel.close(None))  # unused: no grace
         if address in self._channels:
             channel = self._channels[address][0]
+        elif self._tls:
+            certificate = await asyncio.to_thread(fetch_server_certificate, address)
+            channel = tls_channel(address, certificate)
         else:
             channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
         self._channels[address] = (channel, now)
         return channel
+
+    def _forget_channel(self, address: str) -> None:
+        """After a failed call: a restarted node plugin has a new certificate, so the next call
+        makes a new channel."""
+        entry = self._channels.pop(address, None)
+        if entry is not None:
+            asyncio.get_running_loop().create_task(entry[0].close(None))
 
     async def close(self) -> None:
         channels, self._channels = self._channels, {}
@@ -80,10 +121,17 @@ class NodeAdminClient:
         volume would cost the node O(volumes²) per resync round."""
 
         async def ask() -> node_admin_pb2.ListVolumesResponse:
-            stub = node_admin_pb2_grpc.NodeAdminStub(self._channel(address))
-            reply: node_admin_pb2.ListVolumesResponse = await stub.ListVolumes(
-                node_admin_pb2.ListVolumesRequest(), metadata=self._metadata, timeout=self._timeout_s
-            )
+            try:
+                stub = node_admin_pb2_grpc.NodeAdminStub(await self._channel(address))
+                reply: node_admin_pb2.ListVolumesResponse = await stub.ListVolumes(
+                    node_admin_pb2.ListVolumesRequest(), metadata=self._metadata, timeout=self._timeout_s
+                )
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                    self._forget_channel(address)
+                raise
+            except (OSError, ssl.SSLError) as exc:  # the certificate could not be fetched
+                raise _unreachable(address, exc) from None
             return reply
 
         return await self._listings.get(address, ask)
@@ -124,7 +172,11 @@ class NodeAdminClient:
     async def warm(self, address: str, volume_id: str, paths: Sequence[str], timeout_s: float) -> int:
         """Streams WarmVolume to completion; returns the files warmed. Raises grpc.aio.AioRpcError."""
         files_done = 0
-        stub = node_admin_pb2_grpc.NodeAdminStub(self._channel(address))
+        try:
+            channel = await self._channel(address)
+        except (OSError, ssl.SSLError) as exc:
+            raise _unreachable(address, exc) from None
+        stub = node_admin_pb2_grpc.NodeAdminStub(channel)
         call = stub.WarmVolume(
             node_admin_pb2.WarmVolumeRequest(volume_id=volume_id, paths=list(paths)),
             metadata=self._metadata,
@@ -133,3 +185,14 @@ class NodeAdminClient:
         async for progress in call:
             files_done = progress.files_done
         return files_done
+
+
+def _unreachable(address: str, exc: BaseException) -> grpc.aio.AioRpcError:
+    """A failed certificate fetch, reported like any call that found the node unreachable."""
+    return grpc.aio.AioRpcError(
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.aio.Metadata(),
+        grpc.aio.Metadata(),
+        details=f"no TLS handshake with NodeAdmin at {address}: {type(exc).__name__}: {exc}",
+        debug_error_string="",
+    )

@@ -1,19 +1,20 @@
 """The razorfs.v1.NodeAdmin server the operator calls: per-volume cache figures, flush and warm.
 
-Every call must carry `authorization: Bearer <token>`, compared in constant time with the token
-the plugin was given (file or environment); anything else is UNAUTHENTICATED. The token is never
-logged."""
+Every call must carry `authorization: Bearer <token>`, judged by the plugin's `AdminAuth` (see
+admin_auth.py: a TokenReview accepting only the operator's ServiceAccount, or a shared token in
+development); anything else is UNAUTHENTICATED or PERMISSION_DENIED. Every call has a deadline.
+The token is never logged."""
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from typing import Any
 
 import grpc
 
-from razorfs.csi.errors import CsiError, DeadlineExceeded, InvalidArgument, Unauthenticated, translate_errors
+from razorfs.csi.admin_auth import AdminAuth, bearer_token
+from razorfs.csi.errors import CsiError, DeadlineExceeded, InvalidArgument, translate_errors
 from razorfs.csi.supervisor import StagedVolume, Supervisor, VolumeState
 from razorfs.mount.control import warm_path_problem
 from razorfs_wire.razorfs.v1 import node_admin_pb2, node_admin_pb2_grpc
@@ -37,20 +38,13 @@ def call_budget_s(context: grpc.aio.ServicerContext[Any, Any], asked_s: float | 
 
 
 class NodeAdminService(node_admin_pb2_grpc.NodeAdminServicer):  # type: ignore[misc]
-    def __init__(self, supervisor: Supervisor, node_id: str, token: str):
-        if not token:
-            raise ValueError("NodeAdmin needs a non-empty token")
+    def __init__(self, supervisor: Supervisor, node_id: str, auth: AdminAuth):
         self.supervisor = supervisor
         self.node_id = node_id
-        self._expected = f"Bearer {token}".encode()
+        self._auth = auth
 
-    def _authorize(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        presented = b""
-        for key, value in context.invocation_metadata() or ():
-            if key == "authorization":
-                presented = value.encode() if isinstance(value, str) else bytes(value)
-        if not hmac.compare_digest(presented, self._expected):
-            raise Unauthenticated("missing or wrong NodeAdmin token")
+    async def _authorize(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        await self._auth.check(bearer_token(context.invocation_metadata()))
 
     async def _volume_state(self, volume: StagedVolume) -> node_admin_pb2.VolumeState:
         record = volume.record
@@ -81,7 +75,7 @@ class NodeAdminService(node_admin_pb2_grpc.NodeAdminServicer):  # type: ignore[m
     async def ListVolumes(
         self, request: node_admin_pb2.ListVolumesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> node_admin_pb2.ListVolumesResponse:
-        self._authorize(context)
+        await self._authorize(context)
         volumes = list(self.supervisor.volumes.values())
         states = await asyncio.gather(*(self._volume_state(v) for v in volumes))
         return node_admin_pb2.ListVolumesResponse(node_id=self.node_id, volumes=states)
@@ -90,7 +84,7 @@ class NodeAdminService(node_admin_pb2_grpc.NodeAdminServicer):  # type: ignore[m
     async def FlushVolume(
         self, request: node_admin_pb2.FlushVolumeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> node_admin_pb2.FlushVolumeResponse:
-        self._authorize(context)
+        await self._authorize(context)
         budget_s = call_budget_s(context, request.timeout_seconds or None, FLUSH_MAX_S)
         flushed = await self.supervisor.flush(request.volume_id, budget_s)
         return node_admin_pb2.FlushVolumeResponse(flushed_bytes=flushed)
@@ -99,7 +93,7 @@ class NodeAdminService(node_admin_pb2_grpc.NodeAdminServicer):  # type: ignore[m
     async def WarmVolume(
         self, request: node_admin_pb2.WarmVolumeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
-        self._authorize(context)
+        await self._authorize(context)
         paths = list(request.paths) or [""]
         for path in paths:
             problem = warm_path_problem(path)

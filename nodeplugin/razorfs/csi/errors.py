@@ -45,6 +45,10 @@ class Unavailable(CsiError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class PermissionDenied(CsiError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
 class DeadlineExceeded(CsiError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 

@@ -21,6 +21,8 @@ import grpc
 
 from razorfs import __version__
 from razorfs.csi.admin import NodeAdminService
+from razorfs.csi.admin_auth import DEFAULT_AUDIENCE, AdminAuth, SharedTokenAuth, TokenReviewAuth, kubernetes_reviewer
+from razorfs.csi.admin_tls import make_server_identity
 from razorfs.csi.controller import ControllerService
 from razorfs.csi.identity import IdentityService
 from razorfs.csi.metrics import serve_metrics
@@ -67,6 +69,12 @@ class Config:
     metrics_port: int = 0
     unstage_flush_timeout_s: float = UNSTAGE_FLUSH_TIMEOUT_S
     spare_daemon: bool = True
+    # NodeAdmin over TLS (a key and self-signed certificate made at start, kept in memory).
+    admin_tls: bool = False
+    # "NAMESPACE/NAME": callers are checked with a TokenReview and only this ServiceAccount passes.
+    admin_service_account: str | None = None
+    admin_audience: str = DEFAULT_AUDIENCE
+    kubeconfig: Path | None = None
 
     @property
     def serves_node(self) -> bool:
@@ -89,6 +97,25 @@ def build_parser() -> OneLineParser:
     )
     parser.add_argument(
         "--admin-token-file", type=Path, help=f"file holding the NodeAdmin token (or env {ADMIN_TOKEN_ENV})"
+    )
+    parser.add_argument(
+        "--admin-tls",
+        action="store_true",
+        help="serve NodeAdmin over TLS with a key and self-signed certificate made at start (in memory only)",
+    )
+    parser.add_argument(
+        "--admin-allowed-service-account",
+        metavar="NAMESPACE/NAME",
+        help="authenticate NodeAdmin callers with a TokenReview and accept only this ServiceAccount "
+        "(replaces --admin-token-file)",
+    )
+    parser.add_argument(
+        "--admin-token-audience",
+        default=DEFAULT_AUDIENCE,
+        help=f"the audience the caller's token must be bound to (default {DEFAULT_AUDIENCE})",
+    )
+    parser.add_argument(
+        "--kubeconfig", type=Path, help="API server access for TokenReview (default: in-cluster ServiceAccount)"
     )
     parser.add_argument("--mode", choices=MODES, default="node")
     parser.add_argument("--metrics-port", type=int, default=0, help="Prometheus metrics port (0: off)")
@@ -144,14 +171,22 @@ def config_from_args(args: argparse.Namespace) -> Config:
         raise ConfigError("--unstage-flush-timeout must be positive")
     if args.health_check_interval <= 0:
         raise ConfigError("--health-check-interval must be positive")
-    token = _read_token(args) if serves_node else None
+    account: str | None = args.admin_allowed_service_account
+    if account is not None and (account.count("/") != 1 or not all(account.split("/"))):
+        raise ConfigError(f"--admin-allowed-service-account must be NAMESPACE/NAME, got {account!r}")
+    if account is not None and args.admin_token_file is not None:
+        raise ConfigError("--admin-allowed-service-account and --admin-token-file exclude each other")
+    token = _read_token(args) if serves_node and account is None else None
     admin_address: str | None = args.admin_address
     if admin_address in ("none", ""):
         admin_address = None
     elif admin_address is None:
-        admin_address = DEFAULT_ADMIN_ADDRESS if token else None
-    elif not token:
-        raise ConfigError(f"--admin-address needs a token: --admin-token-file or env {ADMIN_TOKEN_ENV}")
+        admin_address = DEFAULT_ADMIN_ADDRESS if token or account else None
+    elif not token and not account:
+        raise ConfigError(
+            "--admin-address needs a way to authenticate callers: --admin-allowed-service-account "
+            f"(TokenReview), or --admin-token-file / env {ADMIN_TOKEN_ENV}"
+        )
     if admin_address is not None and not serves_node:
         admin_address = None
     mount_command = args.mount_command.split() if args.mount_command else default_mount_command()
@@ -172,6 +207,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
         unstage_flush_timeout_s=args.unstage_flush_timeout,
         # A spare runs this interpreter's razorfs: only when that is the command in use.
         spare_daemon=not args.no_spare_daemon and not args.mount_command,
+        admin_tls=args.admin_tls,
+        admin_service_account=account,
+        admin_audience=args.admin_token_audience,
+        kubeconfig=args.kubeconfig,
     )
 
 
@@ -190,6 +229,23 @@ def _bind_csi_socket(server: grpc.aio.Server, socket_path: Path) -> None:
 # Everything the plugin and its mount daemons create on the host (state, credentials, cache
 # dirs, logs, sockets) is root's only from creation; the daemons inherit this umask.
 PRIVATE_UMASK = 0o077
+
+
+def _admin_auth(config: Config) -> AdminAuth:
+    if config.admin_service_account is not None:
+        reviewer = kubernetes_reviewer(config.kubeconfig)
+        return TokenReviewAuth(reviewer, config.admin_service_account, config.admin_audience)
+    assert config.admin_token is not None  # config_from_args requires one or the other
+    return SharedTokenAuth(config.admin_token)
+
+
+def _bind_admin_port(server: grpc.aio.Server, config: Config) -> int:
+    assert config.admin_address is not None
+    if not config.admin_tls:
+        return server.add_insecure_port(config.admin_address)
+    identity = make_server_identity(config.node_id)
+    credentials = grpc.ssl_server_credentials([(identity.key_pem, identity.cert_pem)])
+    return server.add_secure_port(config.admin_address, credentials)
 
 
 async def serve(config: Config) -> None:
@@ -215,11 +271,11 @@ async def serve(config: Config) -> None:
         csi_pb2_grpc.add_ControllerServicer_to_server(ControllerService(), server)
     _bind_csi_socket(server, config.socket_path)
     admin_server: grpc.aio.Server | None = None
-    if supervisor is not None and config.admin_address and config.admin_token:
+    if supervisor is not None and config.admin_address:
         admin_server = grpc.aio.server()
-        admin = NodeAdminService(supervisor, config.node_id, config.admin_token)
+        admin = NodeAdminService(supervisor, config.node_id, _admin_auth(config))
         node_admin_pb2_grpc.add_NodeAdminServicer_to_server(admin, admin_server)
-        if admin_server.add_insecure_port(config.admin_address) == 0:
+        if _bind_admin_port(admin_server, config) == 0:
             raise ConfigError(f"cannot listen on --admin-address {config.admin_address}")
     if config.metrics_port:
         serve_metrics(config.metrics_port, supervisor)
@@ -227,11 +283,12 @@ async def serve(config: Config) -> None:
     if admin_server is not None:
         await admin_server.start()
     log.info(
-        "razorfs-node %s serving %s on %s (admin %s)",
+        "razorfs-node %s serving %s on %s (admin %s%s)",
         __version__,
         config.mode,
         config.socket_path,
         config.admin_address or "off",
+        " over TLS" if config.admin_address and config.admin_tls else "",
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

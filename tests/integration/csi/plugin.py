@@ -35,6 +35,8 @@ class NodePlugin:
     node_id: str = "test-node"
     health_check_interval_s: float = 0.2
     extra_args: list[str] = field(default_factory=list)
+    # Replaces the shared --admin-token-file (e.g. TokenReview flags) when not None.
+    admin_auth_args: list[str] | None = None
     # Added to the plugin's environment after the test runner's AWS_* variables are dropped.
     extra_env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
@@ -85,8 +87,7 @@ class NodePlugin:
             self.mode,
             "--admin-address",
             f"127.0.0.1:{self.admin_port}",
-            "--admin-token-file",
-            str(token_file),
+            *(["--admin-token-file", str(token_file)] if self.admin_auth_args is None else self.admin_auth_args),
             "--health-check-interval",
             str(self.health_check_interval_s),
             "--log-level",

@@ -8,6 +8,8 @@ import pytest
 
 from razorfs.csi.main import DEFAULT_ADMIN_ADDRESS, main
 
+_NODE = ["--endpoint", "unix:///tmp/c.sock", "--node-id", "n", "--state-dir", "/tmp/x"]
+
 
 @pytest.mark.parametrize(
     ("argv", "fragment"),
@@ -30,6 +32,14 @@ from razorfs.csi.main import DEFAULT_ADMIN_ADDRESS, main
             "token",
         ),
         (["--endpoint", "unix:///tmp/c.sock", "--mode", "everything"], "invalid choice"),
+        (
+            [*_NODE, "--admin-allowed-service-account", "razorfs-operator"],
+            "NAMESPACE/NAME",
+        ),
+        (
+            [*_NODE, "--admin-allowed-service-account", "ns/op", "--admin-token-file", "/dev/null"],
+            "exclude each other",
+        ),
     ],
 )
 def test_bad_flags_print_one_line_and_exit_2(
