@@ -3,7 +3,6 @@ a real kube-apiserver (server-side dry run) for the default values and with ever
 
 from __future__ import annotations
 
-import base64
 import time
 import uuid
 from pathlib import Path
@@ -81,8 +80,16 @@ def test_values_schema_rejects_unknown_keys_and_bad_enums() -> None:
 def test_default_values_render_operator_node_controller_driver_and_rbac() -> None:
     objs = render()
     kinds = {o["kind"] for o in objs}
-    assert {"Deployment", "DaemonSet", "CSIDriver", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
-            "Secret", "Service"} <= kinds
+    assert {
+        "Deployment",
+        "DaemonSet",
+        "CSIDriver",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Secret",
+        "Service",
+    } <= kinds
     assert not by_kind(objs, "StorageClass"), "the StorageClass is opt-in"
     assert not by_kind(objs, "ServiceMonitor"), "ServiceMonitors are opt-in"
     accounts = {o["metadata"]["name"] for o in by_kind(objs, "ServiceAccount")}
@@ -123,7 +130,6 @@ def test_node_plugin_is_privileged_with_fuse_bidirectional_kubelet_dir_and_sidec
     assert host_paths["cache-dir"] == "/var/lib/razorfs/cache"
     assert host_paths["plugin-dir"] == "/var/lib/kubelet/plugins/razorfs.csi.io"
     assert "--mode=node" in node["args"] and "--node-id=$(NODE_NAME)" in node["args"]
-    assert "--admin-token-file=/etc/razorfs/node-admin/token" in node["args"]
     registrar = container(ds, "node-driver-registrar")
     assert "--kubelet-registration-path=/var/lib/kubelet/plugins/razorfs.csi.io/csi.sock" in registrar["args"]
     container(ds, "liveness-probe")
@@ -160,30 +166,84 @@ def test_storageclass_names_our_driver_and_the_stage_and_provisioner_secrets() -
     assert params["csi.storage.k8s.io/provisioner-secret-namespace"] == "storage"
     assert params["uid"] == "1000"
     assert params["prefixTemplate"] == "${pvc.metadata.namespace}/${pvc.metadata.name}"
-    assert "prefixTemplate" not in one(render(sets={"storageClass.create": "true", "storageClass.endpoint": "http://s3",
-                                                    "storageClass.bucket": "b"}), "StorageClass")["parameters"]
+    assert (
+        "prefixTemplate"
+        not in one(
+            render(
+                sets={"storageClass.create": "true", "storageClass.endpoint": "http://s3", "storageClass.bucket": "b"}
+            ),
+            "StorageClass",
+        )["parameters"]
+    )
     assert sc["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
 
 
 def test_storageclass_without_bucket_fails_to_render_with_a_message() -> None:
-    result = helm("template", "r", str(CHART), "--kube-version", "1.35.0", "--set", "storageClass.create=true",
-                  "--set", "storageClass.endpoint=http://s3")
+    result = helm(
+        "template",
+        "r",
+        str(CHART),
+        "--kube-version",
+        "1.35.0",
+        "--set",
+        "storageClass.create=true",
+        "--set",
+        "storageClass.endpoint=http://s3",
+    )
     assert result.returncode != 0
     assert "storageClass.bucket is required" in result.stderr
 
 
-def test_node_admin_token_secret_holds_a_long_random_token() -> None:
-    first = one(render(), "Secret", "-node-admin")["data"]["token"]
-    second = one(render(), "Secret", "-node-admin")["data"]["token"]
-    assert len(base64.b64decode(first)) >= 32
-    assert first != second
+def test_node_admin_is_tls_with_the_operators_audience_bound_token_and_no_shared_secret() -> None:
+    objs = render()
+    assert not [o for o in by_kind(objs, "Secret") if "admin" in o["metadata"]["name"]]
+    node = container(one(objs, "DaemonSet", "-node"), "node")
+    assert "--admin-tls" in node["args"]
+    assert "--admin-allowed-service-account=razorfs/razorfs-operator" in node["args"]
+    assert not [a for a in node["args"] if a.startswith("--admin-token-file")]
+    operator_deploy = one(objs, "Deployment", "-operator")
+    operator = container(operator_deploy, "operator")
+    assert "--node-admin-tls=true" in operator["args"]
+    token_file = "--node-admin-token-file=/var/run/secrets/razorfs/node-admin/token"
+    assert token_file in operator["args"]
+    (projected,) = [
+        v for v in operator_deploy["spec"]["template"]["spec"]["volumes"] if v["name"] == "node-admin-token"
+    ]
+    source = projected["projected"]["sources"][0]["serviceAccountToken"]
+    assert source["audience"] == "razorfs-node-admin" and source["expirationSeconds"] <= 3600
+    node_role = one(objs, "ClusterRole", "-node")
+    assert node_role["rules"] == [
+        {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]}
+    ]
 
 
-def test_existing_node_admin_secret_replaces_the_generated_one() -> None:
-    objs = render(sets={"nodeAdmin.existingSecret": "my-token"})
-    assert not [o for o in by_kind(objs, "Secret") if o["metadata"]["name"].endswith("-node-admin")]
-    volumes = one(objs, "DaemonSet")["spec"]["template"]["spec"]["volumes"]
-    assert {"name": "node-admin-token", "secret": {"secretName": "my-token"}} in volumes
+def test_network_policy_lets_only_operator_pods_reach_the_admin_port() -> None:
+    policy = one(render(), "NetworkPolicy", "-node-admin")
+    assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "node"
+    admin_rule, open_rule = policy["spec"]["ingress"]
+    assert admin_rule["ports"] == [{"protocol": "TCP", "port": 9810}]
+    (source,) = admin_rule["from"]
+    assert source["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "operator"
+    assert 9810 not in [p["port"] for p in open_rule["ports"]] and "from" not in open_rule
+    assert not by_kind(render(sets={"nodeAdmin.networkPolicy": "false"}), "NetworkPolicy")
+
+
+def test_pods_get_only_the_privileges_they_use() -> None:
+    objs = render()
+    ds = one(objs, "DaemonSet", "-node")
+    pod = ds["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    node = container(ds, "node")
+    security = node["securityContext"]
+    assert security["privileged"] is True
+    assert "capabilities" not in security and "allowPrivilegeEscalation" not in security
+    assert {m["name"] for m in node["volumeMounts"]} >= {"kube-api-access"}
+    for name in ("node-driver-registrar", "liveness-probe"):
+        sidecar = container(ds, name)
+        assert sidecar["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+        assert sidecar["securityContext"]["readOnlyRootFilesystem"] is True
+        assert sidecar["securityContext"]["allowPrivilegeEscalation"] is False
+        assert "kube-api-access" not in {m["name"] for m in sidecar.get("volumeMounts", [])}
 
 
 def test_metrics_ports_are_annotated_and_service_monitors_are_optional() -> None:
@@ -244,9 +304,7 @@ def test_every_rendered_object_passes_server_side_dry_run(
         namespace=kube_namespace,
         values_files=values,
         # The all-on file names a secret namespace of its own; point it at one that exists here.
-        sets={"storageClass.secretNamespace": kube_namespace, "storageClass.name": f"{release}-sc"}
-        if values
-        else None,
+        sets={"storageClass.secretNamespace": kube_namespace, "storageClass.name": f"{release}-sc"} if values else None,
     )
     applier = Applier(kube_api_client)
     if any(o["kind"] == "ServiceMonitor" for o in objs):
