@@ -126,6 +126,14 @@ class Cluster:
         with _api_errors(f"patch PersistentVolume {name}"):
             return _json(self._core.patch_persistent_volume(name, patch, _preload_content=False))
 
+    def patch_claim_status(self, namespace: str, name: str, patch: Manifest) -> Manifest:
+        with _api_errors(f"patch status of PersistentVolumeClaim {namespace}/{name}"):
+            return _json(
+                self._core.patch_namespaced_persistent_volume_claim_status(
+                    name, namespace, patch, _preload_content=False
+                )
+            )
+
     def delete_claim(self, namespace: str, name: str) -> None:
         with _api_errors(f"delete PersistentVolumeClaim {namespace}/{name}"):
             try:

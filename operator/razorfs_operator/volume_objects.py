@@ -2,8 +2,13 @@
 from its identity and spec, and the judgement whether an observed pair is bound to each other.
 
 Binding: the operator pre-binds both sides (PV spec.claimRef with the PVC's uid, PVC spec.volumeName)
-so the PV controller can only ever pair them with each other; it never writes PV or PVC status,
-which stays the PV controller's. The pair counts as Bound when the references agree."""
+so the PV controller can only ever pair them with each other; PV and PVC status stay the PV
+controller's, except the bound claim's `status.capacity`, which the operator raises when
+`spec.capacity` grows (what external-resizer does for a dynamically provisioned claim; a static,
+pre-bound claim has no resizer). The pair counts as Bound when the references agree.
+
+Capacity only ever grows (the CRD refuses a shrink): the PV and the claim's status follow a larger
+`spec.capacity`, and a PV that something else made larger is left alone."""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from razorfs.volume_spec import (
     CSI_DRIVER_NAME,
     ContextKey,
     RazorVolumeSpec,
+    parse_size,
 )
 
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -148,6 +154,32 @@ def claim_reference(identity: VolumeIdentity, claim_uid: str) -> Manifest:
         "name": identity.claim_name,
         "uid": claim_uid,
     }
+
+
+def is_smaller(current: str | None, wanted: str) -> bool:
+    """Whether the quantity `current` is less than `wanted`; a missing or unreadable one is."""
+    if not current:
+        return True
+    try:
+        return parse_size(current) < parse_size(wanted)
+    except ValueError:
+        return True
+
+
+def volume_capacity_patch(volume: Manifest, spec: RazorVolumeSpec) -> Manifest:
+    """The PV patch that grows its capacity to `spec.capacity` ({} when it is not smaller)."""
+    current = ((volume.get("spec") or {}).get("capacity") or {}).get("storage")
+    return {"spec": {"capacity": {"storage": spec.capacity}}} if is_smaller(current, spec.capacity) else {}
+
+
+def claim_capacity_patch(claim: Manifest, spec: RazorVolumeSpec) -> Manifest:
+    """The claim status patch that grows its reported capacity to `spec.capacity`. Only a claim the
+    PV controller has given a capacity (on binding) is touched: before that, binding copies the
+    PV's capacity, which is already grown."""
+    current = ((claim.get("status") or {}).get("capacity") or {}).get("storage")
+    if current is None or not is_smaller(current, spec.capacity):
+        return {}
+    return {"status": {"capacity": {"storage": spec.capacity}}}
 
 
 def is_ours(identity: VolumeIdentity, observed: Manifest) -> bool:

@@ -88,6 +88,10 @@ prometheus.io/path: /metrics
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
   verbs: [get, create, delete]
+# A bound claim's reported capacity follows a grown spec.capacity (no resizer serves static claims).
+- apiGroups: [""]
+  resources: [persistentvolumeclaims/status]
+  verbs: [patch]
 # S3 credentials named by a RazorVolume (S3 reachability checks, deleting objects on reclaim).
 - apiGroups: [""]
   resources: [secrets]

@@ -142,11 +142,14 @@ def test_operator_metrics_count_successful_reconciliations(
     assert any('outcome="ok"' in line and float(line.split()[-1]) >= 1 for line in samples), samples
 
 
-def test_capacity_change_is_applied_to_the_pv_and_observed_generation_follows(
+def test_capacity_growth_reaches_the_pv_and_the_bound_claim_and_observed_generation_follows(
     custom_api: Any, core_api: Any, kube_namespace: str, s3_server: Any, bucket: str, s3_secret: str
 ) -> None:
     apply_rv(custom_api, kube_namespace, "grow", spec_for(s3_server, bucket, s3_secret, capacity="1Gi"))
     rv = wait_phase(custom_api, kube_namespace, "grow", "Ready")
+    # What the PV controller (not run here) does on binding: the claim reports the PV's capacity.
+    bound = {"status": {"phase": "Bound", "accessModes": ["ReadWriteMany"], "capacity": {"storage": "1Gi"}}}
+    core_api.patch_namespaced_persistent_volume_claim_status("grow", kube_namespace, bound)
     custom_api.patch_namespaced_custom_object(
         GROUP, VERSION, kube_namespace, PLURAL, "grow", {"spec": {"capacity": "3Gi"}}
     )
@@ -161,6 +164,9 @@ def test_capacity_change_is_applied_to_the_pv_and_observed_generation_follows(
     assert (condition(updated, "Ready") or {}).get("observedGeneration") == updated["metadata"]["generation"]
     pv = core_api.read_persistent_volume(rv["status"]["persistentVolumeName"])
     assert pv.spec.capacity["storage"] == "3Gi"
+    claim = core_api.read_namespaced_persistent_volume_claim("grow", kube_namespace)
+    assert claim.status.capacity["storage"] == "3Gi" and claim.status.phase == "Bound"
+    assert claim.spec.resources.requests["storage"] == "1Gi"  # the request stays what was asked
     time.sleep(2)  # a few more resync runs, which must not announce Ready again
     events = events_with_reason(core_api, kube_namespace, "grow", "Ready")
     assert [e.reason for e in events if e.reason == "Ready"] == ["Ready"], "one Ready event, not one per run"

@@ -136,3 +136,25 @@ def test_objects_are_ours_only_with_our_uid_label() -> None:
     assert is_ours(IDENTITY, claim)
     assert not is_ours(VolumeIdentity("team", "data", "other-uid"), claim)
     assert not is_ours(IDENTITY, {"metadata": {"name": "data"}})
+
+
+def test_pv_capacity_only_grows_to_the_spec() -> None:
+    from razorfs_operator.volume_objects import volume_capacity_patch
+
+    def pv(storage: str) -> dict[str, Any]:
+        return {"spec": {"capacity": {"storage": storage}}}
+
+    assert volume_capacity_patch(pv("1Gi"), spec(capacity="2Gi")) == {"spec": {"capacity": {"storage": "2Gi"}}}
+    assert volume_capacity_patch(pv("2Gi"), spec(capacity="2048Mi")) == {}  # equal in other units
+    assert volume_capacity_patch(pv("3Gi"), spec(capacity="2Gi")) == {}  # grown by a resizer: left alone
+    assert volume_capacity_patch({"spec": {}}, spec(capacity="2Gi")) == {"spec": {"capacity": {"storage": "2Gi"}}}
+
+
+def test_bound_claim_reports_the_grown_capacity_and_an_unbound_one_is_left_to_binding() -> None:
+    from razorfs_operator.volume_objects import claim_capacity_patch
+
+    bound = {"status": {"phase": "Bound", "capacity": {"storage": "1Gi"}}}
+    assert claim_capacity_patch(bound, spec(capacity="2Gi")) == {"status": {"capacity": {"storage": "2Gi"}}}
+    assert claim_capacity_patch(bound, spec(capacity="1Gi")) == {}
+    assert claim_capacity_patch(bound, spec(capacity="1000Mi")) == {}
+    assert claim_capacity_patch({"status": {"phase": "Pending"}}, spec(capacity="2Gi")) == {}
