@@ -46,6 +46,9 @@ class OperatorConfig:
     node_admin_tls: bool = False
     node_admin_timeout_s: float = 5.0
     warmup_timeout_s: float = 600.0
+    # Comma-separated shell patterns of the S3 endpoints RazorVolumes may name (scheme://host[:port],
+    # e.g. "https://*.amazonaws.com,http://minio.storage:9000"); empty allows every endpoint.
+    allowed_endpoints: str = ""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> OperatorConfig:

@@ -23,6 +23,13 @@ class InvalidSpec(VolumeProblem):
     permanent = True
 
 
+class EndpointNotAllowed(VolumeProblem):
+    """The volume's endpoint is outside operator.allowedEndpoints: nothing is sent to it."""
+
+    reason = "EndpointNotAllowed"
+    permanent = True
+
+
 class SecretNotFound(VolumeProblem):
     reason = "SecretNotFound"
     permanent = True

@@ -21,6 +21,7 @@ from razorfs.volume_spec import NodeVolumeState, RazorVolumeSpec, SecretKey
 from .cluster import Cluster, NodePluginPod, claim_users
 from .config import OperatorConfig
 from .credentials import ca_bundle_from_secret_data, credentials_from_secret_data
+from .endpoint_policy import EndpointPolicy
 from .errors import (
     BucketNotFound,
     ClaimConflict,
@@ -228,6 +229,8 @@ class Reconciler:
             draft.fail(exc, "S3Reachable")
 
     async def _bucket(self, identity: VolumeIdentity, spec: RazorVolumeSpec) -> VolumeBucket:
+        # Before the Secret is read or anything is sent: the endpoint must be one we may call.
+        EndpointPolicy.parse(self.rt.config.allowed_endpoints).check(spec.s3.endpoint)
         secret_name = spec.s3.secret_ref.name
         data = await self.rt.blocking(self.rt.cluster.read_secret_data, identity.namespace, secret_name)
         credentials = credentials_from_secret_data(f"{identity.namespace}/{secret_name}", data)

@@ -325,3 +325,11 @@ def test_every_rendered_object_passes_server_side_dry_run(
 
         with pytest.raises(NotFoundError):
             applier.get(obj["apiVersion"], obj["kind"], obj["metadata"]["name"], kube_namespace)
+
+
+def test_allowed_endpoints_reach_the_operator_as_one_flag() -> None:
+    operator = container(one(render(), "Deployment", "-operator"), "operator")
+    assert not [a for a in operator["args"] if a.startswith("--allowed-endpoints")]
+    objs = render(sets={"operator.allowedEndpoints": "{https://*.amazonaws.com,http://minio.storage:9000}"})
+    operator = container(one(objs, "Deployment", "-operator"), "operator")
+    assert "--allowed-endpoints=https://*.amazonaws.com,http://minio.storage:9000" in operator["args"]
