@@ -4,6 +4,7 @@ tested by running a pytest session that prints the secret and must fail."""
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pytest
 from tests.realparts.faultproxy import Fault, FaultProxy
 from tests.realparts.s3server import TEST_SECRET_KEY, S3Server
 from tests.reliability.cli_run import run_razorfs
-from tests.reliability.secret_scan import find_leaks
+from tests.reliability.secret_scan import TEST_SESSION_TOKEN, find_leaks, loose_modes
 
 pytestmark = [pytest.mark.s3, pytest.mark.fuse]
 REPO = Path(__file__).resolve().parents[2]
@@ -104,6 +105,38 @@ def test_leak_scan_finds_a_canary_in_a_log_but_not_in_the_exempt_credential_stor
     (tmp_path / "etcd" / "member" / "db").write_bytes(canary)
     (tmp_path / "clean.log").write_text("nothing here")
     assert find_leaks(tmp_path, canary) == [tmp_path / "daemon" / "daemon.log"]
+
+
+def test_leak_scan_finds_base64_forms_and_the_session_token_at_any_alignment(tmp_path: Path) -> None:
+    canary = f"canary-{uuid.uuid4().hex}".encode()
+    for prefix in (b"", b"a", b"ab"):
+        name = f"secret-data-{len(prefix)}.yaml"
+        (tmp_path / name).write_bytes(b"data:\n  key: " + base64.b64encode(prefix + canary + b"\n") + b"\n")
+    (tmp_path / "urlsafe.log").write_bytes(base64.urlsafe_b64encode(b"xy" + canary))
+    (tmp_path / "clean.log").write_bytes(base64.b64encode(b"nothing secret"))
+    assert sorted(p.name for p in find_leaks(tmp_path, canary)) == [
+        "secret-data-0.yaml",
+        "secret-data-1.yaml",
+        "secret-data-2.yaml",
+        "urlsafe.log",
+    ]
+    token_log = tmp_path / "token.log"
+    token_log.write_text(f"x-amz-security-token: {TEST_SESSION_TOKEN}")
+    try:
+        assert [p.name for p in find_leaks(tmp_path, TEST_SESSION_TOKEN.encode())] == ["token.log"]
+    finally:
+        token_log.unlink()  # the session's own scan looks for the registered token too
+
+
+def test_loose_modes_finds_group_and_other_bits(tmp_path: Path) -> None:
+    root = tmp_path / "state"
+    root.mkdir(mode=0o700)
+    os.chmod(root, 0o700)
+    (root / "private").write_text("x")
+    os.chmod(root / "private", 0o600)
+    (root / "readable").write_text("x")
+    os.chmod(root / "readable", 0o644)
+    assert loose_modes(root) == [(root / "readable", "0o644")]
 
 
 def test_a_session_whose_test_prints_the_secret_fails(tmp_path: Path) -> None:
