@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from razorfs.csi.errors import DaemonFailed, Unavailable
+from razorfs.csi.mount_settings import Credentials
 from razorfs.mount.control import CONTROL_SOCKET_NAME, socket_address
 
 _LINE_LIMIT_BYTES = 1024 * 1024
@@ -76,6 +77,16 @@ class ControlClient:
         """Flush everything, unmount, exit. Raises DaemonFailed when the flush fails or does not
         finish within `flush_timeout_s`; the daemon then keeps running with the data."""
         await self._exchange({"op": "shutdown", "timeout_s": flush_timeout_s}, flush_timeout_s + 15.0)
+
+    async def replace_credentials(self, credentials: Credentials, timeout_s: float = 5.0) -> None:
+        """Hands the daemon new keys for its next S3 requests (never logged, never in argv)."""
+        request = {
+            "op": "credentials",
+            "access_key_id": credentials.access_key_id,
+            "secret_access_key": credentials.secret_access_key,
+            "session_token": credentials.session_token,
+        }
+        await self._exchange(request, timeout_s)
 
     async def warm(self, paths: list[str]) -> AsyncIterator[dict[str, Any]]:
         """Yields progress records while the daemon prefetches `paths`."""

@@ -259,6 +259,8 @@ class MountDaemon:
                     yield {"ok": False, "error": f"flush did not finish in {timeout}s: {self.uploader.last_error}"}
                 else:
                     yield {"ok": True, "flushed_bytes": done}
+            elif op == "credentials":
+                yield self._replace_credentials(request)
             elif op == "warm":
                 async for line in self._warm([str(p) for p in request.get("paths", [])]):
                     yield line
@@ -267,6 +269,27 @@ class MountDaemon:
         except (StoreError, OSError, ValueError) as err:
             log.warning("control op %s failed: %s: %s", op, type(err).__name__, err)
             yield {"ok": False, "error": f"{type(err).__name__}: {err}"}
+
+    def _replace_credentials(self, request: dict[str, Any]) -> dict[str, Any]:
+        """New keys (a rotated Secret, a refreshed session token) for the next S3 requests. The
+        reply never echoes them; only a daemon on explicit credentials accepts them."""
+        from razorfs.store.s3 import S3Store
+        from razorfs.store.s3_credentials import MissingCredentials, StaticKeys
+
+        inner = self.store.store
+        if not isinstance(inner, S3Store) or self.options.credential_source != "explicit":
+            return {"ok": False, "error": "this mount does not use explicit credentials"}
+        try:
+            keys = StaticKeys(
+                str(request.get("access_key_id") or ""),
+                str(request.get("secret_access_key") or ""),
+                str(request.get("session_token") or "") or None,
+            )
+        except MissingCredentials as err:
+            return {"ok": False, "error": str(err)}
+        inner.replace_credentials(keys)
+        log.info("S3 credentials replaced; the next requests sign with the new ones")
+        return {"ok": True}
 
     async def _warm(self, paths: list[str]) -> AsyncIterator[dict[str, Any]]:
         """Reads the given files (directories recursively) into the cache, reporting progress."""

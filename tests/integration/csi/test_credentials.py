@@ -4,12 +4,18 @@ name. Checked at the wire: a proxy in front of S3 records which key signed every
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 
+from razorfs.csi.control_client import ControlClient
+from razorfs.csi.mount_settings import Credentials
 from tests.integration.csi.kubelet_calls import KubeletVolume
 from tests.integration.csi.plugin import NodePlugin
 from tests.integration.csi.signing_proxy import SigningProxy
@@ -109,3 +115,31 @@ def test_a_volume_signs_with_its_secret_and_with_the_node_identity_only_when_it_
         used = signing_proxy.signers[before:]
         assert used and set(used) == {"AKIDWRONGVOLUMEKEY"}
     assert plugin.daemon_pids() == []
+
+
+def test_keys_handed_to_a_running_daemon_sign_its_next_requests(
+    node_plugin: NodePlugin,
+    signing_proxy: SigningProxy,
+    s3_server: S3Server,
+    s3_client: Any,
+    bucket: str,
+    fuse_available: None,
+) -> None:
+    s3_client.put_object(Bucket=bucket, Key="rotated/a/one.txt", Body=b"1")
+    s3_client.put_object(Bucket=bucket, Key="rotated/b/two.txt", Body=b"2")
+    volume = _volume_via(signing_proxy, node_plugin, s3_server, bucket, "rotated")
+    with node_plugin.channel() as channel:
+        node = node_plugin.node(channel)
+        volume.stage(node)
+        (cache_dir,) = [p.parent for p in node_plugin.cache_root.glob("*/control.sock")]
+        client = ControlClient(cache_dir)
+        rotated = Credentials(access_key_id="AKIDROTATEDKEY0001", secret_access_key="rotated-secret-1")
+        asyncio.run(client.replace_credentials(rotated))
+        before = len(signing_proxy.signers)
+        with contextlib.suppress(OSError):  # the rotated keys are not known to S3: EIO or EACCES
+            os.listdir(volume.staging_path / "a")
+        assert set(signing_proxy.signers[before:]) == {"AKIDROTATEDKEY0001"}
+        good = Credentials(access_key_id=s3_server.access_key, secret_access_key=s3_server.secret_key)
+        asyncio.run(client.replace_credentials(good))
+        assert os.listdir(volume.staging_path / "b") == ["two.txt"]
+        volume.unstage(node)
