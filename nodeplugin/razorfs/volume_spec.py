@@ -96,7 +96,7 @@ def parse_mode(text: str) -> int:
 
 
 # --- RazorVolume (razorfs.io/v1alpha1) spec and status -------------------------------------------
-# These models mirror charts/razorfs/crds/razorvolumes.yaml field for field (names, types, enums,
+# These models mirror charts/razorfs/files/razorvolumes-crd.yaml field for field (names, types, enums,
 # defaults); tests/unit/operator/test_crd_models.py fails when the two drift apart. The API server
 # applies the CRD's defaults and CEL rules first, so the models' defaults only matter for objects
 # built in code.

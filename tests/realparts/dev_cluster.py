@@ -33,7 +33,7 @@ from .s3server import start_seaweedfs
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_ROOT = REPO / ".dev"
-CRD_FILE = REPO / "charts" / "razorfs" / "crds" / "razorvolumes.yaml"
+CRD_FILE = REPO / "charts" / "razorfs" / "files" / "razorvolumes-crd.yaml"
 DRIVER = "razorfs.csi.io"
 NODE_NAME = "local"
 SYSTEM_NAMESPACE = "razorfs-system"

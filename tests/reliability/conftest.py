@@ -17,7 +17,7 @@ from tests.realparts.s3server import S3Server
 from tests.reliability.mount_process import MountProcess
 
 MountFactory = Callable[..., MountProcess]
-CRD_FILE = Path(__file__).resolve().parents[2] / "charts" / "razorfs" / "crds" / "razorvolumes.yaml"
+CRD_FILE = Path(__file__).resolve().parents[2] / "charts" / "razorfs" / "files" / "razorvolumes-crd.yaml"
 GROUP, VERSION, PLURAL = "razorfs.io", "v1alpha1", "razorvolumes"
 
 

@@ -1,4 +1,4 @@
-"""Every field of the RazorVolume CRD (charts/razorfs/crds/razorvolumes.yaml, applied to the real
+"""Every field of the RazorVolume CRD (charts/razorfs/files/razorvolumes-crd.yaml, applied to the real
 kube-apiserver) refuses its invalid values: the API server answers 422 with a message naming the
 field or the rule, before any operator sees the object."""
 

@@ -333,3 +333,72 @@ def test_allowed_endpoints_reach_the_operator_as_one_flag() -> None:
     objs = render(sets={"operator.allowedEndpoints": "{https://*.amazonaws.com,http://minio.storage:9000}"})
     operator = container(one(objs, "Deployment", "-operator"), "operator")
     assert "--allowed-endpoints=https://*.amazonaws.com,http://minio.storage:9000" in operator["args"]
+
+
+# --- Kubernetes volume semantics: CRD as a template, expansion, claim prefixes ----------------
+
+CRD_SOURCE = CHART / "files" / "razorvolumes-crd.yaml"
+
+
+def test_crd_is_a_template_rendered_from_its_file_and_kept_on_uninstall() -> None:
+    import yaml
+
+    crd = one(render(include_crds=False), "CustomResourceDefinition")
+    source = yaml.safe_load(CRD_SOURCE.read_text())
+    assert crd["spec"] == source["spec"]  # numbers and strings survive fromYaml/toYaml unchanged
+    assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    assert crd["metadata"]["labels"]["app.kubernetes.io/component"] == "crd"
+    assert not (CHART / "crds").exists(), "crds/ is installed once and never upgraded by Helm"
+    assert not by_kind(render(sets={"crds.install": "false"}), "CustomResourceDefinition")
+    unkept = one(render(sets={"crds.keep": "false"}), "CustomResourceDefinition")
+    assert "annotations" not in unkept["metadata"]
+
+
+def test_controller_runs_the_real_csi_resizer_with_rbac_for_claim_status() -> None:
+    objs = render()
+    resizer = container(one(objs, "Deployment", "-controller"), "csi-resizer")
+    assert resizer["image"] == "registry.k8s.io/sig-storage/csi-resizer:v2.2.1"
+    assert "--csi-address=/csi/csi.sock" in resizer["args"] and "--leader-election" in resizer["args"]
+    assert resizer["securityContext"]["readOnlyRootFilesystem"] is True
+    rules = one(objs, "ClusterRole", "-controller")["rules"]
+    assert any("persistentvolumeclaims/status" in r["resources"] and "patch" in r["verbs"] for r in rules)
+    assert any("persistentvolumes" in r["resources"] and "patch" in r["verbs"] for r in rules)
+    image = "registry.local/csi-resizer:dev"
+    custom = one(render(sets={"sidecars.resizer.image": image}), "Deployment", "-controller")
+    assert container(custom, "csi-resizer")["image"] == image
+
+
+def test_storageclass_allows_expansion_and_passes_the_expand_secret() -> None:
+    sets = {"storageClass.create": "true", "storageClass.endpoint": "http://s3", "storageClass.bucket": "b"}
+    sc = one(render(sets=sets), "StorageClass")
+    assert sc["allowVolumeExpansion"] is True
+    assert sc["parameters"]["csi.storage.k8s.io/controller-expand-secret-name"] == "razorfs-s3-credentials"
+    assert sc["parameters"]["csi.storage.k8s.io/controller-expand-secret-namespace"] == "razorfs"
+    assert one(render(values_files=(ALL_ON,)), "StorageClass")["mountOptions"] == ["ro"]
+
+
+def test_operator_may_report_a_grown_claim_capacity() -> None:
+    rules = one(render(), "ClusterRole", "-operator")["rules"]
+    assert any(r["resources"] == ["persistentvolumeclaims/status"] and r["verbs"] == ["patch"] for r in rules)
+
+
+@pytest.mark.parametrize("kube_version", ["1.26.0", "v1.30.4-eks-2f0e1a", "v1.31.2+k3s1", "1.35.0"])
+def test_helm_template_needs_no_cluster(kube_version: str, tmp_path: Path) -> None:
+    """GitOps tools render offline: no kubeconfig, no lookup; vendor version suffixes pass."""
+    import os
+    import subprocess
+
+    from tests.realparts.kubeapi import test_binary
+
+    env = {**os.environ, "KUBECONFIG": str(tmp_path / "no-such-kubeconfig"), "HOME": str(tmp_path)}
+    argv = [str(test_binary("helm")), "template", "r", str(CHART), "--kube-version", kube_version]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "kind: CustomResourceDefinition" in result.stdout
+    assert "lookup" not in "".join(p.read_text() for p in (CHART / "templates").iterdir())
+
+
+def test_helm_template_refuses_a_kubernetes_older_than_the_chart_supports() -> None:
+    result = helm("template", "r", str(CHART), "--kube-version", "1.25.9")
+    assert result.returncode != 0 and ">=1.26.0-0" in result.stderr

@@ -25,7 +25,7 @@ from tests.realparts.processes import free_port, wait_until
 from tests.realparts.s3server import S3Server
 
 REPO = Path(__file__).resolve().parents[3]
-CRD_FILE = REPO / "charts" / "razorfs" / "crds" / "razorvolumes.yaml"
+CRD_FILE = REPO / "charts" / "razorfs" / "files" / "razorvolumes-crd.yaml"
 GROUP, VERSION, PLURAL = "razorfs.io", "v1alpha1", "razorvolumes"
 PROTECTION_FINALIZERS = {"kubernetes.io/pvc-protection", "kubernetes.io/pv-protection"}
 

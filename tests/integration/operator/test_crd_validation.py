@@ -238,3 +238,18 @@ def test_openapi_schema_served_for_kubectl_explain_describes_every_field(
         walk(root["properties"][field], f"razorvolume.{field}")
     assert undescribed == []
     assert len(root["properties"]["spec"]["properties"]) >= 7  # the walk saw the real tree
+
+
+@pytest.mark.parametrize("field", ["spec.cache", "spec.s3.prefix", "spec.capacity", "status.nodes.warmedPaths"])
+def test_kubectl_explain_shows_the_description(
+    kube_apiserver: Any, razorvolume_crd: dict[str, Any], field: str
+) -> None:
+    import subprocess
+
+    from tests.realparts.kubeapi import test_binary
+
+    argv = [str(test_binary("kubectl")), "--kubeconfig", str(kube_apiserver.kubeconfig), "explain", f"rv.{field}"]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    description = result.stdout.split("DESCRIPTION:", 1)[1].split("FIELDS:", 1)[0].strip()
+    assert len(description.split()) >= 3, result.stdout

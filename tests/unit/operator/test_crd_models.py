@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from razorfs.volume_spec import RazorVolumeSpec, RazorVolumeStatus
 
-CRD_FILE = Path(__file__).resolve().parents[3] / "charts" / "razorfs" / "crds" / "razorvolumes.yaml"
+CRD_FILE = Path(__file__).resolve().parents[3] / "charts" / "razorfs" / "files" / "razorvolumes-crd.yaml"
 
 Shape = dict[str, Any]
 

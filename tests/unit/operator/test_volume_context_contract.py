@@ -16,7 +16,7 @@ from razorfs.csi.mount_settings import MountSettings
 from razorfs.volume_spec import RazorVolumeSpec
 from razorfs_operator.volume_objects import volume_attributes
 
-CRD_FILE = Path(__file__).resolve().parents[3] / "charts" / "razorfs" / "crds" / "razorvolumes.yaml"
+CRD_FILE = Path(__file__).resolve().parents[3] / "charts" / "razorfs" / "files" / "razorvolumes-crd.yaml"
 SPEC = yaml.safe_load(CRD_FILE.read_text())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
 
 
