@@ -147,3 +147,80 @@ def test_unicode_volume_id_and_prefix_stage_publish_and_reach_s3(
         volume.unstage(node)
     assert objects_under(s3_client, bucket, "données/✓ vol/").get("fichier-é.txt") == b"bonjour\n"
     assert not os.path.ismount(target)
+
+
+HOSTILE_MOUNT_FLAGS = [
+    ["x" * 100_000],
+    ["uid=" + "9" * 10_000],
+    ["ro\nInjected: log line"],
+    ["=", "ro"],
+    ["cache-size=1Ti\x00"],
+    ["dir-mode=\uff10\uff17\uff15\uff15"],  # fullwidth digits
+    ["uid=\u0663"],  # an Arabic-Indic digit: str.isdigit() says yes, a uid it is not
+    ["metadata-ttl=1s", "metadata-ttl=2s"],
+    ["rw"] * 10_000 + ["ro"],
+]
+
+
+@pytest.mark.parametrize("flags", HOSTILE_MOUNT_FLAGS, ids=[str(i) for i in range(len(HOSTILE_MOUNT_FLAGS))])
+def test_hostile_mount_flags_are_invalid_argument_at_stage_publish_and_create(
+    csi_node: NodePlugin, s3_server: S3Server, bucket: str, flags: list[str]
+) -> None:
+    volume = KubeletVolume.on_s3(csi_node.kubelet_dir, s3_server, bucket, "hostile-flags")
+    bad = capability(mount_flags=tuple(flags))
+    with csi_node.channel() as channel:
+        node, controller = csi_node.node(channel), csi_node.controller(channel)
+        volume.staging_path.parent.mkdir(parents=True, exist_ok=True)
+        stage = csi_pb2.NodeStageVolumeRequest(
+            volume_id=volume.volume_id,
+            staging_target_path=str(volume.staging_path),
+            volume_capability=bad,
+            volume_context=volume.context,
+            secrets=volume.secrets,
+        )
+        assert code_of(node.NodeStageVolume, stage) == INVALID
+        publish = csi_pb2.NodePublishVolumeRequest(
+            volume_id=volume.volume_id,
+            staging_target_path=str(volume.staging_path),
+            target_path=str(volume.target_for("p1")),
+            volume_capability=bad,
+        )
+        assert code_of(node.NodePublishVolume, publish) == INVALID
+        create = csi_pb2.CreateVolumeRequest(
+            name="pvc-hostile-flags", volume_capabilities=[bad], parameters=volume.context, secrets=volume.secrets
+        )
+        assert code_of(controller.CreateVolume, create) == INVALID
+    assert probe_ready(csi_node) and csi_node.daemon_pids() == []
+    assert objects_under(s3_server.client(), bucket, "") == {}
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "${" * 5000,
+        "${pvc.metadata.name}\n${x}",
+        "${pvc.metadata.name}/\x00",
+        "ü/${pvc.metadata.name}",
+        "${pvc.metadata.name",
+    ],
+)
+def test_hostile_prefix_templates_are_invalid_argument_before_s3_is_touched(
+    csi_node: NodePlugin, s3_server: S3Server, bucket: str, template: str
+) -> None:
+    parameters = {
+        "endpoint": s3_server.endpoint_url,
+        "bucket": bucket,
+        "forcePathStyle": "true",
+        "prefixTemplate": template,
+        "csi.storage.k8s.io/pvc/name": "data",
+    }
+    create = csi_pb2.CreateVolumeRequest(
+        name="pvc-hostile-template",
+        volume_capabilities=[capability()],
+        parameters=parameters,
+        secrets={"accessKeyID": s3_server.access_key, "secretAccessKey": s3_server.secret_key},
+    )
+    with csi_node.channel() as channel:
+        assert code_of(csi_node.controller(channel).CreateVolume, create) == INVALID
+    assert probe_ready(csi_node)
+    assert objects_under(s3_server.client(), bucket, "") == {}

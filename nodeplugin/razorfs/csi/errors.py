@@ -17,6 +17,15 @@ from razorfs.store import errors as store_errors
 log = logging.getLogger(__name__)
 
 
+# A status message travels in gRPC trailers (8 KiB by default): user input is quoted cut short.
+QUOTED_MAX_CHARS = 64
+
+
+def quoted(text: str, limit: int = QUOTED_MAX_CHARS) -> str:
+    """`text` for a message: repr (control characters escaped), cut to `limit` characters."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
 class CsiError(Exception):
     """Base of the plugin's typed errors; `code` is the gRPC status it becomes."""
 

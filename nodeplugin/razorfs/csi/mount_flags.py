@@ -9,14 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from razorfs.csi.errors import InvalidArgument
+from razorfs.csi.errors import InvalidArgument, quoted
 from razorfs.volume_spec import CACHE_MODES, ContextKey, parse_duration, parse_mode, parse_size
 
 ID_MAX = 4294967294  # the largest uid/gid Linux accepts (-1 means "unchanged")
 
 
 def _parse_id(text: str) -> int:
-    if not text.isdigit() or int(text) > ID_MAX:
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(ID_MAX)) or int(text) > ID_MAX:
         raise ValueError(f"expected a user or group ID from 0 to {ID_MAX}")
     return int(text)
 
@@ -95,18 +95,18 @@ def _value_of(raw: str) -> tuple[MountFlag, str]:
     name, has_value, value = raw.partition("=")
     flag = _BY_NAME.get(name.strip())
     if flag is None:
-        raise InvalidArgument(f"mount option {raw!r} is not supported; RazorFS supports: {SUPPORTED}")
+        raise InvalidArgument(f"mount option {quoted(raw)} is not supported; RazorFS supports: {SUPPORTED}")
     if flag.parse is None:
         if has_value:
-            raise InvalidArgument(f"mount option {raw!r} takes no value: write {flag.name}")
+            raise InvalidArgument(f"mount option {quoted(raw)} takes no value: write {flag.name}")
         return flag, flag.switch_value
     value = value.strip()
     if not value:
-        raise InvalidArgument(f"mount option {raw!r} needs a value, e.g. {flag.usage}")
+        raise InvalidArgument(f"mount option {quoted(raw)} needs a value, e.g. {flag.usage}")
     try:
         flag.parse(value)
     except ValueError as exc:
-        raise InvalidArgument(f"mount option {raw!r}: {exc}") from None
+        raise InvalidArgument(f"mount option {quoted(raw)}: {str(exc)[:160]}") from None
     return flag, value
 
 
@@ -118,11 +118,11 @@ def parse_mount_flags(flags: Iterable[str]) -> MountFlagOverrides:
         flag, value = _value_of(raw)
         key = flag.context_key
         if key in context and context[key] != value:
-            raise InvalidArgument(f"mount options {source[key]!r} and {raw!r} conflict: keep one of them")
+            raise InvalidArgument(f"mount options {quoted(source[key])} and {quoted(raw)} conflict: keep one of them")
         context[key], source[key] = value, raw
     mode, read_only = context.get(ContextKey.CACHE_MODE), context.get(ContextKey.READ_ONLY)
     writable_mode = mode in ("writeback", "writethrough")
     if (read_only == "true" and writable_mode) or (read_only == "false" and mode == "readonly"):
         first, second = source[ContextKey.READ_ONLY], source[ContextKey.CACHE_MODE]
-        raise InvalidArgument(f"mount options {first!r} and {second!r} conflict: keep one of them")
+        raise InvalidArgument(f"mount options {quoted(first)} and {quoted(second)} conflict: keep one of them")
     return MountFlagOverrides(context)

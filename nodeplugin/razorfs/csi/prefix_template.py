@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from razorfs.csi.errors import InvalidArgument
+from razorfs.csi.errors import InvalidArgument, quoted
 from razorfs.csi.volume_handle import short_segment
 from razorfs.store.location import join_key
 
@@ -30,7 +30,7 @@ _CHOICES = ", ".join(f"${{{name}}}" for name in VARIABLES)
 
 
 def _fail(template: str, why: str) -> InvalidArgument:
-    return InvalidArgument(f"StorageClass parameter {PREFIX_TEMPLATE_PARAMETER} {template!r}: {why}")
+    return InvalidArgument(f"StorageClass parameter {PREFIX_TEMPLATE_PARAMETER} {quoted(template)}: {why}")
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class PrefixTemplate:
         names = _VARIABLE.findall(text)
         for name in names:
             if name not in VARIABLES:
-                raise _fail(text, f"${{{name}}} is not a known variable; use {_CHOICES}")
+                raise _fail(text, f"{quoted('${' + name + '}')} is not a known variable; use {_CHOICES}")
         for literal in _VARIABLE.split(text)[::2]:
             if not _LITERAL.fullmatch(literal):
                 raise _fail(text, "outside ${...} only letters, digits, '.', '_', '-' and '/' are allowed")
