@@ -71,6 +71,8 @@ class CachedFile:
             uid=self.attrs.uid,
             gid=self.attrs.gid,
             mtime=self.attrs.mtime,
+            atime=self.attrs.access_time,
+            ctime=self.attrs.change_time,
             inline_data=inline_data,
         )
 

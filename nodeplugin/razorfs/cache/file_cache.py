@@ -164,7 +164,7 @@ class FileCache:
                 path=rec.path,
                 data_path=self.data_dir / str(rec.file_id),
                 size=rec.size,
-                attrs=ObjectAttrs(rec.mode, rec.uid, rec.gid, rec.mtime),
+                attrs=ObjectAttrs(rec.mode, rec.uid, rec.gid, rec.mtime, rec.atime, rec.ctime),
                 base_key=rec.base_key,
                 base_etag=rec.base_etag,
                 base_size=rec.base_size,

@@ -49,10 +49,13 @@ _ADDED_COLUMNS = {
     "synced": "INTEGER NOT NULL DEFAULT 1",
     "boot_id": "TEXT NOT NULL DEFAULT ''",
     "inline_data": "BLOB",
+    # NULL in rows of an older journal: the times read as the mtime.
+    "atime": "REAL",
+    "ctime": "REAL",
 }
 _COLUMNS = (
     "file_id, path, size, base_key, base_etag, base_size, present, written, mode, uid, gid, mtime, synced, boot_id, "
-    "inline_data"
+    "inline_data, atime, ctime"
 )
 
 
@@ -83,6 +86,8 @@ class DirtyRecord:
     # A small file's whole content, kept in the row itself: the row is then complete on its own
     # (no cache file to fsync; replay rewrites the cache file from it).
     inline_data: bytes | None = None
+    atime: float | None = None
+    ctime: float | None = None
     # Read back by `dirty_records`: whether the row's cache file was fsync'd before the row was
     # marked, and the boot the row was written in.
     synced: bool = False
@@ -122,7 +127,7 @@ class Journal:
     def record_dirty(self, rec: DirtyRecord) -> None:
         """Writes the row as unsynced (its cache file may not be on the disk yet)."""
         self._db.execute(
-            f"INSERT OR REPLACE INTO dirty_files ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,0,?,?)",
+            f"INSERT OR REPLACE INTO dirty_files ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,0,?,?,?,?)",
             (
                 rec.file_id,
                 rec.path,
@@ -138,6 +143,8 @@ class Journal:
                 rec.mtime,
                 self.boot_id,
                 rec.inline_data,
+                rec.atime,
+                rec.ctime,
             ),
         )
 
@@ -189,6 +196,8 @@ class Journal:
                 synced=bool(r[12]),
                 boot_id=r[13],
                 inline_data=None if r[14] is None else bytes(r[14]),
+                atime=r[15],
+                ctime=r[16],
             )
             for r in rows
         ]
