@@ -25,6 +25,8 @@ class DirEntry:
     size: int = 0
     last_modified: float = 0.0
     etag: str = ""  # from the listing; empty for directories and for entries this node added
+    # A directory whose `<name>_$folder$` companion (its attributes, see fs.dir_marker) was listed.
+    folder: bool = False
 
 
 @dataclass

@@ -37,6 +37,7 @@ from razorfs.cache.cached_file import CachedFile
 from razorfs.cache.file_cache import FileCache
 from razorfs.cache.metadata_cache import DirEntry, Listing, MetadataCache
 from razorfs.cache.metered_store import MeteredStore
+from razorfs.fs.dir_marker import DirMarkers, folder_base_name
 from razorfs.store.base import ObjectInfo
 from razorfs.store.errors import ObjectNotFound, StoreError, StoreUnavailable, Throttled
 from razorfs.store.object_attrs import AttrDefaults, ObjectAttrs, attrs_from_metadata, metadata_from_attrs
@@ -121,6 +122,7 @@ class Namespace:
         self._heads_in_flight: dict[str, trio.Event] = {}
         self._listings_in_flight: dict[str, trio.Event] = {}
         self._nursery: trio.Nursery | None = None
+        self.markers = DirMarkers(store, meta, key_for, self.head)
 
     def bind_nursery(self, nursery: trio.Nursery) -> None:
         """Where HEAD prefetches run; without one, nothing is fetched ahead."""
@@ -187,15 +189,22 @@ class Namespace:
         dkey = self.dir_key(dir_path)
         started = time.monotonic()  # the listing is as old as the moment the LIST began
         entries: dict[str, DirEntry] = {}
+        folders: set[str] = set()
         for page in await self.store.list_all(dkey, "/"):
             for obj in page.objects:
                 name = obj.key[len(dkey) :]
-                if self._listable(name, obj.key):
+                folder = folder_base_name(name)
+                if folder is not None:
+                    folders.add(folder)  # a directory's attributes (fs.dir_marker), not a file
+                elif self._listable(name, obj.key):
                     entries[name] = DirEntry(name, False, obj.size, obj.last_modified, obj.etag)
             for prefix in page.prefixes:
                 name = prefix[len(dkey) :].rstrip("/")
                 if self._listable(name, prefix):
                     entries[name] = DirEntry(name, True)  # a directory wins over a same-named file
+        for name in folders:
+            if self._listable(name, dkey + name):  # "" is the listed directory's own companion
+                entries[name] = DirEntry(name, True, folder=True)
         listing = Listing(entries, fetched_at=started)
         self.meta.put_listing(dir_path, listing)
         return listing
@@ -247,13 +256,16 @@ class Namespace:
             path = join_path(dir_path, other)
             if entry is None or self.cache.get(path) is not None:
                 continue
-            key = self.dir_key(path) if entry.is_dir else self.key_for(path)
-            if key in self._heads_in_flight or self.meta.head(key)[0]:
-                continue
-            if not entry.is_dir and self.meta.head_confirmed_by(key, entry) is not None:
-                continue
-            self._heads_in_flight[key] = trio.Event()  # claimed now; the task asks S3
-            self._nursery.start_soon(self._prefetch_head, key)
+            keys = [self.dir_key(path)] if entry.is_dir else [self.key_for(path)]
+            if entry.folder:
+                keys.append(self.markers.folder_key(path))
+            for key in keys:
+                if key in self._heads_in_flight or self.meta.head(key)[0]:
+                    continue
+                if not entry.is_dir and self.meta.head_confirmed_by(key, entry) is not None:
+                    continue
+                self._heads_in_flight[key] = trio.Event()  # claimed now; the task asks S3
+                self._nursery.start_soon(self._prefetch_head, key)
 
     async def _prefetch_head(self, key: str) -> None:
         try:
@@ -351,16 +363,20 @@ class Namespace:
             return await self._stat_uncached(path)  # only S3 can tell: it may fail (EIO)
 
     async def _root_stat(self) -> Node:
-        if not self.root_key:
-            return self.root_node()
         try:
-            marker = await self._probe(lambda: self.head(self.root_key))
+            source = await self._probe(lambda: self._dir_attrs_source(""))
         except _Offline:
-            _, marker = self.meta.stale_head(self.root_key)
-        if marker is None:
+            _, marker = self.meta.stale_head(self.root_key) if self.root_key else (True, None)
+            _, source = self.markers.cached_attrs_source("", marker, stale=True)
+        if source is None:
             return self.root_node()
-        attrs = attrs_from_metadata(marker.metadata, marker.last_modified, self.defaults, directory=True)
+        attrs = attrs_from_metadata(source.metadata, source.last_modified, self.defaults, directory=True)
         return Node("", 0, attrs)
+
+    async def _dir_attrs_source(self, path: str, folder_listed: bool | None = None) -> ObjectInfo | None:
+        """The object holding a directory's attributes (see DirMarkers); None for defaults."""
+        marker = await self.head(self.dir_key(path)) if self.dir_key(path) else None
+        return await self.markers.attrs_source(path, marker, folder_listed)
 
     def _stat_from_cache(self, path: str) -> Node | None:
         """What the cache last knew about a path, however old (S3 cannot be asked)."""
@@ -386,7 +402,8 @@ class Namespace:
 
     def _cached_dir_node(self, path: str) -> Node:
         _, marker = self.meta.stale_head(self.dir_key(path))
-        return self._dir_node_of(path, marker)
+        _, source = self.markers.cached_attrs_source(path, marker, stale=True)
+        return self._dir_node_of(path, source)
 
     async def _stat_uncached(self, path: str) -> Node | None:
         parent, name = split_path(path)
@@ -406,7 +423,7 @@ class Namespace:
             if key not in self._heads_in_flight and not self.meta.head(key)[0]:
                 self._prefetch_heads(parent, listing, name)
             if entry.is_dir:
-                return await self._dir_node(path)
+                return await self._dir_node(path, entry.folder)
         # Otherwise one HEAD per name, as s3fs does: re-listing a directory of 10,000 entries
         # for each lookup once the TTL passed would be far slower.
         info = await self.head(self.key_for(path))
@@ -434,8 +451,8 @@ class Namespace:
         page = await self.store.list_first_page(self.dir_key(path), "/")
         return page is not None and bool(page.objects or page.prefixes)
 
-    async def _dir_node(self, path: str) -> Node:
-        return self._dir_node_of(path, await self.head(self.dir_key(path)))
+    async def _dir_node(self, path: str, folder_listed: bool | None = None) -> Node:
+        return self._dir_node_of(path, await self._dir_attrs_source(path, folder_listed))
 
     def _dir_node_of(self, path: str, marker: ObjectInfo | None) -> Node:
         if marker is None:
@@ -459,6 +476,8 @@ class Namespace:
         if not entry.is_dir and not known:
             info = self.meta.head_confirmed_by(key, entry)
             known = info is not None
+        if entry.is_dir and known and entry.folder:
+            known, info = self.markers.cached_attrs_source(path, info, stale=False)
         if known and info is not None:
             attrs = attrs_from_metadata(info.metadata, info.last_modified, self.defaults, directory=entry.is_dir)
             return Node(path, 0 if entry.is_dir else info.size, attrs)
@@ -483,12 +502,12 @@ class Namespace:
         self.meta.remove_entry(parent, name)
         self.meta.forget_head(self.key_for(path))
         self.meta.forget_head(self.dir_key(path))
+        self.meta.forget_head(self.markers.folder_key(path))
 
     async def mkdir(self, path: str, attrs: ObjectAttrs) -> Node:
-        info = await self.store.put_bytes(self.dir_key(path), b"", metadata_from_attrs(attrs))
-        self.meta.put_head(info.key, info, s3_time=False)
+        await self.markers.write(path, attrs)
         parent, name = split_path(path)
-        self.meta.add_entry(parent, DirEntry(name, True))
+        self.meta.add_entry(parent, DirEntry(name, True, folder=self.markers.uses_companions))
         self.meta.put_listing(path, Listing({}))
         return Node(path, 0, attrs)
 
@@ -498,7 +517,7 @@ class Namespace:
     async def rmdir(self, path: str) -> None:
         if not await self.is_empty_dir(path):
             raise pyfuse3.FUSEError(errno.ENOTEMPTY)
-        await self.store.delete(self.dir_key(path))
+        await self.markers.remove(path)
         self.note_gone(path)
         self.meta.forget_listing(path)
 
@@ -511,6 +530,7 @@ class Namespace:
         self.note_gone(path)
 
     async def symlink(self, path: str, target: bytes, attrs: ObjectAttrs) -> Node:
+        """A symlink, or (empty `target`) a special file: a small object typed by its mode."""
         info = await self.store.put_bytes(self.key_for(path), target, metadata_from_attrs(attrs))
         self.note_file(path, len(target), attrs.mtime)
         self.meta.put_head(info.key, info, s3_time=False)
@@ -519,15 +539,14 @@ class Namespace:
     async def set_object_attrs(self, node: Node, attrs: ObjectAttrs) -> None:
         """chmod/chown/utimens of something not dirty in the cache: rewrite the object's metadata
         in place (copy onto itself); for a directory, (re)write its marker."""
-        metadata = metadata_from_attrs(attrs)
         if node.is_dir:
-            info = await self.store.put_bytes(self.dir_key(node.path), b"", metadata)
-        else:
-            info = await self.store.copy(self.key_for(node.path), self.key_for(node.path), metadata)
-            f = self.cache.get(node.path)
-            if f is not None and not f.dirty:
-                f.base_etag = info.etag
-                f.attrs = attrs
+            await self.markers.write(node.path, attrs)
+            return
+        info = await self.store.copy(self.key_for(node.path), self.key_for(node.path), metadata_from_attrs(attrs))
+        f = self.cache.get(node.path)
+        if f is not None and not f.dirty:
+            f.base_etag = info.etag
+            f.attrs = attrs
         self.meta.put_head(info.key, info, s3_time=False)
 
     async def rename(self, old: str, new: str) -> None:
@@ -535,6 +554,7 @@ class Namespace:
         if src is None:
             raise pyfuse3.FUSEError(errno.ENOENT)
         dst = await self.stat(new)
+        moved = src.attrs.changed(time.time())  # a rename changes the moved inode's ctime
         if src.is_dir:
             if new.startswith(old + "/"):
                 raise pyfuse3.FUSEError(errno.EINVAL)
@@ -542,28 +562,34 @@ class Namespace:
                 raise pyfuse3.FUSEError(errno.ENOTDIR)
             if dst is not None:
                 await self.rmdir(new)
-            await self._rename_dir(old, new)
+            await self._rename_dir(old, new, moved)
         else:
             if dst is not None and dst.is_dir:
                 raise pyfuse3.FUSEError(errno.EISDIR)
-            await self._rename_file(old, new)
+            await self._rename_file(old, new, moved)
 
-    async def _rename_file(self, old: str, new: str) -> None:
+    async def _rename_file(self, old: str, new: str, attrs: ObjectAttrs | None = None) -> None:
+        """Moves a file; `attrs` (the renamed file's, new ctime) replace its metadata, None keeps it
+        (files below a renamed directory keep their ctime, as in POSIX)."""
         replaced = self.cache.get(new)
         if replaced is not None:
             async with replaced.upload_lock:
                 self.cache.forget(replaced)
         new_key = self.key_for(new)
         f = self.cache.get(old)
+        metadata = None if attrs is None else metadata_from_attrs(attrs)
         if f is None:
-            await self.store.copy(self.key_for(old), new_key)
+            await self.store.copy(self.key_for(old), new_key, metadata)
             await self.store.delete(self.key_for(old))
         else:
             # Waits for an upload in flight; the object moves with its last uploaded content and
             # the dirty local version follows under the new name (never a half file in S3).
             async with f.upload_lock:
+                if attrs is not None:
+                    # Kept in the dirty state too: the next upload (or journal replay) carries it.
+                    f.attrs = f.attrs.replace(ctime=attrs.change_time) if f.dirty else attrs
                 if f.base_key is not None:
-                    info = await self.store.copy(f.base_key, new_key)
+                    info = await self.store.copy(f.base_key, new_key, None if f.dirty else metadata)
                     await self.store.delete(f.base_key)
                     f.base_key, f.base_etag = new_key, info.etag
                 elif replaced is None and await self.head(new_key) is not None:
@@ -574,8 +600,8 @@ class Namespace:
         node = await self.stat(new) if f is None else self.node_of_cached(f)
         self.note_file(new, node.size if node else 0, time.time())
 
-    async def _rename_dir(self, old: str, new: str) -> None:
-        old_dkey, new_dkey = self.dir_key(old), self.dir_key(new)
+    async def _rename_dir(self, old: str, new: str, attrs: ObjectAttrs) -> None:
+        old_dkey = self.dir_key(old)
         keys: list[str] = []
         for page in await self.store.list_all(old_dkey, None):
             keys.extend(obj.key for obj in page.objects)
@@ -587,17 +613,20 @@ class Namespace:
             target = new + path[len(old) :]
             if key.endswith("/"):
                 await self._move_marker(key, self.dir_key(target))
+            elif folder_base_name(split_path(path)[1]) is not None:
+                # A subdirectory's attributes (DirMarkers' companion): moved as they are.
+                await self.store.copy(key, self.key_for(target))
+                await self.store.delete(key)
             else:
                 await self._rename_file(path, target)
                 moved.add(path)
         for f in self.cache.files_under(old):
             if f.path not in moved:
                 await self._rename_file(f.path, new + f.path[len(old) :])
-        if old_dkey in keys:
-            await self._move_marker(old_dkey, new_dkey)
-        else:
-            marker = metadata_from_attrs(attrs_from_metadata({}, time.time(), self.defaults, directory=True))
-            await self.store.put_bytes(new_dkey, b"", marker)
+        # The directory itself: its attributes (new ctime) at the new name, then the old marker
+        # and companion go (an implicit directory gets a marker with the mount's defaults).
+        await self.markers.write(new, attrs)
+        await self.markers.remove(old)
         self.meta.forget_all()
 
     async def _move_marker(self, old_key: str, new_key: str) -> None:
