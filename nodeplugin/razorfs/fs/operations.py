@@ -1,7 +1,13 @@
 """`RazorOperations`: the pyfuse3 request handlers. They turn inodes into paths, ask the namespace
 and the file cache, and hold the durability promises: close() returns once the data is fsync'd
 locally and journaled (writethrough: once it is in S3), fsync() once the content is in S3.
-Hard links are refused with EPERM (what link(2) returns on filesystems without hard links)."""
+Hard links are refused with EPERM (what link(2) returns on filesystems without hard links).
+
+Permission checks are the kernel's: the mount uses `default_permissions`, so the kernel checks
+mode bits, groups, sticky directories and who may chown or chmod before a request gets here;
+what this layer owes it is true attributes (ctime on every change, a setgid directory's group
+passed on to what is made in it). atime is stored when set (utimensat) but never moved by reads,
+like the `noatime` most object-store filesystems use: a read must not cost an S3 write."""
 
 from __future__ import annotations
 
@@ -20,10 +26,11 @@ from razorfs.cache.cached_file import CachedFile
 from razorfs.cache.file_cache import FileCache
 from razorfs.cache.readahead import ReadAhead
 from razorfs.cache.uploader import Uploader
+from razorfs.fs.dir_marker import folder_base_name
 from razorfs.fs.errno_map import errno_boundary
 from razorfs.fs.inode_table import InodeTable
 from razorfs.fs.namespace import Namespace, Node, join_path, split_path
-from razorfs.store.object_attrs import ObjectAttrs
+from razorfs.store.object_attrs import SPECIAL_FILE_TYPES, ObjectAttrs
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +95,14 @@ class RazorOperations(pyfuse3.Operations):  # type: ignore[misc]
             raise pyfuse3.FUSEError(errno.ENAMETOOLONG)
         return join_path(self._path(parent_inode), decoded)
 
+    def _new_child(self, parent_inode: int, name: bytes) -> str:
+        """The path of an entry to be made: a name ending in `_$folder$` would be taken for a
+        directory's attribute object (fs.dir_marker) and vanish from listings, so it is refused."""
+        path = self._child(parent_inode, name)
+        if folder_base_name(os.fsdecode(name)) is not None:
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        return path
+
     async def _node(self, path: str) -> Node:
         node = await self.ns.stat(path)
         if node is None:
@@ -105,13 +120,27 @@ class RazorOperations(pyfuse3.Operations):  # type: ignore[misc]
         entry.st_nlink = 2 if node.is_dir else 1
         entry.st_uid = node.attrs.uid
         entry.st_gid = node.attrs.gid
-        entry.st_rdev = 0
+        entry.st_rdev = node.attrs.rdev
         entry.st_size = node.size
         entry.st_blksize = BLOCK_SIZE_BYTES
         entry.st_blocks = (node.size + 511) // 512
-        mtime_ns = int(node.attrs.mtime * 1e9)
-        entry.st_atime_ns = entry.st_mtime_ns = entry.st_ctime_ns = mtime_ns
+        entry.st_mtime_ns = int(node.attrs.mtime * 1e9)
+        entry.st_atime_ns = int(node.attrs.access_time * 1e9)
+        entry.st_ctime_ns = int(node.attrs.change_time * 1e9)
         return entry
+
+    async def _new_attrs(self, parent: str, kind: int, mode: int, ctx: pyfuse3.RequestContext) -> ObjectAttrs:
+        """Attributes of a new entry made by `ctx` in `parent`: in a setgid directory it takes the
+        directory's group, and a new directory keeps the setgid bit (what ext4 does)."""
+        perm = stat.S_IMODE(mode) & ~ctx.umask
+        gid = ctx.gid
+        parent_attrs = (await self._node(parent)).attrs
+        if parent_attrs.mode & stat.S_ISGID:
+            gid = parent_attrs.gid
+            if kind == stat.S_IFDIR:
+                perm |= stat.S_ISGID
+        now = time.time()
+        return ObjectAttrs(kind | perm, ctx.uid, gid, now, now, now)
 
     def _refuse_if_read_only(self) -> None:
         if self.options.read_only:
@@ -138,6 +167,8 @@ class RazorOperations(pyfuse3.Operations):  # type: ignore[misc]
 
     @errno_boundary
     async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        if folder_base_name(os.fsdecode(name)) is not None:
+            raise pyfuse3.FUSEError(errno.ENOENT)  # a directory's attributes, never an entry
         return self._entry(await self._node(self._child(parent_inode, name)))
 
     @errno_boundary
@@ -160,15 +191,7 @@ class RazorOperations(pyfuse3.Operations):  # type: ignore[misc]
         self._refuse_if_read_only()
         path = self._path(inode)
         node = await self._node(path)
-        attrs = node.attrs
-        if fields.update_mode:
-            attrs = attrs.replace(mode=stat.S_IFMT(attrs.mode) | stat.S_IMODE(attr.st_mode))
-        if fields.update_uid:
-            attrs = attrs.replace(uid=attr.st_uid)
-        if fields.update_gid:
-            attrs = attrs.replace(gid=attr.st_gid)
-        if fields.update_mtime:
-            attrs = attrs.replace(mtime=attr.st_mtime_ns / 1e9)
+        attrs = attrs_after_setattr(node.attrs, attr, fields, time.time())
         if fields.update_size:
             if node.is_dir:
                 raise pyfuse3.FUSEError(errno.EISDIR)
@@ -177,8 +200,6 @@ class RazorOperations(pyfuse3.Operations):  # type: ignore[misc]
             else:
                 f = await self._cached_file(path, node)
             await self.cache.truncate(f, attr.st_size)
-            if not fields.update_mtime:
-                attrs = attrs.replace(mtime=time.time())
             self.cache.set_attrs(f, attrs)
             if fh is None:
                 await self._commit(f)  # truncate(2) has no close() to wait for
@@ -188,7 +209,7 @@ class RazorOperations(pyfuse3.Operations):  # type: ignore[misc]
                 self.cache.set_attrs(cached, attrs)
                 if cached.open_handles == 0:
                     await self._commit(cached)
-            elif not attrs.is_symlink:
+            else:
                 await self.ns.set_object_attrs(node, attrs)
         return self._entry(await self._node(path))
 
@@ -206,7 +227,8 @@ class RazorOperations(pyfuse3.Operations):  # type: ignore[misc]
         f = await self._cached_file(path, node)
         if writable and flags & os.O_TRUNC and f.size:
             await self.cache.truncate(f, 0)
-            self.cache.set_attrs(f, f.attrs.replace(mtime=time.time()))
+            now = time.time()
+            self.cache.set_attrs(f, f.attrs.changed(now, mtime=now))
         # Warm re-reads are served by the kernel's page cache unless the file changed (here or in
         # S3, as found by revalidation above) since the pages were filled.
         keep_cache = self._page_cache_tokens.get(inode) == page_cache_token(f)
@@ -223,12 +245,12 @@ class RazorOperations(pyfuse3.Operations):  # type: ignore[misc]
         self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         self._refuse_if_read_only()
-        path = self._child(parent_inode, name)
+        path = self._new_child(parent_inode, name)
         existing = self.cache.get(path)
         if existing is not None:
             async with existing.upload_lock:
                 self.cache.forget(existing)
-        attrs = ObjectAttrs(stat.S_IFREG | (stat.S_IMODE(mode) & ~ctx.umask), ctx.uid, ctx.gid, time.time())
+        attrs = await self._new_attrs(split_path(path)[0], stat.S_IFREG, mode, ctx)
         f = self.cache.create(path, attrs)
         self.ns.note_file(path, 0, attrs.mtime)
         entry = self._entry(self.ns.node_of_cached(f))
@@ -244,7 +266,8 @@ class RazorOperations(pyfuse3.Operations):  # type: ignore[misc]
         self._refuse_if_read_only()
         handle = self._handles[fh]
         written = await self.cache.write(handle.file, off, buf)
-        handle.file.attrs = handle.file.attrs.replace(mtime=time.time())
+        now = time.time()
+        handle.file.attrs = handle.file.attrs.changed(now, mtime=now)
         return written
 
     @errno_boundary
@@ -308,10 +331,10 @@ class RazorOperations(pyfuse3.Operations):  # type: ignore[misc]
         self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
         self._refuse_if_read_only()
-        path = self._child(parent_inode, name)
+        path = self._new_child(parent_inode, name)
         if await self.ns.stat(path) is not None:
             raise pyfuse3.FUSEError(errno.EEXIST)
-        attrs = ObjectAttrs(stat.S_IFDIR | (stat.S_IMODE(mode) & ~ctx.umask), ctx.uid, ctx.gid, time.time())
+        attrs = await self._new_attrs(split_path(path)[0], stat.S_IFDIR, mode, ctx)
         return self._entry(await self.ns.mkdir(path, attrs))
 
     @errno_boundary
@@ -348,7 +371,7 @@ class RazorOperations(pyfuse3.Operations):  # type: ignore[misc]
         if flags & pyfuse3.RENAME_EXCHANGE:
             raise pyfuse3.FUSEError(errno.EINVAL)
         old = self._child(parent_inode_old, name_old)
-        new = self._child(parent_inode_new, name_new)
+        new = self._new_child(parent_inode_new, name_new)
         if old == new:
             return
         if flags & pyfuse3.RENAME_NOREPLACE and await self.ns.stat(new) is not None:
@@ -363,11 +386,34 @@ class RazorOperations(pyfuse3.Operations):  # type: ignore[misc]
         self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
         self._refuse_if_read_only()
-        path = self._child(parent_inode, name)
+        path = self._new_child(parent_inode, name)
         if await self.ns.stat(path) is not None:
             raise pyfuse3.FUSEError(errno.EEXIST)
-        attrs = ObjectAttrs(stat.S_IFLNK | 0o777, ctx.uid, ctx.gid, time.time())
+        attrs = await self._new_attrs(split_path(path)[0], stat.S_IFLNK, 0o777, ctx)
+        attrs = attrs.replace(mode=stat.S_IFLNK | 0o777)  # a symlink's mode is always 0777
         return self._entry(await self.ns.symlink(path, target, attrs))
+
+    @errno_boundary
+    async def mknod(
+        self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        """FIFOs, sockets and device nodes as s3fs stores them: an empty object typed by its
+        mode (the kernel serves their I/O; opening a device needs a mount without `nodev`)."""
+        self._refuse_if_read_only()
+        path = self._new_child(parent_inode, name)
+        if await self.ns.stat(path) is not None:
+            raise pyfuse3.FUSEError(errno.EEXIST)
+        kind = stat.S_IFMT(mode)
+        attrs = await self._new_attrs(split_path(path)[0], kind, mode, ctx)
+        if kind == stat.S_IFREG:
+            f = self.cache.create(path, attrs)
+            self.ns.note_file(path, 0, attrs.mtime)
+            await self._commit(f)
+            return self._entry(self.ns.node_of_cached(f))
+        if kind not in SPECIAL_FILE_TYPES:
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        device = rdev if kind in (stat.S_IFCHR, stat.S_IFBLK) else 0
+        return self._entry(await self.ns.symlink(path, b"", attrs.replace(rdev=device)))
 
     @errno_boundary
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
@@ -385,3 +431,27 @@ class RazorOperations(pyfuse3.Operations):  # type: ignore[misc]
         data.f_files = data.f_ffree = data.f_favail = STATFS_FILES
         data.f_namemax = 255
         return data
+
+
+def attrs_after_setattr(
+    attrs: ObjectAttrs, attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields, now: float
+) -> ObjectAttrs:
+    """What chmod, chown, utimensat and truncate make of a node's attributes: any of them also
+    sets the ctime (to `now`, or to what the kernel sends), a size change the mtime."""
+    changes: dict[str, float] = {}
+    if fields.update_mode:
+        changes["mode"] = stat.S_IFMT(attrs.mode) | stat.S_IMODE(attr.st_mode)
+    if fields.update_uid:
+        changes["uid"] = attr.st_uid
+    if fields.update_gid:
+        changes["gid"] = attr.st_gid
+    if fields.update_atime:
+        changes["atime"] = attr.st_atime_ns / 1e9
+    if fields.update_mtime:
+        changes["mtime"] = attr.st_mtime_ns / 1e9
+    elif fields.update_size:
+        changes["mtime"] = now
+    if not changes and not fields.update_size:
+        return attrs
+    ctime = attr.st_ctime_ns / 1e9 if fields.update_ctime else now
+    return attrs.replace(ctime=ctime, **changes)
