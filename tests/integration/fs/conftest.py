@@ -4,8 +4,10 @@ must, and force-unmounts whatever is left."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -143,3 +145,40 @@ def razorfs_mount(s3_server: S3Server, bucket: str, tmp_path: Path) -> Iterator[
     finally:
         for vol in reversed(mounted):
             vol.stop()
+
+
+@contextlib.contextmanager
+def mounted_s3fs(server: S3Server, bucket: str, prefix: str, mountpoint: Path, *options: str) -> Iterator[Path]:
+    """s3fs (Debian's package) on `s3://bucket/prefix` of `server`, in the foreground as a child
+    of the test; unmounted and stopped on exit."""
+    if shutil.which("s3fs") is None:
+        pytest.fail("s3fs not installed: run `make setup` (apt-installs s3fs)", pytrace=False)
+    mountpoint.mkdir(exist_ok=True)
+    passwd = mountpoint.parent / f"passwd-s3fs-{mountpoint.name}"
+    passwd.write_text(f"{server.access_key}:{server.secret_key}\n")
+    passwd.chmod(0o600)
+    opts = ",".join((f"url={server.endpoint_url}", "use_path_request_style", f"passwd_file={passwd}",
+                     "stat_cache_expire=1", *options))  # fmt: skip
+    proc = subprocess.Popen(
+        ["s3fs", f"{bucket}:/{prefix}", str(mountpoint), "-f", "-o", opts],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not is_mounted(mountpoint):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"s3fs did not mount: {proc.stderr.read() if proc.stderr else ''!r}")
+            time.sleep(0.1)
+        passwd.unlink()  # s3fs read it at start; secrets do not stay on disk
+        yield mountpoint
+    finally:
+        passwd.unlink(missing_ok=True)
+        force_unmount(mountpoint)
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

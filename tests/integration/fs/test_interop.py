@@ -5,9 +5,7 @@ and contents through s3fs."""
 from __future__ import annotations
 
 import os
-import shutil
 import stat
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.fs.conftest import MountFactory
-from tests.realparts.fusemount import force_unmount, is_mounted
+from tests.integration.fs.conftest import MountFactory, mounted_s3fs
 from tests.realparts.s3server import S3Server
 
 pytestmark = [pytest.mark.fuse, pytest.mark.s3]
@@ -33,9 +30,7 @@ def test_objects_put_by_boto3_read_with_their_s3fs_modes_or_the_mount_defaults(
         Metadata={"mode": str(stat.S_IFREG | 0o600), "uid": "1001", "gid": "1002", "mtime": "1600000000"},
     )
     s3_client.put_object(Bucket=bucket, Key="vol/rclone.txt", Body=b"r", Metadata={"mtime": "1600000000.5"})
-    s3_client.put_object(
-        Bucket=bucket, Key="vol/link", Body=b"s3fs.txt", Metadata={"mode": str(stat.S_IFLNK | 0o777)}
-    )
+    s3_client.put_object(Bucket=bucket, Key="vol/link", Body=b"s3fs.txt", Metadata={"mode": str(stat.S_IFLNK | 0o777)})
     s3_client.put_object(Bucket=bucket, Key="vol/implicit/dir/deep.txt", Body=b"deep")
     vol = razorfs_mount(extra=("--uid", "42", "--gid", "43", "--file-mode", "0640", "--dir-mode", "0750"))
     root = vol.mountpoint
@@ -57,37 +52,8 @@ def test_objects_put_by_boto3_read_with_their_s3fs_modes_or_the_mount_defaults(
 
 @pytest.fixture
 def s3fs_mount(s3_server: S3Server, bucket: str, tmp_path: Path) -> Iterator[Path]:
-    if shutil.which("s3fs") is None:
-        pytest.fail("s3fs not installed: run `make setup` (apt-installs s3fs)", pytrace=False)
-    mountpoint = tmp_path / "s3fs"
-    mountpoint.mkdir()
-    passwd = tmp_path / "passwd-s3fs"
-    passwd.write_text(f"{s3_server.access_key}:{s3_server.secret_key}\n")
-    passwd.chmod(0o600)
-    options = f"url={s3_server.endpoint_url},use_path_request_style,passwd_file={passwd},stat_cache_expire=1"
-    proc = subprocess.Popen(
-        ["s3fs", f"{bucket}:/vol", str(mountpoint), "-f", "-o", options],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while not is_mounted(mountpoint):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"s3fs did not mount: {proc.stderr.read() if proc.stderr else ''!r}")
-            time.sleep(0.1)
-        passwd.unlink()  # s3fs read it at start; secrets do not stay on disk
+    with mounted_s3fs(s3_server, bucket, "vol", tmp_path / "s3fs") as mountpoint:
         yield mountpoint
-    finally:
-        passwd.unlink(missing_ok=True)
-        force_unmount(mountpoint)
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_files_written_by_razorfs_show_their_modes_owners_and_content_in_s3fs(
