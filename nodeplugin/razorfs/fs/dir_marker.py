@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from razorfs.cache.metadata_cache import MetadataCache
 from razorfs.cache.metered_store import MeteredStore
 from razorfs.store.base import ObjectInfo
+from razorfs.store.errors import ObjectNotFound
 from razorfs.store.object_attrs import ObjectAttrs, has_attr_headers, metadata_from_attrs
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,10 @@ class DirMarkers:
         return self.marker_keeps_metadata is False
 
     async def _probe_marker_metadata(self, marker_key: str) -> None:
-        kept = has_attr_headers((await self.store.head(marker_key)).metadata)
+        try:
+            kept = has_attr_headers((await self.store.head(marker_key)).metadata)
+        except ObjectNotFound:
+            kept = False  # a server that does not even keep the marker: companions are harmless
         self.marker_keeps_metadata = kept
         if not kept:
             log.info(

@@ -375,7 +375,10 @@ class Namespace:
 
     async def _dir_attrs_source(self, path: str, folder_listed: bool | None = None) -> ObjectInfo | None:
         """The object holding a directory's attributes (see DirMarkers); None for defaults."""
-        marker = await self.head(self.dir_key(path)) if self.dir_key(path) else None
+        if not self.dir_key(path):
+            # The root of a volume at the bucket root has no marker, only (maybe) a companion.
+            return await self.markers.attrs_source(path, None, True if folder_listed is None else folder_listed)
+        marker = await self.head(self.dir_key(path))
         return await self.markers.attrs_source(path, marker, folder_listed)
 
     def _stat_from_cache(self, path: str) -> Node | None:

@@ -327,3 +327,12 @@ def test_s3_headers_match_what_s3fs_writes_and_each_reads_the_others_tree(
     assert _stat_view(other.mountpoint) == s3fs_view
     with mounted_s3fs(moto_s3_server, bucket, "rzfs", tmp_path / "s3fs-r") as s3fs_root:
         assert _stat_view(s3fs_root) == razor_view
+
+
+def test_root_of_a_volume_at_the_bucket_root_keeps_its_mode_and_owner(razorfs_mount: MountFactory) -> None:
+    vol = razorfs_mount(prefix="", extra=TTL)
+    assert _sh(vol.mountpoint, "chmod 0750 . && chown 5:6 . && mkdir d") == ""
+    vol.umount()
+    root = razorfs_mount(prefix="", mountpoint=vol.mountpoint, extra=TTL).mountpoint
+    assert _attrs(root, ".")["."][:3] == ("drwxr-x---", 5, 6)
+    assert os.listdir(root) == ["d"]
