@@ -4,7 +4,10 @@ PYTHON_BOOT ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 BIN_CACHE ?= $(HOME)/.cache/razorfs/bin
-APT_PACKAGES := fuse3 libfuse3-dev pkg-config rclone s3fs openssl util-linux
+# The local Kubernetes node (tests/realparts/cluster/) runs containerd + runc with the CNI bridge
+# plugin, iptables for kube-proxy, and builds its images with debootstrap and buildah.
+APT_PACKAGES := fuse3 libfuse3-dev pkg-config rclone s3fs openssl util-linux gcc iproute2 iptables \
+  containerd runc containernetworking-plugins buildah debootstrap
 PYTEST_ARGS ?=
 
 .PHONY: setup system-deps proto test-bins lint typecheck unit test demo csi-sanity bench soak dev-up dev-down clean helm-lint
@@ -42,8 +45,10 @@ test: setup test-bins lint typecheck
 demo: setup test-bins
 	$(PY) -m tests.realparts.demo $(DEMO_ARGS)
 
-# The local control plane on loopback (etcd, kube-apiserver, SeaweedFS, operator, node plugin as node
-# `local`, kubelet harness), detached; state in .dev/ (source .dev/env). Both targets are idempotent.
+# A real single-node Kubernetes on this machine (etcd, kube-apiserver, controller-manager, scheduler,
+# containerd, kubelet, kube-proxy, a CNI bridge), SeaweedFS S3 on the bridge address and the chart
+# installed with helm from locally built images; detached, state in .dev/ (source .dev/env).
+# Both targets are idempotent; dev-down restores the host as it was.
 dev-up: setup test-bins
 	$(PY) -m tests.realparts.dev_cluster up
 

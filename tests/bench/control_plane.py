@@ -2,8 +2,9 @@
 kube-apiserver with the real operator, and the latency of NodeStageVolume + NodePublishVolume
 through the real CSI node plugin (each one starts a RazorFS mount daemon).
 
-It runs the whole stack of `make dev-up` (tests.realparts.dev_cluster) on a private root and tears
-it down afterwards; only RazorFS has this workload, so it has no peers and no alternation."""
+It runs the whole stack of `make dev-up` (tests.realparts.dev_cluster: the real node with the chart
+installed) on a private root and tears it down afterwards; stage and publish are called on the
+node plugin's CSI socket as the kubelet would; only RazorFS has this workload, so it has no peers and no alternation."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tests.realparts import dev_cluster
+from tests.realparts import dev_cluster, pidfiles
 from tests.realparts.csiclient import CsiClient, VolumeRequest, publish_path, staging_path
 
 READY_TIMEOUT_S = 600.0
@@ -114,7 +115,8 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _cpu_of_parts(root: Path) -> dict[str, float]:
-    return {name: _cpu_seconds(pid) for name, (pid, _) in dev_cluster._recorded(root).items()}
+    recorded = {**pidfiles.recorded(root), **pidfiles.recorded(root / "node")}
+    return {name: _cpu_seconds(pid) for name, (pid, _) in recorded.items()}
 
 
 def _log_cpu(what: str, before: dict[str, float], after: dict[str, float]) -> None:
@@ -124,12 +126,8 @@ def _log_cpu(what: str, before: dict[str, float], after: dict[str, float]) -> No
 
 
 def measure_control_plane(workdir: Path, volumes: int, stage_samples: int) -> dict[str, float]:
-    import urllib3
     from kubernetes import client, config
 
-    # The test apiserver's certificate is self-signed (the kubeconfig says so); urllib3 would warn
-    # on every one of the thousands of requests below.
-    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
     root = workdir / "dev"
     try:
         dev = dev_cluster.up(root, s3_port=None)

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Builds the third-party test binaries (kube-apiserver, etcd, csi-sanity, helm) from the Go
-# module proxy into a cache outside the repo, reusing what is already there.
-# Usage: build-test-bins.sh [kube-apiserver|etcd|csi-sanity|helm|all]
+# Builds the third-party test binaries from the Go module proxy into a cache outside the repo,
+# reusing what is already there: etcd, the Kubernetes components of the local node (kube-apiserver,
+# kube-controller-manager, kube-scheduler, kube-proxy, kubelet, kubectl), crictl, csi-sanity, helm.
+# Usage: build-test-bins.sh [NAME|all]
 set -euo pipefail
 
 K8S_VERSION="${RAZORFS_K8S_VERSION:-v1.35.4}"
 CSI_SANITY_VERSION="v5.4.0"
+CRICTL_VERSION="v1.34.0"  # the proxy refuses v1.35.0
+K8S_COMPONENTS="kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet kubectl"
 HELM_VERSION="${RAZORFS_HELM_VERSION:-v3.19.0}"
+HELM_K8S_MINOR=34  # the k8s.io/client-go minor that helm release builds against
 CACHE="${RAZORFS_BIN_CACHE:-$HOME/.cache/razorfs/bin}"
 WORK="${RAZORFS_BUILD_CACHE:-$HOME/.cache/razorfs/build}"
 export GOFLAGS="${GOFLAGS:-} -trimpath"
@@ -43,12 +47,24 @@ k8s_wrapper() {
   echo "$dir"
 }
 
-build_kube_apiserver() {
-  local out="$CACHE/kube-apiserver-$K8S_VERSION"
+# Without the version stamped in, the binaries report v0.0.0-master and kubectl/helm cannot
+# parse the server's version.
+k8s_ldflags() {
+  local minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
+  echo "-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION" \
+    "-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
+}
+
+build_k8s_component() {
+  local name="$1" out="$CACHE/k8s-$K8S_VERSION/$1"
   [ -x "$out" ] && { echo "$out"; return; }
   local dir; dir=$(k8s_wrapper)
-  log "building kube-apiserver $K8S_VERSION (takes several minutes the first time)"
-  (cd "$dir" && go build -o "$out.tmp" k8s.io/kubernetes/cmd/kube-apiserver) && mv "$out.tmp" "$out"
+  mkdir -p "$(dirname "$out")"
+  # Every command but kube-apiserver needs its own `go get` (kube-proxy's dependencies are not
+  # in the wrapper's go.sum otherwise).
+  (cd "$dir" && go get "k8s.io/kubernetes/cmd/$name@$K8S_VERSION" >&2)
+  log "building $name $K8S_VERSION (the first Kubernetes build takes several minutes)"
+  (cd "$dir" && go build -ldflags "$(k8s_ldflags)" -o "$out.tmp" "k8s.io/kubernetes/cmd/$name") && mv "$out.tmp" "$out"
   echo "$out"
 }
 
@@ -74,12 +90,26 @@ build_csi_sanity() {
 }
 
 build_helm() {
-  local out="$CACHE/helm-$HELM_VERSION"
+  local out="$CACHE/helm-$HELM_VERSION-k8s-$HELM_K8S_MINOR"
   [ -x "$out" ] && { echo "$out"; return; }
   log "building helm $HELM_VERSION"
   local gobin="$WORK/gobin-helm"
-  GOBIN="$gobin" go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  # As helm's own Makefile stamps it: without these, `helm template` assumes Kubernetes v1.20.
+  local stamp="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  stamp="$stamp -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$HELM_K8S_MINOR"
+  stamp="$stamp -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$HELM_K8S_MINOR"
+  GOBIN="$gobin" go install -ldflags "-s -w $stamp" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
   mv "$gobin/helm" "$out"
+  echo "$out"
+}
+
+build_crictl() {
+  local out="$CACHE/crictl-$CRICTL_VERSION"
+  [ -x "$out" ] && { echo "$out"; return; }
+  log "building crictl $CRICTL_VERSION"
+  local gobin="$WORK/gobin-crictl"
+  GOBIN="$gobin" go install "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
+  mv "$gobin/crictl" "$out"
   echo "$out"
 }
 
@@ -87,15 +117,17 @@ link() { ln -sf "$2" "$CACHE/$1"; }
 
 what="${1:-all}"
 case "$what" in
-  kube-apiserver) link kube-apiserver "$(build_kube_apiserver)" ;;
   etcd) link etcd "$(build_etcd)" ;;
   csi-sanity) link csi-sanity "$(build_csi_sanity)" ;;
   helm) link helm "$(build_helm)" ;;
+  crictl) link crictl "$(build_crictl)" ;;
+  kube-*|kubelet|kubectl) link "$what" "$(build_k8s_component "$what")" ;;
   all)
     link etcd "$(build_etcd)"
-    link kube-apiserver "$(build_kube_apiserver)"
+    for name in $K8S_COMPONENTS; do link "$name" "$(build_k8s_component "$name")"; done
+    link crictl "$(build_crictl)"
     link csi-sanity "$(build_csi_sanity)"
     link helm "$(build_helm)"
     ;;
-  *) echo "usage: $0 [kube-apiserver|etcd|csi-sanity|helm|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [etcd|$(echo $K8S_COMPONENTS | tr ' ' '|')|crictl|csi-sanity|helm|all]" >&2; exit 2 ;;
 esac

@@ -1,5 +1,6 @@
-"""The e2e fixture: the whole dev cluster (what `make dev-up` starts) on a temporary root, once per
-module, and the check that `dev-down` leaves no process and no mount behind."""
+"""The e2e fixture: the dev cluster (a real node with the chart installed, what `make dev-up` starts)
+on a temporary root, once per session, and the check that `dev-down` leaves the machine as found:
+no process, mount, interface, iptables rule, cgroup or changed sysctl."""
 
 from __future__ import annotations
 
@@ -12,21 +13,28 @@ from typing import Any
 import pytest
 
 from tests.realparts import dev_cluster
-from tests.realparts.fusemount import require_fuse
-from tests.realparts.kubeapi import test_binary
+from tests.realparts.cluster import node
+from tests.realparts.cluster.host_state import HostState
 from tests.realparts.processes import RealPartMissing
 
 
-@pytest.fixture(scope="module")
-def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dev_cluster.DevState]:
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that end the shared cluster (dev-down) run after every other test."""
+    items.sort(key=lambda item: item.get_closest_marker("ends_cluster") is not None)
+
+
+@pytest.fixture(scope="session")
+def host_before() -> HostState:
+    return HostState.record()
+
+
+@pytest.fixture(scope="session")
+def dev(tmp_path_factory: pytest.TempPathFactory, host_before: HostState) -> Iterator[dev_cluster.DevState]:
     try:
-        require_fuse()
-        test_binary("kube-apiserver")
-        test_binary("etcd")
+        node.require_node_parts()
     except RealPartMissing as exc:
         pytest.fail(f"real part missing: {exc}", pytrace=False)
-    # RAZORFS_E2E_ROOT keeps the cluster's logs where concurrent sessions' temp-dir rotation cannot
-    # remove them (for debugging a failure).
+    # RAZORFS_E2E_ROOT keeps the cluster's logs where temp-dir rotation cannot remove them.
     chosen = os.environ.get("RAZORFS_E2E_ROOT")
     root = Path(chosen) / uuid.uuid4().hex[:8] if chosen else tmp_path_factory.mktemp("dev")
     try:
@@ -34,11 +42,11 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dev_cluster.DevSta
         yield dev_cluster.up(root, s3_port=None)
     finally:
         dev_cluster.down(root)
-        leftovers = [f"pid {pid}" for pid in dev_cluster.processes_under(root)] + dev_cluster.mounts_under(root)
-        assert not leftovers, f"dev-down left behind: {leftovers}"
+        left = node.leftovers(root / "node", host_before) + [f"pid {p}" for p in node.processes_under(root)]
+        assert not left, f"dev-down left behind: {left}"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def api(dev: dev_cluster.DevState) -> Any:
     from kubernetes import config
 
@@ -46,15 +54,16 @@ def api(dev: dev_cluster.DevState) -> Any:
 
 
 @pytest.fixture
-def namespace(api: Any, dev: dev_cluster.DevState) -> str:
-    """A fresh namespace holding the S3 credentials Secret (no namespace controller runs: it stays)."""
+def namespace(api: Any, dev: dev_cluster.DevState) -> Iterator[str]:
+    """A fresh namespace holding the S3 credentials Secret; deleted (with its pods) afterwards."""
     from kubernetes import client
 
     core: Any = client.CoreV1Api(api)
     name = f"e2e-{uuid.uuid4().hex[:8]}"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     core.create_namespaced_secret(name, dev_cluster.credentials_secret(name, dev.access_key, dev.secret_key))
-    return name
+    yield name
+    dev.node.kubectl("delete", "pods", "--all", "-n", name, "--wait=true", "--timeout=180s", check=False)
 
 
 @pytest.fixture

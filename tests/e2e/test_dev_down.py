@@ -1,6 +1,7 @@
-"""`make dev-down` while a pod still holds a RazorFS mount with fresh writes: every process stops,
-every mount goes, nothing has to be forced, and the pod's data is in S3 (the harness unstages, which
-flushes, before anything else stops). Runs on a cluster of its own (module fixture) since it ends it."""
+"""`make dev-down` while a pod still holds a RazorFS mount with fresh writes: the pod is deleted
+first (the kubelet unstages, which flushes), nothing has to be forced, and the machine is left as
+found: no process, mount, interface, iptables rule, cgroup or changed sysctl. Ends the shared
+cluster, so it runs last."""
 
 from __future__ import annotations
 
@@ -11,57 +12,37 @@ from typing import Any
 import pytest
 
 from tests.realparts import dev_cluster
+from tests.realparts.cluster import node
+from tests.realparts.cluster.host_state import HostState
 from tests.realparts.kubeapply import Applier
 
-from .test_volume_flow import NUMBERS_50K, mounts_in, wait_for
+from .workloads import exec_in, pod, razorvolume, running
 
-pytestmark = [pytest.mark.kube, pytest.mark.fuse, pytest.mark.s3, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.kube, pytest.mark.fuse, pytest.mark.s3, pytest.mark.ends_cluster,
+              pytest.mark.timeout(600)]
+NUMBERS_50K = "".join(f"{i}\n" for i in range(1, 50_001)).encode()
 
 
-def test_dev_down_with_a_mounted_volume_flushes_stops_everything_and_unmounts(
-    dev: dev_cluster.DevState, api: Any, namespace: str, s3: Any
+def test_dev_down_with_a_mounted_volume_flushes_and_leaves_the_machine_as_found(
+    dev: dev_cluster.DevState, api: Any, namespace: str, s3: Any, host_before: HostState
 ) -> None:
     from kubernetes import client
 
     core: Any = client.CoreV1Api(api)
     applier = Applier(api, field_manager="razorfs-e2e")
     prefix = f"down-{uuid.uuid4().hex[:8]}"
-    applier.apply({
-        "apiVersion": "razorfs.io/v1alpha1",
-        "kind": "RazorVolume",
-        "metadata": {"name": "held", "namespace": namespace},
-        "spec": {
-            "s3": {"endpoint": dev.s3_endpoint, "bucket": dev.bucket, "prefix": prefix, "region": dev.region,
-                   "secretRef": {"name": dev_cluster.SECRET_NAME}},
-            "reclaimPolicy": "Retain",
-        },
-    })
-    applier.apply({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "holder", "namespace": namespace},
-        "spec": {
-            "containers": [{
-                "name": "holder", "image": "busybox:1.36",
-                "command": ["sh", "-c", "seq 1 50000 > /data/late.txt && touch /data/written && exec sleep 600"],
-                "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-            }],
-            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "held"}}],
-        },
-    })
-    wait_for("pod running", lambda: core.read_namespaced_pod("holder", namespace).status.phase == "Running")
-    target = Path(next(m for m in mounts_in(dev.kubelet_dir) if "/pods/" in m))
-    wait_for("pod wrote its file", lambda: (target / "written").exists())
+    applier.apply(razorvolume("held", namespace, dev, prefix, reclaim="Retain"))
+    applier.apply(pod("holder", namespace, dev.image,
+                      "seq 1 50000 > /data/late.txt && touch /data/written && exec sleep 600", "held"))
+    running(core, namespace, "holder")
+    exec_in(dev, namespace, "holder", "while [ ! -e /data/written ]; do sleep 0.2; done")
     root = Path(dev.root)
 
     forced = dev_cluster.down(root, stop_s3=False)
 
     assert forced == [], f"dev-down had to force: {forced}"
     assert not dev_cluster.is_up(root)
-    assert mounts_in(dev.root) == []
-    # Only the S3 server (kept for the check below) still runs; the fixture's down() stops it.
-    others = [pid for pid in dev_cluster.processes_under(root)
-              if b"weed" not in Path(f"/proc/{pid}/cmdline").read_bytes()]
-    assert others == []
+    left = node.leftovers(root / "node", host_before)
+    assert left == [], left
     body = s3.get_object(Bucket=dev.bucket, Key=f"{prefix}/late.txt")["Body"].read()
     assert body == NUMBERS_50K, "the pod's writes were flushed to S3 before the mount went away"

@@ -1,8 +1,10 @@
 """`make demo`: RazorFS end to end on this machine. Brings the dev cluster up (tests/realparts/
-dev_cluster.py), applies examples/razorvolume.yaml and examples/pod.yaml, and narrates: the
-RazorVolume going Ready, the pod writing files through the FUSE mount, the objects appearing in S3
-with their metadata, and the per-node cache figures in the RazorVolume's status. Then it returns,
-leaving everything running to explore (`make dev-down` stops it); `--down` stops it at the end.
+dev_cluster.py: a real Kubernetes node with the chart installed by helm), applies
+examples/razorvolume.yaml, examples/pvc.yaml and examples/pod.yaml, and narrates: the RazorVolume
+going Ready, the StorageClass claim provisioned by csi-provisioner, the pod writing files through the
+FUSE mounts, the objects appearing in S3 with their metadata, the per-node cache figures in the
+RazorVolume's status and the node plugin's log. Then it returns, leaving everything running to
+explore (`make dev-down` stops it); `--down` stops it at the end.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from . import dev_cluster
 from .kubeapply import Applier, load_manifest_file
 
 EXAMPLES = dev_cluster.REPO / "examples"
-EXAMPLE_ENDPOINT = "http://127.0.0.1:8333"
+EXAMPLE_ENDPOINT = "http://10.88.0.1:8333"
 T = TypeVar("T")
 
 
@@ -62,14 +64,17 @@ def human(n: int) -> str:
 def run(root: Path, timeout_s: float) -> dev_cluster.DevState:
     from kubernetes import client, config
 
-    say("1. Bringing up the dev cluster (SeaweedFS S3, etcd, kube-apiserver, operator, node plugin, kubelet harness)")
+    say("1. Bringing up a real Kubernetes node (kubelet, containerd, control plane), SeaweedFS S3, and the chart")
+    say("   (the first run builds the images and may take several minutes)")
     state = dev_cluster.up(root)
-    say(f"   up: kube-apiserver {state.kube_url}, S3 {state.s3_endpoint}, bucket {state.bucket}")
+    say(f"   up: S3 {state.s3_endpoint}, bucket {state.bucket}, image {state.image}")
+    say(_indent(state.node.kubectl("get", "pods", "-n", dev_cluster.SYSTEM_NAMESPACE, "-o", "wide")))
     api = config.new_client_from_config(config_file=state.kubeconfig)  # type: ignore[no-untyped-call]
     applier = Applier(api, field_manager="razorfs-demo")
     custom: Any = client.CustomObjectsApi(api)
     core: Any = client.CoreV1Api(api)
     volume = example_objects("razorvolume.yaml", state.s3_endpoint)[0]
+    claim = load_manifest_file(EXAMPLES / "pvc.yaml")[0]
     pod = load_manifest_file(EXAMPLES / "pod.yaml")[0]
     ns, rv_name, pod_name = volume["metadata"]["namespace"], volume["metadata"]["name"], pod["metadata"]["name"]
     prefix = volume["spec"]["s3"]["prefix"].rstrip("/") + "/"
@@ -95,17 +100,23 @@ def run(root: Path, timeout_s: float) -> dev_cluster.DevState:
     status = wait_for(f"RazorVolume {rv_name} Ready (see {root}/logs/razorfs-operator.log)", ready, timeout_s)
     say(f"   phase Ready: PV {status.get('persistentVolumeName')}, claim {status.get('claimName')}")
 
-    say(f"\n3. kubectl apply -f examples/pod.yaml   (pod {ns}/{pod_name} writes into /data = the claim)")
+    say(f"\n3. kubectl apply -f examples/pvc.yaml   (claim {claim['metadata']['name']} on the StorageClass)")
+    applier.apply(claim)
+    bound = wait_for("claim bound by csi-provisioner", lambda: (c := core.read_namespaced_persistent_volume_claim(
+        claim["metadata"]["name"], claim["metadata"]["namespace"])).status.phase == "Bound" and c, timeout_s)
+    say(f"   Bound to {bound.spec.volume_name}, provisioned by the real csi-provisioner")
+
+    say(f"\n4. kubectl apply -f examples/pod.yaml   (pod {ns}/{pod_name} writes into /data and /scratch)")
     applier.apply(pod)
 
     def running() -> bool:
         phase = core.read_namespaced_pod(pod_name, ns).status.phase
         if phase == "Failed":
-            raise DemoFailed(f"pod {pod_name} failed; see {root}/logs/pods/")
+            raise DemoFailed(f"pod {pod_name} failed; kubectl logs {pod_name} says why")
         return bool(phase == "Running")
 
-    wait_for(f"pod {pod_name} Running (see {root}/logs/kubelet-harness.log)", running, timeout_s)
-    say("   pod Running: its volume is staged and published by the node plugin (kubelet paths under "
+    wait_for(f"pod {pod_name} Running (kubectl describe pod {pod_name})", running, timeout_s)
+    say("   pod Running: the kubelet had its volumes staged and published by the node plugin (paths under "
         f"{state.kubelet_dir})")
 
     s3 = _s3_client(state)
@@ -114,8 +125,8 @@ def run(root: Path, timeout_s: float) -> dev_cluster.DevState:
         listed = s3.list_objects_v2(Bucket=state.bucket, Prefix=prefix).get("Contents", [])
         return listed if any(o["Key"] == prefix + "DONE" for o in listed) else None
 
-    say("\n4. Waiting for the pod's files to reach S3 (written to the local cache, uploaded in the background)")
-    listed = wait_for(f"s3://{state.bucket}/{prefix}DONE (see {root}/logs/)", objects, timeout_s)
+    say("\n5. Waiting for the pod's files to reach S3 (written to the local cache, uploaded in the background)")
+    listed = wait_for(f"s3://{state.bucket}/{prefix}DONE (see {root}/node/logs/)", objects, timeout_s)
     for obj in listed:
         meta = s3.head_object(Bucket=state.bucket, Key=obj["Key"]).get("Metadata", {})
         shown = ", ".join(f"{k}={v}" for k, v in sorted(meta.items()))
@@ -123,7 +134,7 @@ def run(root: Path, timeout_s: float) -> dev_cluster.DevState:
     first = next(o["Key"] for o in listed if o["Key"].endswith(".txt"))
     say(f"   {first}: {s3.get_object(Bucket=state.bucket, Key=first)['Body'].read().decode().strip()}")
 
-    say("\n5. The RazorVolume's status: S3 usage and per-node cache figures (gathered over NodeAdmin gRPC)")
+    say("\n6. The RazorVolume's status: S3 usage and per-node cache figures (gathered over NodeAdmin gRPC)")
 
     def figures() -> dict[str, Any] | None:
         status = rv().get("status") or {}
@@ -139,7 +150,14 @@ def run(root: Path, timeout_s: float) -> dev_cluster.DevState:
                                                               if node.get("lastError") else ""))
     except DemoFailed as exc:
         say(f"   (no figures yet: {exc}; look again with kubectl get rv {rv_name} -o yaml)")
+    say("\n7. kubectl logs -n razorfs-system -l app.kubernetes.io/component=node -c node --tail=8")
+    say(_indent(state.node.kubectl("logs", "-n", dev_cluster.SYSTEM_NAMESPACE, "-l",
+                                   "app.kubernetes.io/component=node", "-c", "node", "--tail=8", check=False)))
     return state
+
+
+def _indent(text: str) -> str:
+    return "\n".join("   " + line for line in text.rstrip().splitlines())
 
 
 def _s3_client(state: dev_cluster.DevState) -> Any:
@@ -162,9 +180,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=120, help="seconds each step may take")
     parser.add_argument("--down", action="store_true", help="stop the dev cluster at the end")
     args = parser.parse_args(argv)
-    import urllib3
-
-    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # loopback apiserver, self-signed
     root = args.root.resolve()
     try:
         state = run(root, args.timeout)
@@ -182,9 +197,10 @@ Everything keeps running. Explore:
   kubectl get rv,pvc,pv,pods -A
   kubectl get rv demo -o yaml                  # conditions, usage, per-node cache figures
   aws s3 ls s3://{state.bucket}/demo/ --recursive
-  ls {state.kubelet_dir}/pods/*/volumes/kubernetes.io~csi/*/mount   # the pod's view of the volume
+  kubectl exec demo-writer -- ls -l /data /scratch   # the pod's view of its volumes
+  kubectl logs -n razorfs-system daemonset/razorfs-node -c node
   kubectl delete pod demo-writer; kubectl delete rv demo   # unstage flushes; reclaim Delete empties the prefix
-  make dev-down                                # stop everything, unmount"""
+  make dev-down                                # delete pods (flushing), stop everything, restore the host"""
         )
     return 0
 

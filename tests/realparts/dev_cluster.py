@@ -1,11 +1,13 @@
-"""`make dev-up` / `make dev-down`: the whole of RazorFS on loopback, detached, as node `local`.
+"""`make dev-up` / `make dev-down`: RazorFS on a real single-node Kubernetes on this machine.
 
-up:   SeaweedFS S3, etcd + kube-apiserver, the CRD, a credentials Secret, the CSIDriver, a
-      StorageClass, the Node `local`, then razorfs-node (--mode all), razorfs-operator and the kubelet
-      harness. Writes <root>/kubeconfig, <root>/env (shell-sourceable) and <root>/state.json; each
-      process' pid (with its start time, so a recycled pid is never killed) goes to <root>/pids/.
-down: stops them in reverse order (the harness first, which unpublishes and unstages, so dirty data
-      is flushed), then sweeps mount daemons and FUSE mounts under <root>; logs stay in <root>/logs.
+up:   builds (or reuses) the local images, starts the node (tests/realparts/cluster/node.py: etcd,
+      kube-apiserver, controller-manager, scheduler, containerd, kubelet, kube-proxy, a CNI bridge),
+      SeaweedFS S3 on the bridge address, then `helm install`s the chart with the local images and
+      waits for the operator, the node plugin and the controller to be Ready. Writes <root>/env
+      (shell-sourceable: KUBECONFIG, AWS_*, PATH with kubectl) and <root>/state.json.
+down: deletes the workload pods while the node plugin runs (kubelet unpublishes and unstages,
+      which flushes to S3), uninstalls the chart, stops the node and puts the host back as found,
+      then stops the S3 server. Logs stay in <root>/node/logs and <root>/s3.
 Both are idempotent. The e2e tests run the same functions on a temporary root.
 """
 
@@ -15,36 +17,30 @@ import argparse
 import contextlib
 import json
 import os
-import secrets
-import shutil
-import signal
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
-from .csiclient import CsiClient
-from .kubeapi import start_control_plane
-from .kubeapply import Applier, load_manifest_file
-from .processes import ManagedProcess, free_port, wait_until
+from . import pidfiles
+from .cluster import chart, node
+from .cluster.images import LocalImages, local_images
+from .cluster.network import NODE_IP
+from .kubeapi import BIN_CACHE
+from .processes import _port_is_free
 from .s3server import start_seaweedfs
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_ROOT = REPO / ".dev"
-CRD_FILE = REPO / "charts" / "razorfs" / "files" / "razorvolumes-crd.yaml"
 DRIVER = "razorfs.csi.io"
-NODE_NAME = "local"
-SYSTEM_NAMESPACE = "razorfs-system"
+NODE_NAME = node.NODE_NAME
+SYSTEM_NAMESPACE = chart.NAMESPACE
 SECRET_NAME = "razorfs-s3-credentials"
 BUCKET = "razorfs-dev"
 STORAGE_CLASS = "razorfs"
-WELL_KNOWN_S3_PORT = 8333  # examples/ name this endpoint; used when free
-WELL_KNOWN_ADMIN_PORT = 9810
-# Stop order: the harness first (it releases every volume), the S3 server last (flushes need it).
-PROCESS_ORDER = ["kubelet", "operator", "node", "kube-apiserver", "etcd", "seaweedfs"]
-STOP_TIMEOUT_S = {"kubelet": 180.0, "node": 15.0}
+WELL_KNOWN_S3_PORT = 8333  # examples/ name this port; used when free
+SYSTEM_NAMESPACES = {"kube-system", "kube-public", "kube-node-lease", SYSTEM_NAMESPACE}
+WORKLOAD_TIMEOUT_S = 180.0
 
 
 @dataclass
@@ -53,68 +49,37 @@ class DevState:
 
     root: str
     kubeconfig: str
-    kube_url: str
     s3_endpoint: str
     access_key: str
     secret_key: str
     region: str
     bucket: str
-    csi_endpoint: str
     kubelet_dir: str
-    admin_address: str
-    admin_token_file: str
+    image: str
 
     @classmethod
     def load(cls, root: Path) -> DevState:
         return cls(**json.loads((root / "state.json").read_text()))
 
+    @property
+    def node(self) -> node.LocalNode:
+        return node.LocalNode.load(Path(self.root) / "node")
 
-def _bin(name: str) -> str:
-    candidate = Path(sys.executable).with_name(name)
-    return str(candidate) if candidate.exists() else name
+    @property
+    def csi_endpoint(self) -> str:
+        """The node plugin's CSI socket as the kubelet reaches it (the registrar registers this path)."""
+        return f"unix://{self.kubelet_dir}/plugins/{DRIVER}/csi.sock"
 
-
-def _start_time(pid: int) -> str | None:
-    """Field 22 of /proc/<pid>/stat (start time in clock ticks), or None when gone or a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] == "Z":
-        return None
-    return fields[19]
-
-
-def _record_pid(root: Path, name: str, proc: ManagedProcess) -> None:
-    pids = root / "pids"
-    pids.mkdir(parents=True, exist_ok=True)
-    (pids / f"{name}.pid").write_text(f"{proc.proc.pid} {_start_time(proc.proc.pid)}\n")
-
-
-def _recorded(root: Path) -> dict[str, tuple[int, str]]:
-    found = {}
-    for path in sorted((root / "pids").glob("*.pid")) if (root / "pids").exists() else []:
-        pid, start = path.read_text().split()
-        found[path.stem] = (int(pid), start)
-    return found
-
-
-def _alive(pid: int, start: str) -> bool:
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child (tests run up() in-process)
-    return _start_time(pid) == start
+    def helm(self) -> chart.Helm:
+        return chart.Helm(self.kubeconfig, Path(self.root) / "helm")
 
 
 def is_up(root: Path) -> bool:
-    recorded = _recorded(root)
-    return set(recorded) == set(PROCESS_ORDER) and all(_alive(p, s) for p, s in recorded.values())
+    s3 = pidfiles.recorded(root).get("seaweedfs")
+    return s3 is not None and pidfiles.alive(*s3) and node.node_is_up(root / "node") and (root / "state.json").exists()
 
 
-# --- objects ------------------------------------------------------------------------------------
-
-
-def credentials_secret(namespace: str, access_key: str, secret_key: str) -> dict[str, Any]:
+def credentials_secret(namespace: str, access_key: str, secret_key: str) -> dict[str, object]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -124,156 +89,23 @@ def credentials_secret(namespace: str, access_key: str, secret_key: str) -> dict
     }
 
 
-def bootstrap_objects(state: DevState) -> list[dict[str, Any]]:
-    """The objects dev-up applies besides the CRD: namespace, credentials, driver, class, node."""
-    return [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM_NAMESPACE}},
-        credentials_secret("default", state.access_key, state.secret_key),
-        credentials_secret(SYSTEM_NAMESPACE, state.access_key, state.secret_key),
-        {
-            "apiVersion": "storage.k8s.io/v1",
-            "kind": "CSIDriver",
-            "metadata": {"name": DRIVER},
-            "spec": {
-                "attachRequired": False,
-                "podInfoOnMount": True,
-                "fsGroupPolicy": "None",
-                "volumeLifecycleModes": ["Persistent"],
-            },
-        },
-        {
-            "apiVersion": "storage.k8s.io/v1",
-            "kind": "StorageClass",
-            "metadata": {"name": STORAGE_CLASS},
-            "provisioner": DRIVER,
-            "reclaimPolicy": "Delete",
-            "volumeBindingMode": "Immediate",
-            "parameters": {
-                "endpoint": state.s3_endpoint,
-                "bucket": state.bucket,
-                "region": state.region,
-                "forcePathStyle": "true",
-                "prefix": "pvc",
-                "csi.storage.k8s.io/provisioner-secret-name": SECRET_NAME,
-                "csi.storage.k8s.io/provisioner-secret-namespace": SYSTEM_NAMESPACE,
-                "csi.storage.k8s.io/node-stage-secret-name": SECRET_NAME,
-                "csi.storage.k8s.io/node-stage-secret-namespace": SYSTEM_NAMESPACE,
-            },
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {"name": NODE_NAME, "labels": {"kubernetes.io/hostname": NODE_NAME}},
-        },
-    ]
+def apply_objects(state: DevState, *objects: dict[str, object]) -> None:
+    state.node.kubectl("apply", "-f", "-", input_text=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                                   "items": list(objects)}))
 
 
-def node_plugin_pod() -> dict[str, Any]:
-    """A Pod object standing for the node plugin running as a local process: the operator finds node
-    plugins as pods (label selector) and calls NodeAdmin at their podIP. The harness leaves it alone."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": f"razorfs-node-{NODE_NAME}",
-            "namespace": SYSTEM_NAMESPACE,
-            "labels": {"app.kubernetes.io/name": "razorfs", "app.kubernetes.io/component": "node"},
-            "annotations": {"razorfs.io/local-process": "razorfs-node"},
-        },
-        "spec": {
-            "nodeName": NODE_NAME,
-            "containers": [{"name": "node", "image": "razorfs:dev", "command": ["razorfs-node"]}],
-        },
-    }
-
-
-def apply_bootstrap(state: DevState) -> None:
-    from kubernetes import client, config
-
-    api = config.new_client_from_config(config_file=state.kubeconfig)  # type: ignore[no-untyped-call]
-    applier = Applier(api, field_manager="razorfs-dev-up")
-    for crd in load_manifest_file(CRD_FILE):
-        applier.apply(crd)
-    ext: Any = client.ApiextensionsV1Api(api)
-
-    def established() -> bool:
-        conditions = ext.read_custom_resource_definition("razorvolumes.razorfs.io").status.conditions or []
-        return any(c.type == "Established" and c.status == "True" for c in conditions)
-
-    wait_until(established, 30, "RazorVolume CRD established", 0.2)
-    applier.apply_all(bootstrap_objects(state))
-    applier.apply(node_plugin_pod())
-    core: Any = client.CoreV1Api(api)
-    core.patch_namespaced_pod_status(
-        f"razorfs-node-{NODE_NAME}",
-        SYSTEM_NAMESPACE,
-        {"status": {"phase": "Running", "podIP": "127.0.0.1", "hostIP": "127.0.0.1",
-                    "conditions": [{"type": "Ready", "status": "True"}]}},
-    )
-
-
-# --- processes ----------------------------------------------------------------------------------
-
-
-def start_node_side(root: Path, state: DevState, admin_port: int) -> None:
-    """razorfs-node, razorfs-operator and the kubelet harness, each recorded in <root>/pids."""
-    logs = root / "logs"
-    socket_path = Path(state.csi_endpoint.removeprefix("unix://"))
-    node = ManagedProcess(
-        "razorfs-node",
-        [
-            _bin("razorfs-node"), "--mode=all", f"--endpoint={state.csi_endpoint}", f"--node-id={NODE_NAME}",
-            f"--state-dir={root / 'node' / 'state'}", f"--cache-root={root / 'node' / 'cache'}",
-            f"--kubelet-dir={state.kubelet_dir}", f"--admin-address={state.admin_address}",
-            f"--admin-token-file={state.admin_token_file}",
-        ],
-        logs / "razorfs-node.log",
-    )
-    _record_pid(root, "node", node)
-
-    def plugin_ready() -> bool:
-        node.check_alive()
-        if not socket_path.exists():
-            return False
-        csi = CsiClient(state.csi_endpoint)
-        try:
-            return csi.probe()
-        finally:
-            csi.close()
-
-    wait_until(plugin_ready, 60, "razorfs-node CSI socket", 0.2)
-    operator = ManagedProcess(
-        "razorfs-operator",
-        [
-            _bin("razorfs-operator"), "--liveness=", f"--node-namespace={SYSTEM_NAMESPACE}",
-            f"--node-admin-port={admin_port}", f"--node-admin-token-file={state.admin_token_file}",
-            # Short intervals so status figures move while someone watches the demo.
-            "--resync-interval-s=5", "--retry-delay-s=2", "--deletion-retry-delay-s=1",
-        ],
-        logs / "razorfs-operator.log",
-        env={"KUBECONFIG": state.kubeconfig},
-    )
-    _record_pid(root, "operator", operator)
-    kubelet = ManagedProcess(
-        "kubelet-harness",
-        [
-            sys.executable, "-m", "tests.realparts.kubelet", f"--kubeconfig={state.kubeconfig}",
-            f"--node-name={NODE_NAME}", f"--kubelet-dir={state.kubelet_dir}", f"--csi-endpoint={state.csi_endpoint}",
-            f"--driver={DRIVER}", f"--log-dir={logs / 'pods'}",
-        ],
-        logs / "kubelet-harness.log",
-        env={"PYTHONPATH": str(REPO)},
-    )
-    _record_pid(root, "kubelet", kubelet)
-    time.sleep(1.0)
-    operator.check_alive()
-    kubelet.check_alive()
+def install_chart(state: DevState, images: LocalImages, verb: str = "install", project_tag: str | None = None) -> None:
+    target = chart.StorageClassTarget(state.s3_endpoint, state.bucket, state.region, SECRET_NAME)
+    values = chart.local_values(images, state.kubelet_dir, Path(state.root) / "host", target, project_tag)
+    state.helm().install_or_upgrade(values, verb=verb)
 
 
 def write_env(root: Path, state: DevState) -> None:
-    (root / "env").write_text(
+    env = root / "env"
+    env.write_text(
         "# source me: . .dev/env\n"
         f"export KUBECONFIG={state.kubeconfig}\n"
+        f"export PATH={BIN_CACHE}:$PATH\n"
         f"export AWS_ENDPOINT_URL={state.s3_endpoint}\n"
         f"export AWS_ACCESS_KEY_ID={state.access_key}\n"
         f"export AWS_SECRET_ACCESS_KEY={state.secret_key}\n"
@@ -281,153 +113,95 @@ def write_env(root: Path, state: DevState) -> None:
         f"export AWS_DEFAULT_REGION={state.region}\n"
         f"export RAZORFS_BUCKET={state.bucket}\n"
     )
-    (root / "env").chmod(0o600)
+    env.chmod(0o600)
 
 
 def up(root: Path = DEFAULT_ROOT, s3_port: int | None = WELL_KNOWN_S3_PORT) -> DevState:
     """Starts everything unless it already runs; returns the cluster's coordinates."""
     if is_up(root):
         return DevState.load(root)
-    if _recorded(root):
+    if pidfiles.recorded(root) or (root / "node").exists():
         down(root)  # half up (something died): start over from nothing
     root.mkdir(parents=True, exist_ok=True)
-    (root / "logs").mkdir(exist_ok=True)
-    from .processes import _port_is_free
-
-    if s3_port is not None and not (_port_is_free(s3_port) and _port_is_free(s3_port + 10000)):
-        s3_port = None
     try:
-        s3 = start_seaweedfs(root / "s3", s3_port=s3_port)
-        _record_pid(root, "seaweedfs", s3.process)
-        plane = start_control_plane(root / "kube")
-        _record_pid(root, "etcd", plane.etcd)
-        _record_pid(root, "kube-apiserver", plane.apiserver)
-        shutil.copy(plane.kubeconfig, root / "kubeconfig")
+        images = local_images()
+        local = node.start_node(root / "node", images.archives, images.pause)
+        if s3_port is not None and not (_port_is_free(s3_port) and _port_is_free(s3_port + 10000)):
+            s3_port = None
+        s3 = start_seaweedfs(root / "s3", s3_port=s3_port, bind_ip=NODE_IP)
+        pidfiles.record(root, "seaweedfs", s3.process)
         s3.client().create_bucket(Bucket=BUCKET)  # type: ignore[no-untyped-call]
-        admin_port = WELL_KNOWN_ADMIN_PORT if _port_is_free(WELL_KNOWN_ADMIN_PORT) else free_port()
-        token_file = root / "node-admin-token"
-        token_file.write_text(secrets.token_urlsafe(32))
-        token_file.chmod(0o600)
         state = DevState(
-            root=str(root),
-            kubeconfig=str(root / "kubeconfig"),
-            kube_url=plane.url,
-            s3_endpoint=s3.endpoint_url,
-            access_key=s3.access_key,
-            secret_key=s3.secret_key,
-            region=s3.region,
-            bucket=BUCKET,
-            csi_endpoint=f"unix://{root / 'plugin' / 'csi.sock'}",
-            kubelet_dir=str(root / "kubelet"),
-            admin_address=f"127.0.0.1:{admin_port}",
-            admin_token_file=str(token_file),
+            root=str(root), kubeconfig=local.kubeconfig, s3_endpoint=s3.endpoint_url, access_key=s3.access_key,
+            secret_key=s3.secret_key, region=s3.region, bucket=BUCKET, kubelet_dir=local.kubelet_dir,
+            image=images.project,
         )
+        apply_objects(state, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM_NAMESPACE}},
+                      credentials_secret(SYSTEM_NAMESPACE, s3.access_key, s3.secret_key),
+                      credentials_secret("default", s3.access_key, s3.secret_key))  # examples/ use it
+        install_chart(state, images)
         (root / "state.json").write_text(json.dumps(asdict(state), indent=2))
         write_env(root, state)
-        apply_bootstrap(state)
-        start_node_side(root, state, admin_port)
     except BaseException:
-        down(root)
+        if not os.environ.get("RAZORFS_KEEP_FAILED"):  # set it to look around a failed start
+            down(root)
         raise
     return state
 
 
-def _signal_group(pid: int, start: str, signum: int) -> None:
-    if not _alive(pid, start):
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signum)
-
-
-def _stop(name: str, pid: int, start: str) -> None:
-    _signal_group(pid, start, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT_S.get(name, 10.0)
-    while time.monotonic() < deadline and _alive(pid, start):
-        time.sleep(0.1)
-    if _alive(pid, start):
-        _signal_group(pid, start, signal.SIGKILL)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and _alive(pid, start):
-            time.sleep(0.1)
-
-
-def mounts_under(root: Path) -> list[str]:
-    prefix = os.path.realpath(root) + "/"
-    with open("/proc/self/mountinfo") as mountinfo:
-        points = [line.split()[4] for line in mountinfo]
-    # Deepest first, so a bind mount on top of a FUSE mount goes before it.
-    return sorted({p for p in points if p.startswith(prefix)}, key=len, reverse=True)
-
-
-def processes_under(root: Path) -> list[int]:
-    """Pids of processes whose command line names <root> (mount daemons the plugin started)."""
-    marker = os.path.realpath(root).encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if marker in cmdline:
-            found.append(int(entry.name))
-    return found
+def _delete_workloads(local: node.LocalNode) -> None:
+    """Workload pods first, while the node plugin runs: kubelet unpublishes and unstages them."""
+    namespaces = set(local.kubectl("get", "namespaces", "-o", "jsonpath={.items[*].metadata.name}").split())
+    for namespace in sorted(namespaces - SYSTEM_NAMESPACES):
+        local.kubectl("delete", "pods", "--all", "-n", namespace, "--wait=false", check=False)
+    deadline = time.monotonic() + WORKLOAD_TIMEOUT_S
+    while time.monotonic() < deadline:
+        pods = local.kubectl("get", "pods", "-A", "-o", "jsonpath={.items[*].metadata.namespace}").split()
+        if not set(pods) - SYSTEM_NAMESPACES:
+            return
+        time.sleep(1)
 
 
 def down(root: Path = DEFAULT_ROOT, stop_s3: bool = True) -> list[str]:
     """Stops everything up() started under `root`; returns what had to be cleaned up by force.
     `stop_s3=False` leaves the S3 server running (tests read what the shutdown flushed); a later
     down() stops it."""
-    forced: list[str] = []
-    recorded = _recorded(root)
-    for name in PROCESS_ORDER:
-        if name in recorded and (stop_s3 or name != "seaweedfs"):
-            _stop(name, *recorded[name])
-            (root / "pids" / f"{name}.pid").unlink()
-    # Mount daemons run in their own sessions (they outlive plugin restarts by design): the harness
-    # unstaged what it knew of; anything left is asked to flush and exit, then killed.
-    s3_pid = recorded.get("seaweedfs", (0, ""))[0]
-    for pid in processes_under(root):
-        start = _start_time(pid)
-        if start is not None and (stop_s3 or os.getpgid(pid) != s3_pid):
-            forced.append(f"process {pid}")
-            _stop("daemon", pid, start)
-    for point in mounts_under(root):
-        forced.append(f"mount {point}")
-        if subprocess.run(["umount", point], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", point], capture_output=True)
-    for name in ["kube", "node", "kubelet", "plugin", *(["pids", "s3"] if stop_s3 else [])]:
-        shutil.rmtree(root / name, ignore_errors=True)
-    for name in ["state.json", "env", "kubeconfig", "node-admin-token"] if stop_s3 else []:
-        with contextlib.suppress(FileNotFoundError):
-            (root / name).unlink()
+    node_root = root / "node"
+    if node.node_is_up(node_root):
+        local = node.LocalNode.load(node_root)
+        with contextlib.suppress(Exception):
+            _delete_workloads(local)
+        with contextlib.suppress(Exception):
+            chart.Helm(local.kubeconfig, root / "helm").uninstall()
+    forced = node.stop_node(node_root) if node_root.exists() else []
+    if stop_s3:
+        pidfiles.stop_recorded(root, "seaweedfs")
+        for name in ["state.json", "env"]:
+            with contextlib.suppress(FileNotFoundError):
+                (root / name).unlink()
     return forced
 
 
 def print_next_steps(state: DevState) -> None:
     print(
-        f"""RazorFS dev cluster is up (node {NODE_NAME!r}, everything on loopback).
+        f"""RazorFS dev cluster is up: a real node {NODE_NAME!r} (kubelet, containerd) with the chart installed.
 
-  source {state.root}/env          # KUBECONFIG, AWS_* for the S3 server, RAZORFS_BUCKET
-  kubectl get nodes,csidrivers,storageclasses
+  source {state.root}/env          # KUBECONFIG, PATH (kubectl), AWS_* for the S3 server, RAZORFS_BUCKET
+  kubectl get pods -n {SYSTEM_NAMESPACE}   # operator, node plugin (with registrar and livenessprobe), controller
   kubectl apply -f examples/razorvolume.yaml -f examples/pod.yaml
   kubectl get rv -w                # wait for Ready; kubectl get rv demo -o yaml shows per-node cache figures
   aws s3 ls s3://{state.bucket}/ --recursive
-  make dev-down                    # stops everything and unmounts
+  make dev-down                    # deletes the pods (flushing), stops everything, restores the host
 
-S3 endpoint {state.s3_endpoint}, bucket {state.bucket}; logs in {state.root}/logs/"""
+S3 endpoint {state.s3_endpoint}, bucket {state.bucket}; logs in {state.root}/node/logs/"""
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="RazorFS local dev cluster")
+    parser = argparse.ArgumentParser(description="RazorFS local dev cluster on a real Kubernetes node")
     parser.add_argument("action", choices=["up", "down", "status"])
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     args = parser.parse_args(argv)
-    import urllib3
-
-    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # loopback apiserver, self-signed
     root = args.root.resolve()
     if args.action == "up":
         if is_up(root):

@@ -1,6 +1,7 @@
-"""A real control plane on loopback: etcd and kube-apiserver built by `make test-bins`.
+"""A real control plane on loopback: etcd and kube-apiserver built by `make test-bins`, and on demand
+the real kube-controller-manager running only the controllers a test needs (e.g. pvc-protection).
 
-No kubelet, scheduler or controller-manager run: tests create the objects those would manage.
+No kubelet or scheduler run here (the e2e tier has the whole node): tests create pods' effects.
 Authentication is a static admin token in group system:masters, plus any extra tokens a test
 registers (for RBAC tests) before start.
 """
@@ -39,6 +40,7 @@ class ControlPlane:
     etcd: ManagedProcess
     apiserver: ManagedProcess
     tokens: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
+    controllers: list[ManagedProcess] = field(default_factory=list)
 
     def kubeconfig_for(self, user: str) -> Path:
         """A kubeconfig that authenticates as one of the extra token users."""
@@ -49,7 +51,23 @@ class ControlPlane:
                 return path
         raise KeyError(user)
 
+    def start_controller_manager(self, controllers: list[str]) -> ManagedProcess:
+        """The real kube-controller-manager with only `controllers` on, as the admin; stopped with
+        the plane. No serving port: several sessions' planes may run at once."""
+        manager = ManagedProcess(
+            "kube-controller-manager",
+            [
+                str(test_binary("kube-controller-manager")), f"--kubeconfig={self.kubeconfig}",
+                "--secure-port=0", "--leader-elect=false", f"--controllers={','.join(controllers)}", "--v=1",
+            ],
+            self.workdir / "kube-controller-manager.log",
+        )
+        self.controllers.append(manager)
+        return manager
+
     def stop(self) -> None:
+        for manager in self.controllers:
+            manager.stop()
         self.apiserver.stop()
         self.etcd.stop()
 

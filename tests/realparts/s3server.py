@@ -72,8 +72,9 @@ def _http_up(url: str) -> bool:
         return err.code < 500
 
 
-def start_seaweedfs(workdir: Path, s3_port: int | None = None) -> S3Server:
-    """`s3_port` pins the S3 gateway's port (dev-up uses a well-known one); default: any free port."""
+def start_seaweedfs(workdir: Path, s3_port: int | None = None, bind_ip: str = "127.0.0.1") -> S3Server:
+    """`s3_port` pins the S3 gateway's port (dev-up uses a well-known one); default: any free port.
+    `bind_ip` is loopback unless pods must reach it (the local node's bridge address)."""
     weed = _weed_binary()
     data = workdir / "weed-data"
     data.mkdir(parents=True, exist_ok=True)
@@ -98,8 +99,8 @@ def start_seaweedfs(workdir: Path, s3_port: int | None = None) -> S3Server:
         weed,
         "server",
         f"-dir={data}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
+        f"-ip={bind_ip}",
+        f"-ip.bind={bind_ip}",
         f"-master.port={ports['master']}",
         f"-volume.port={ports['volume']}",
         f"-filer.port={ports['filer']}",
@@ -120,7 +121,7 @@ def start_seaweedfs(workdir: Path, s3_port: int | None = None) -> S3Server:
     proc = ManagedProcess(
         "seaweedfs", argv, workdir / "seaweedfs.log", env={"WEED_MASTER_VOLUME_GROWTH_COPY_1": "1"}
     )
-    endpoint = f"http://127.0.0.1:{ports['s3']}"
+    endpoint = f"http://{bind_ip}:{ports['s3']}"
     server = S3Server("seaweedfs", endpoint, TEST_ACCESS_KEY, TEST_SECRET_KEY, TEST_REGION, proc)
     try:
         wait_until(lambda: proc.check_alive() and _http_up(endpoint), 180, "SeaweedFS S3")

@@ -1,5 +1,6 @@
-"""The Dockerfile cannot be built here (no container engine): check what can be checked without one:
-the entry points it runs exist in pyproject and resolve to functions, and the chart runs only those."""
+"""What the Dockerfile promises, checked statically: the entry points it runs exist in pyproject and
+resolve to functions, and the chart runs only those. The image itself is built with buildah and run
+as the chart's pods on the real node in tests/e2e/."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ def source_of(module: str) -> Path:
 def test_dockerfile_is_multi_stage_with_fuse3_runtime_and_non_root_user() -> None:
     text = DOCKERFILE.read_text()
     assert len(re.findall(r"^FROM ", text, re.MULTILINE)) >= 2
-    assert re.search(r"apt-get install[^\n]*\\\n\s+fuse3", text)
+    runtime_packages = re.search(r'^ENV RUNTIME_PACKAGES="([^"]+)"', text, re.MULTILINE)
+    assert runtime_packages and {"fuse3", "libfuse3-3", "python3"} <= set(runtime_packages.group(1).split())
     user = re.findall(r"^USER (\S+)", text, re.MULTILINE)
     assert user and not user[-1].startswith(("0", "root"))
 

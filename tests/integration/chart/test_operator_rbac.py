@@ -6,7 +6,6 @@ deletion, without a single Forbidden answer."""
 from __future__ import annotations
 
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,7 +16,6 @@ import pytest
 
 from tests.realparts.kubeapi import ControlPlane, start_control_plane
 from tests.realparts.kubeapply import Applier
-from tests.realparts.kubelet import KubeletHarness
 from tests.realparts.processes import ManagedProcess, RealPartMissing
 from tests.realparts.s3server import S3Server
 
@@ -96,12 +94,8 @@ def test_operator_reconciles_a_razorvolume_with_only_the_charts_rbac(
         tmp_path / "operator.log",
         env={"KUBECONFIG": str(operator_kubeconfig)},
     )
-    # PVC/PV protection finalizers need their controllers; the harness (as admin) plays them.
-    harness = KubeletHarness(admin, "none", tmp_path / "kubelet", f"unix://{tmp_path}/no-plugin.sock",
-                             "razorfs.csi.io")
-    stop = threading.Event()
-    harness_thread = threading.Thread(target=harness.run, args=(stop,), daemon=True)
-    harness_thread.start()
+    # PVC/PV protection finalizers are removed by their real controllers.
+    rbac_plane.start_controller_manager(["pvc-protection", "pv-protection"])
     custom: Any = client.CustomObjectsApi(admin)
     try:
         custom.create_namespaced_custom_object("razorfs.io", "v1alpha1", apps, "razorvolumes", {
@@ -146,8 +140,6 @@ def test_operator_reconciles_a_razorvolume_with_only_the_charts_rbac(
     except AssertionError as exc:
         raise AssertionError(f"{exc}\noperator log:\n{operator.log_tail(40)}") from None
     finally:
-        stop.set()
-        harness_thread.join(timeout=10)
         operator.stop()
     log = operator.log_path.read_text(errors="replace")
     assert "Forbidden" not in log and " 403" not in log, [ln for ln in log.splitlines() if "403" in ln][:5]
