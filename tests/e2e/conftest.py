@@ -63,7 +63,8 @@ def namespace(api: Any, dev: dev_cluster.DevState) -> Iterator[str]:
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     core.create_namespaced_secret(name, dev_cluster.credentials_secret(name, dev.access_key, dev.secret_key))
     yield name
-    dev.node.kubectl("delete", "pods", "--all", "-n", name, "--wait=true", "--timeout=180s", check=False)
+    if dev_cluster.is_up(Path(dev.root)):  # the dev-down test ends the cluster
+        dev.node.kubectl("delete", "pods", "--all", "-n", name, "--wait=true", "--timeout=180s", check=False)
 
 
 @pytest.fixture

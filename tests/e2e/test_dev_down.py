@@ -15,6 +15,7 @@ from tests.realparts import dev_cluster
 from tests.realparts.cluster import node
 from tests.realparts.cluster.host_state import HostState
 from tests.realparts.kubeapply import Applier
+from tests.realparts.s3server import start_seaweedfs
 
 from .workloads import exec_in, pod, razorvolume, running
 
@@ -24,7 +25,7 @@ NUMBERS_50K = "".join(f"{i}\n" for i in range(1, 50_001)).encode()
 
 
 def test_dev_down_with_a_mounted_volume_flushes_and_leaves_the_machine_as_found(
-    dev: dev_cluster.DevState, api: Any, namespace: str, s3: Any, host_before: HostState
+    dev: dev_cluster.DevState, api: Any, namespace: str, host_before: HostState
 ) -> None:
     from kubernetes import client
 
@@ -38,11 +39,16 @@ def test_dev_down_with_a_mounted_volume_flushes_and_leaves_the_machine_as_found(
     exec_in(dev, namespace, "holder", "while [ ! -e /data/written ]; do sleep 0.2; done")
     root = Path(dev.root)
 
-    forced = dev_cluster.down(root, stop_s3=False)
+    forced = dev_cluster.down(root)
 
     assert forced == [], f"dev-down had to force: {forced}"
     assert not dev_cluster.is_up(root)
-    left = node.leftovers(root / "node", host_before)
+    left = node.leftovers(root / "node", host_before) + [f"pid {p}" for p in node.processes_under(root)]
     assert left == [], left
-    body = s3.get_object(Bucket=dev.bucket, Key=f"{prefix}/late.txt")["Body"].read()
+    # The bridge address is gone with the node: the S3 server's store is read again on loopback.
+    reopened = start_seaweedfs(root / "s3")
+    try:
+        body = reopened.client().get_object(Bucket=dev.bucket, Key=f"{prefix}/late.txt")["Body"].read()
+    finally:
+        reopened.stop()
     assert body == NUMBERS_50K, "the pod's writes were flushed to S3 before the mount went away"

@@ -13,7 +13,7 @@ import pytest
 from tests.realparts import dev_cluster
 from tests.realparts.kubeapply import Applier
 
-from .workloads import exec_in, gone, keys_under, mounts_in, pod, razorvolume, running, wait_for
+from .workloads import exec_in, gone, keys_under, pod, razorvolume, running, wait_for, wait_unstaged
 
 pytestmark = [pytest.mark.kube, pytest.mark.fuse, pytest.mark.s3, pytest.mark.timeout(600)]
 
@@ -58,7 +58,6 @@ def test_workload_keeps_working_after_operator_and_node_plugin_pods_restart(
         timeout_s=90)
 
     core.delete_namespaced_pod("worker", namespace)
-    wait_for("volume unpublished and unstaged",
-             lambda: not [m for m in mounts_in(dev.kubelet_dir) if "/pods/" in m or "/plugins/" in m])
+    wait_unstaged(dev)
     keys = keys_under(s3, dev.bucket, prefix + "/")
     assert set(keys) == {f"{prefix}/before.txt", f"{prefix}/after.txt"}, keys

@@ -103,5 +103,17 @@ def mounts_in(folder: str) -> list[str]:
         return [line.split()[4] for line in mountinfo if line.split()[4].startswith(folder)]
 
 
+def volume_mounts(dev: dev_cluster.DevState) -> list[str]:
+    return dev_cluster.razorfs_mounts(dev.kubelet_dir)
+
+
+def wait_unstaged(dev: dev_cluster.DevState, timeout_s: float = STEP_TIMEOUT_S) -> None:
+    """Waits until the kubelet has unpublished and unstaged every RazorFS volume on the node."""
+    deadline = time.monotonic() + timeout_s
+    while volume_mounts(dev) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not volume_mounts(dev), f"still mounted after {timeout_s:.0f}s: {volume_mounts(dev)}"
+
+
 def exec_in(dev: dev_cluster.DevState, namespace: str, name: str, script: str, check: bool = True) -> str:
     return dev.node.kubectl("exec", "-n", namespace, name, "--", "sh", "-c", script, check=check)

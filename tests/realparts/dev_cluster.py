@@ -149,23 +149,31 @@ def up(root: Path = DEFAULT_ROOT, s3_port: int | None = WELL_KNOWN_S3_PORT) -> D
     return state
 
 
+def razorfs_mounts(kubelet_dir: str) -> list[str]:
+    """RazorFS staging and publish mounts on the node."""
+    with open("/proc/self/mountinfo") as mountinfo:
+        points = [line.split()[4] for line in mountinfo]
+    return [p for p in points if p.startswith(kubelet_dir + "/") and (DRIVER in p or "kubernetes.io~csi" in p)]
+
+
 def _delete_workloads(local: node.LocalNode) -> None:
-    """Workload pods first, while the node plugin runs: kubelet unpublishes and unstages them."""
+    """Workload pods first, while the node plugin runs: kubelet unpublishes and unstages them. A
+    pod object is gone once its volumes are unpublished; the unstage (which flushes) comes after,
+    so the mounts are waited for too."""
     namespaces = set(local.kubectl("get", "namespaces", "-o", "jsonpath={.items[*].metadata.name}").split())
     for namespace in sorted(namespaces - SYSTEM_NAMESPACES):
         local.kubectl("delete", "pods", "--all", "-n", namespace, "--wait=false", check=False)
     deadline = time.monotonic() + WORKLOAD_TIMEOUT_S
     while time.monotonic() < deadline:
         pods = local.kubectl("get", "pods", "-A", "-o", "jsonpath={.items[*].metadata.namespace}").split()
-        if not set(pods) - SYSTEM_NAMESPACES:
+        if not set(pods) - SYSTEM_NAMESPACES and not razorfs_mounts(local.kubelet_dir):
             return
         time.sleep(1)
 
 
-def down(root: Path = DEFAULT_ROOT, stop_s3: bool = True) -> list[str]:
+def down(root: Path = DEFAULT_ROOT) -> list[str]:
     """Stops everything up() started under `root`; returns what had to be cleaned up by force.
-    `stop_s3=False` leaves the S3 server running (tests read what the shutdown flushed); a later
-    down() stops it."""
+    The S3 server's store stays in <root>/s3."""
     node_root = root / "node"
     if node.node_is_up(node_root):
         local = node.LocalNode.load(node_root)
@@ -174,11 +182,10 @@ def down(root: Path = DEFAULT_ROOT, stop_s3: bool = True) -> list[str]:
         with contextlib.suppress(Exception):
             chart.Helm(local.kubeconfig, root / "helm").uninstall()
     forced = node.stop_node(node_root) if node_root.exists() else []
-    if stop_s3:
-        pidfiles.stop_recorded(root, "seaweedfs")
-        for name in ["state.json", "env"]:
-            with contextlib.suppress(FileNotFoundError):
-                (root / name).unlink()
+    pidfiles.stop_recorded(root, "seaweedfs")
+    for name in ["state.json", "env"]:
+        with contextlib.suppress(FileNotFoundError):
+            (root / name).unlink()
     return forced
 
 

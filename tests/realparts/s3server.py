@@ -136,7 +136,10 @@ def start_seaweedfs(workdir: Path, s3_port: int | None = None, bind_ip: str = "1
 
 def _bucket_round_trip(server: S3Server) -> bool:
     client = server.client()
-    client.create_bucket(Bucket="razorfs-readiness")
+    try:
+        client.create_bucket(Bucket="razorfs-readiness")
+    except client.exceptions.BucketAlreadyOwnedByYou:
+        pass  # a server restarted on its own store
     client.put_object(Bucket="razorfs-readiness", Key="probe", Body=b"ok")
     client.delete_object(Bucket="razorfs-readiness", Key="probe")
     return True

@@ -445,7 +445,7 @@ def stop_node(root: Path, pod_timeout_s: float = 120.0) -> list[str]:
     if state is not None:
         state.restore()
         (root / "host-state.json").unlink()
-    for name in ["containerd", "etcd", "kubelet", "cni", "pki", "kubeconfigs", "kubelet-pki", "pod-logs",
+    for name in ["containerd", "etcd", "kubelet", "cni", "pki", "kubeconfigs", "kubelet-pki",
                  "volume-plugins", "legacy-iptables"]:
         shutil.rmtree(root / name, ignore_errors=True)
     for name in ["node.json", "kubelet-config.yaml", "kube-proxy-config.yaml", "resolv.conf"]:
