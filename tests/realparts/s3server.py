@@ -6,6 +6,7 @@ Both listen on 127.0.0.1 with fixed test credentials; buckets are created per te
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sys
@@ -136,10 +137,8 @@ def start_seaweedfs(workdir: Path, s3_port: int | None = None, bind_ip: str = "1
 
 def _bucket_round_trip(server: S3Server) -> bool:
     client = server.client()
-    try:
+    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):  # restarted on its own store
         client.create_bucket(Bucket="razorfs-readiness")
-    except client.exceptions.BucketAlreadyOwnedByYou:
-        pass  # a server restarted on its own store
     client.put_object(Bucket="razorfs-readiness", Key="probe", Body=b"ok")
     client.delete_object(Bucket="razorfs-readiness", Key="probe")
     return True
