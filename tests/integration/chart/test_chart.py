@@ -87,7 +87,6 @@ def test_default_values_render_operator_node_controller_driver_and_rbac() -> Non
         "ServiceAccount",
         "ClusterRole",
         "ClusterRoleBinding",
-        "Secret",
         "Service",
     } <= kinds
     assert not by_kind(objs, "StorageClass"), "the StorageClass is opt-in"
