@@ -45,12 +45,12 @@ class CredentialsRejected(VolumeProblem):
     permanent = True
 
 
-class BucketNotFound(VolumeProblem):
+class S3BucketMissing(VolumeProblem):
     reason = "BucketNotFound"
     permanent = True
 
 
-class AccessDenied(VolumeProblem):
+class S3AccessDenied(VolumeProblem):
     reason = "AccessDenied"
     permanent = True
 

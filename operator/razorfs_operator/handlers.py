@@ -10,6 +10,7 @@ from typing import Any
 
 import kopf
 
+from razorfs.store.s3_clients import preload_client_model
 from razorfs.volume_spec import CRD_GROUP, CRD_PLURAL, CRD_VERSION
 
 from .cluster import Cluster, load_api_client
@@ -19,7 +20,6 @@ from .metrics import count_reconcile
 from .node_admin import NodeAdminClient
 from .outcome import retry_later
 from .reconciler import FINALIZER, Reconciler, Runtime
-from .s3_bucket import preload_client_model
 
 ANNOTATION_PREFIX = "razorfs.io"
 RESOURCE = (CRD_GROUP, CRD_VERSION, CRD_PLURAL)

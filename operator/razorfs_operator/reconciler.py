@@ -23,7 +23,6 @@ from .config import OperatorConfig
 from .credentials import ca_bundle_from_secret_data, credentials_from_secret_data
 from .endpoint_policy import EndpointPolicy
 from .errors import (
-    BucketNotFound,
     ClaimConflict,
     ClaimInUse,
     InvalidSpec,
@@ -404,9 +403,7 @@ class Reconciler:
             return
         try:
             bucket = await self._bucket(identity, spec)
-            deleted = await self.rt.blocking(bucket.delete_everything)
-        except BucketNotFound:
-            deleted = 0  # nothing left to delete
+            deleted = await self.rt.blocking(bucket.delete_everything)  # 0 when the bucket is gone
         except VolumeProblem as problem:
             if problem.permanent:
                 # The user must act; say how to give up on the objects instead.

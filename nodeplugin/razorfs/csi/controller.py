@@ -22,6 +22,7 @@ from razorfs.csi.mount_settings import Credentials, MountSettings
 from razorfs.csi.prefix_template import PREFIX_TEMPLATE_PARAMETER, PrefixTemplate
 from razorfs.csi.volume_handle import VolumeHandle, parse_volume_id
 from razorfs.store.errors import BucketNotFound, ObjectNotFound
+from razorfs.store.prefix_delete import delete_prefix
 from razorfs.store.s3 import S3Store
 from razorfs.store.s3_settings import S3Settings
 from razorfs.volume_spec import ContextKey
@@ -48,7 +49,7 @@ def _store_for(handle: VolumeHandle, secrets: Mapping[str, str]) -> S3Store:
         secret_access_key=credentials.secret_access_key or None,
         session_token=credentials.session_token or None,
     )
-    return S3Store(settings)
+    return S3Store(settings, reuse_client=True)
 
 
 def _read_record(store: S3Store, handle: VolumeHandle) -> dict[str, Any]:
@@ -192,23 +193,18 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):  # type: ignore[misc]
             log.info("DeleteVolume of foreign volume ID %s: nothing to delete", request.volume_id)
             return csi_pb2.DeleteVolumeResponse()
         store = _store_for(handle, request.secrets)
-        deleted = await asyncio.to_thread(self._delete_prefix, store, handle)
+        deleted = await asyncio.to_thread(self._delete_volume, store, handle)
         log.info("deleted volume %s (%d objects)", request.volume_id, deleted)
         return csi_pb2.DeleteVolumeResponse()
 
     @staticmethod
-    def _delete_prefix(store: S3Store, handle: VolumeHandle) -> int:
-        deleted = 0
+    def _delete_volume(store: S3Store, handle: VolumeHandle) -> int:
+        """Deletes the record beside the prefix, then every object under it; returns the count."""
         try:
             store.delete(handle.record_key)
-            for page in store.list_pages(handle.key_prefix, delimiter=None):
-                keys = [o.key for o in page.objects]
-                if keys:
-                    store.delete_many(keys)
-                    deleted += len(keys)
         except BucketNotFound:
-            return deleted
-        return deleted
+            return 0
+        return delete_prefix(store, handle.key_prefix)
 
     @translate_errors
     async def ValidateVolumeCapabilities(

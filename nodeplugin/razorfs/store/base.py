@@ -95,6 +95,7 @@ class ObjectStore(Protocol):
         directory tree instead: `a/x` comes before `a-c`; do not rely on a flat listing's order.)"""
         ...
 
-    def check_bucket(self) -> None:
-        """Raises BucketNotFound, AccessDenied, InvalidCredentials or StoreUnavailable."""
+    def check_bucket(self, prefix: str = "") -> None:
+        """One cheap listing (under `prefix`, which a policy may scope access to); raises
+        BucketNotFound, AccessDenied, InvalidCredentials or StoreUnavailable."""
         ...

@@ -269,7 +269,7 @@ class LocalDirStore:
                 else:
                     yield from self._walk(Path(child.path), key_prefix + name + "/", "", shallow)
 
-    def check_bucket(self) -> None:
+    def check_bucket(self, prefix: str = "") -> None:
         if not self._objects.is_dir():
             raise InvalidRequest(f"{self.description} is not a directory")
 

@@ -18,21 +18,19 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import boto3
 import botocore.exceptions
-from botocore.config import Config
 
 from razorfs.store.base import CopyRange, FileRange, ListingPage, ObjectInfo, ObjectStore
 from razorfs.store.counters import StoreCounters
 from razorfs.store.errors import InvalidRequest, ObjectNotFound, PreconditionFailed, StoreError
 from razorfs.store.part_plan import CopyPart, DataPart, Part, part_size_for, plan_parts
 from razorfs.store.retry import RetryableFailure
-from razorfs.store.s3_credentials import StaticKeys, SwappableCredentials, explicit_session
+from razorfs.store.s3_clients import new_client, shared_client
+from razorfs.store.s3_credentials import StaticKeys, SwappableCredentials
 from razorfs.store.s3_errors import describe_target, translate
 from razorfs.store.s3_settings import S3Settings
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef, ObjectIdentifierTypeDef
 
 log = logging.getLogger(__name__)
@@ -55,12 +53,16 @@ def quote_etag(etag: str) -> str:
 
 
 class S3Store:
-    def __init__(self, settings: S3Settings, counters: StoreCounters | None = None):
+    def __init__(
+        self, settings: S3Settings, counters: StoreCounters | None = None, *, reuse_client: bool = False
+    ) -> None:
+        """`reuse_client`: take the shared client for these connection settings (for callers that
+        build a store per request); never with explicit credentials, which the store swaps."""
         self.settings = settings
         self.bucket = settings.bucket
         self.counters = counters or StoreCounters()
         self._credentials = SwappableCredentials(settings.credentials) if settings.credentials else None
-        self._client = _make_client(settings, self._credentials)
+        self._client = shared_client(settings) if reuse_client else new_client(settings, self._credentials)
 
     @property
     def description(self) -> str:
@@ -395,8 +397,10 @@ class S3Store:
             args = {**args, "ContinuationToken": token}
             args.pop("StartAfter", None)
 
-    def check_bucket(self) -> None:
-        self._request("list", None, lambda: self._client.list_objects_v2(Bucket=self.bucket, MaxKeys=1))
+    def check_bucket(self, prefix: str = "") -> None:
+        self._request(
+            "list", prefix or None, lambda: self._client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
+        )
 
 
 class IncompleteResponse(ConnectionError):
@@ -415,37 +419,6 @@ def _with_etag(resp: R) -> R:
 
 def _lower(metadata: Mapping[str, str]) -> dict[str, str]:
     return {k.lower(): v for k, v in metadata.items()}
-
-
-def _make_client(settings: S3Settings, credentials: SwappableCredentials | None) -> S3Client:
-    config = Config(
-        region_name=settings.region,
-        s3={"addressing_style": "path" if settings.force_path_style else "auto"},
-        max_pool_connections=settings.max_pool_connections,
-        connect_timeout=settings.connect_timeout_s,
-        read_timeout=settings.read_timeout_s,
-        # Our RetryPolicy retries everything, including body reads; botocore must not retry too
-        # (attempts would multiply and escape our counters).
-        retries={"total_max_attempts": 1, "mode": "standard"},
-        # Many S3-compatible servers reject the CRC trailers newer botocore adds by default.
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-    )
-    verify: bool | str = str(settings.ca_bundle) if settings.ca_bundle else settings.verify_tls
-    # A private session: boto3's default session is not thread-safe to create clients from.
-    if settings.credential_source == "explicit":
-        assert credentials is not None  # S3Settings refuses explicit without credentials
-        session = explicit_session(credentials, settings.region)
-        explicit: S3Client = session.client("s3", endpoint_url=settings.endpoint_url, verify=verify, config=config)
-        return explicit
-    session = boto3.session.Session(
-        aws_access_key_id=settings.access_key_id,
-        aws_secret_access_key=settings.secret_access_key,
-        aws_session_token=settings.session_token,
-        region_name=settings.region,
-    )
-    client: S3Client = session.client("s3", endpoint_url=settings.endpoint_url, verify=verify, config=config)
-    return client
 
 
 def _conforms_to_protocol(store: S3Store) -> ObjectStore:

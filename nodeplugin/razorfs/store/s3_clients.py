@@ -1,0 +1,122 @@
+"""The boto3 S3 clients behind `S3Store`: how one is built from `S3Settings`, and the one cache of
+shared clients for callers that build a store per request (the operator, the CSI controller).
+
+Building a client loads and parses botocore's service model, which costs more CPU than the
+requests a reconcile makes, so shared clients are built once per connection settings and
+credentials from one session and reused (clients are thread-safe; a session is not, hence the
+lock around creation). A store with explicit, swappable credentials (a mount daemon) always owns
+its client: its keys change under it."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
+
+from razorfs.store.s3_credentials import SwappableCredentials, explicit_session
+from razorfs.store.s3_settings import S3Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+MAX_SHARED_CLIENTS = 64
+
+_SHARED_SESSION = boto3.session.Session()
+_SHARED: OrderedDict[tuple[object, ...], S3Client] = OrderedDict()
+_SHARED_LOCK = threading.Lock()
+
+
+def _client_config(settings: S3Settings) -> Config:
+    return Config(
+        region_name=settings.region,
+        s3={"addressing_style": "path" if settings.force_path_style else "auto"},
+        max_pool_connections=settings.max_pool_connections,
+        connect_timeout=settings.connect_timeout_s,
+        read_timeout=settings.read_timeout_s,
+        # Our RetryPolicy retries everything, including body reads; botocore must not retry too
+        # (attempts would multiply and escape our counters).
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        # Many S3-compatible servers reject the CRC trailers newer botocore adds by default.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+
+
+def _verify(settings: S3Settings) -> bool | str:
+    return str(settings.ca_bundle) if settings.ca_bundle else settings.verify_tls
+
+
+def new_client(settings: S3Settings, credentials: SwappableCredentials | None) -> S3Client:
+    """A client of its own for one store."""
+    config = _client_config(settings)
+    if settings.credential_source == "explicit":
+        assert credentials is not None  # S3Settings refuses explicit without credentials
+        session = explicit_session(credentials, settings.region)
+        explicit: S3Client = session.client(
+            "s3", endpoint_url=settings.endpoint_url, verify=_verify(settings), config=config
+        )
+        return explicit
+    # A private session: boto3's default session is not thread-safe to create clients from.
+    session = boto3.session.Session(
+        aws_access_key_id=settings.access_key_id,
+        aws_secret_access_key=settings.secret_access_key,
+        aws_session_token=settings.session_token,
+        region_name=settings.region,
+    )
+    client: S3Client = session.client("s3", endpoint_url=settings.endpoint_url, verify=_verify(settings), config=config)
+    return client
+
+
+def _connection_key(settings: S3Settings) -> tuple[object, ...]:
+    """What a client depends on (not the bucket, transfer sizes or retry policy: those are the
+    store's)."""
+    return (
+        settings.endpoint_url,
+        settings.region,
+        settings.force_path_style,
+        settings.ca_bundle,
+        settings.verify_tls,
+        settings.max_pool_connections,
+        settings.connect_timeout_s,
+        settings.read_timeout_s,
+        settings.access_key_id,
+        settings.secret_access_key,
+        settings.session_token,
+    )
+
+
+def shared_client(settings: S3Settings) -> S3Client:
+    """The cached client for these connection settings and keys (built on first use; the least
+    recently used of more than MAX_SHARED_CLIENTS is dropped). Default-chain settings only."""
+    if settings.credential_source == "explicit":
+        raise ValueError("a store with explicit, swappable credentials owns its client")
+    key = _connection_key(settings)
+    with _SHARED_LOCK:
+        cached = _SHARED.get(key)
+        if cached is not None:
+            _SHARED.move_to_end(key)
+            return cached
+        client: S3Client = _SHARED_SESSION.client(
+            "s3",
+            endpoint_url=settings.endpoint_url,
+            region_name=settings.region,
+            aws_access_key_id=settings.access_key_id,
+            aws_secret_access_key=settings.secret_access_key,
+            aws_session_token=settings.session_token,
+            verify=_verify(settings),
+            config=_client_config(settings),
+        )
+        _SHARED[key] = client
+        while len(_SHARED) > MAX_SHARED_CLIENTS:
+            _SHARED.popitem(last=False)
+        return client
+
+
+def preload_client_model() -> None:
+    """Loads botocore's S3 model and endpoint rules into the shared session (a second or so of
+    CPU), so the first requests of a burst do not all queue behind it."""
+    with _SHARED_LOCK:
+        _SHARED_SESSION.client("s3", region_name="us-east-1", aws_access_key_id="-", aws_secret_access_key="-")

@@ -1,0 +1,44 @@
+"""Stores built per request share one boto3 client per connection settings; a daemon's store
+with swappable credentials keeps its own."""
+
+from __future__ import annotations
+
+import pytest
+
+from razorfs.store.s3 import S3Store
+from razorfs.store.s3_clients import shared_client
+from razorfs.store.s3_credentials import StaticKeys
+from razorfs.store.s3_settings import S3Settings
+
+
+def _settings(bucket: str = "b1", secret: str = "s1", **extra: object) -> S3Settings:
+    return S3Settings(
+        bucket=bucket,
+        endpoint_url="http://127.0.0.1:1",
+        region="us-east-1",
+        access_key_id="k1",
+        secret_access_key=secret,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def test_stores_of_the_same_endpoint_and_keys_share_one_client_whatever_the_bucket() -> None:
+    first = S3Store(_settings("b1"), reuse_client=True)
+    second = S3Store(_settings("b2"), reuse_client=True)
+    assert first._client is second._client
+
+
+def test_other_keys_or_timeouts_get_another_client() -> None:
+    base = shared_client(_settings())
+    assert shared_client(_settings(secret="s2")) is not base
+    assert shared_client(_settings(read_timeout_s=3.0)) is not base
+
+
+def test_a_store_without_reuse_owns_its_client() -> None:
+    assert S3Store(_settings())._client is not shared_client(_settings())
+
+
+def test_explicit_credentials_are_never_shared() -> None:
+    explicit = _settings(credential_source="explicit", credentials=StaticKeys("k1", "s1"))
+    with pytest.raises(ValueError, match="owns its client"):
+        shared_client(explicit)
