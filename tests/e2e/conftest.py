@@ -17,10 +17,13 @@ from tests.realparts.cluster import node
 from tests.realparts.cluster.host_state import HostState
 from tests.realparts.processes import RealPartMissing
 
+E2E_DIR = Path(__file__).parent
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that end the shared cluster (dev-down) run after every other test."""
-    items.sort(key=lambda item: item.get_closest_marker("ends_cluster") is not None)
+    """The e2e tier runs after every other test (its cluster lives only while it runs), and the
+    test that ends the shared cluster (dev-down) runs last of all."""
+    items.sort(key=lambda item: (E2E_DIR in item.path.parents, item.get_closest_marker("ends_cluster") is not None))
 
 
 @pytest.fixture(scope="session")
