@@ -1,7 +1,9 @@
 """`razorfs check s3://BUCKET[/PREFIX]`: a round trip through the bucket (list, put, head with
 metadata, ranged get, copy, delete) that prints each step with ✓/✗ and, on failure, one
 diagnosis a user can act on (bad credentials, no such bucket, endpoint unreachable, access
-denied). Exit 0 when every step passed, 1 otherwise; never a traceback, never a secret."""
+denied). Exit 0 when every step passed, 1 otherwise; never a traceback, never a secret. A command
+above the layers: it drives the object store (`razorfs.store`) as the CLI's other commands drive
+the mount daemon."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from razorfs.store.errors import (
     Throttled,
     TlsFailure,
 )
-from razorfs.store.location import S3Location, parse_s3_url
+from razorfs.store.location import S3Url, parse_s3_url
 from razorfs.store.retry import RetryPolicy
 from razorfs.store.s3 import S3Store
 from razorfs.store.s3_settings import S3Settings
@@ -69,7 +71,7 @@ class Step:
 
 
 def run_check(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    location = parse_s3_url(args.url)  # UsageError for a bad URL, printed by the CLI
+    location = parse_s3_url(args.url)  # InvalidS3Url for a bad URL, printed by the CLI
     if args.sse_kms_key_id and args.sse != "aws:kms":
         raise UsageError("--sse-kms-key-id needs --sse aws:kms")
     settings = S3Settings(
@@ -87,7 +89,7 @@ def run_check(args: argparse.Namespace, out: TextIO | None = None) -> int:
     return check_store(S3Store(settings), location, args.endpoint_url, out)
 
 
-def check_store(store: S3Store, location: S3Location, endpoint_url: str | None, out: TextIO | None = None) -> int:
+def check_store(store: S3Store, location: S3Url, endpoint_url: str | None, out: TextIO | None = None) -> int:
     stream = out if out is not None else sys.stdout
     probe_key = location.key_for(f".razorfs-check-{uuid.uuid4().hex[:12]}")
     copy_key = probe_key + ".copy"
@@ -158,7 +160,7 @@ def check_store(store: S3Store, location: S3Location, endpoint_url: str | None, 
     return 0
 
 
-def diagnose(err: Exception, location: S3Location, where: str) -> str:
+def diagnose(err: Exception, location: S3Url, where: str) -> str:
     if isinstance(err, InvalidCredentials):
         return (
             "the S3 credentials were rejected (unknown access key or wrong secret); check "

@@ -23,8 +23,8 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from razorfs import check as check_command
     from razorfs.mount import commands as mount_commands
-    from razorfs.store import check as store_check
 
     parser = argparse.ArgumentParser(
         prog="razorfs",
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"razorfs {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     mount_commands.register(sub)
-    store_check.register(sub)
+    check_command.register(sub)
     return parser
 
 

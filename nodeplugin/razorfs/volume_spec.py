@@ -163,7 +163,9 @@ class CacheSettings(_Model):
     warmup: Warmup | None = None
 
 
-class MountOptions(_Model):
+class MountOptionsSpec(_Model):
+    """`spec.mountOptions` (the mount daemon's own option set is razorfs.mount.options.MountOptions)."""
+
     uid: int | None = None
     gid: int | None = None
     file_mode: str = "0644"
@@ -181,7 +183,7 @@ class RazorVolumeSpec(_Model):
     access_modes: list[AccessMode] = Field(default_factory=_default_access_modes)
     reclaim_policy: ReclaimPolicy = "Retain"
     cache: CacheSettings = Field(default_factory=CacheSettings)
-    mount_options: MountOptions = Field(default_factory=MountOptions)
+    mount_options: MountOptionsSpec = Field(default_factory=MountOptionsSpec)
     storage_class_name: str | None = None
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from razorfs.errors import UsageError
-from razorfs.store.location import S3Location, parse_s3_url
+from razorfs.store.location import S3Url, parse_s3_url
 from razorfs.store.object_attrs import AttrDefaults
 from razorfs.store.s3_credentials import CREDENTIAL_SOURCES
 from razorfs.volume_spec import CACHE_MODES, parse_duration, parse_mode, parse_size
@@ -19,7 +19,7 @@ DEFAULT_METADATA_TTL = "1s"
 
 @dataclass(frozen=True)
 class MountOptions:
-    location: S3Location
+    location: S3Url
     mountpoint: Path
     cache_dir: Path
     endpoint_url: str | None

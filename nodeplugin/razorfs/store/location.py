@@ -1,21 +1,23 @@
-"""`S3Location`: where a volume lives in S3 (`s3://BUCKET[/PREFIX]`), and how a file path inside
-the volume becomes a full object key. The CLI, the CSI plugin and `razorfs check` all parse the
-same URL form here."""
+"""`S3Url`: where a volume lives in S3 (`s3://BUCKET[/PREFIX]`), and how a file path inside the
+volume becomes a full object key. `razorfs mount` and `razorfs check` parse the same URL form here;
+a malformed URL raises `InvalidS3Url`, which the CLI boundary prints as a usage error."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
-from razorfs.errors import UsageError
-
 # Lenient on purpose (S3-compatible servers accept more than AWS does), but never a slash,
 # whitespace or an empty name.
 _BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{2,254}$")
 
 
+class InvalidS3Url(ValueError):
+    """Not an `s3://BUCKET[/PREFIX]` URL; the message is one line saying why."""
+
+
 @dataclass(frozen=True)
-class S3Location:
+class S3Url:
     bucket: str
     prefix: str = ""  # "" (whole bucket) or ends with "/"
 
@@ -36,16 +38,16 @@ def join_key(prefix: str, path: str) -> str:
     return prefix if not path else prefix.rstrip("/") + "/" + path
 
 
-def parse_s3_url(url: str) -> S3Location:
+def parse_s3_url(url: str) -> S3Url:
     """`s3://bucket`, `s3://bucket/`, `s3://bucket/vol`, `s3://bucket/a/b/` -> bucket and a prefix
-    that is empty or ends with "/". Raises UsageError with a one-line reason."""
+    that is empty or ends with "/". Raises InvalidS3Url with a one-line reason."""
     scheme, sep, rest = url.partition("://")
     if not sep or scheme.lower() != "s3":
-        raise UsageError(f"expected an s3://BUCKET[/PREFIX] URL, got {url!r}")
+        raise InvalidS3Url(f"expected an s3://BUCKET[/PREFIX] URL, got {url!r}")
     bucket, _, prefix = rest.partition("/")
     if not _BUCKET_RE.match(bucket):
-        raise UsageError(f"invalid bucket name {bucket!r} in {url!r}")
+        raise InvalidS3Url(f"invalid bucket name {bucket!r} in {url!r}")
     if "//" in prefix or any(seg in (".", "..") for seg in prefix.split("/")):
-        raise UsageError(f"invalid prefix {prefix!r} in {url!r}: empty, '.' or '..' path segments")
+        raise InvalidS3Url(f"invalid prefix {prefix!r} in {url!r}: empty, '.' or '..' path segments")
     prefix = prefix.strip("/")
-    return S3Location(bucket, prefix + "/" if prefix else "")
+    return S3Url(bucket, prefix + "/" if prefix else "")

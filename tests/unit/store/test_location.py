@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from razorfs.errors import UsageError
-from razorfs.store.location import S3Location, join_key, parse_s3_url
+from razorfs.store.location import InvalidS3Url, S3Url, join_key, parse_s3_url
 
 
 @pytest.mark.parametrize(
@@ -20,7 +19,7 @@ from razorfs.store.location import S3Location, join_key, parse_s3_url
     ],
 )
 def test_parse_s3_url_splits_bucket_and_normalizes_prefix(url: str, bucket: str, prefix: str) -> None:
-    assert parse_s3_url(url) == S3Location(bucket, prefix)
+    assert parse_s3_url(url) == S3Url(bucket, prefix)
 
 
 @pytest.mark.parametrize(
@@ -38,8 +37,8 @@ def test_parse_s3_url_splits_bucket_and_normalizes_prefix(url: str, bucket: str,
         "s3://bkt/a/./b",
     ],
 )
-def test_parse_s3_url_rejects_malformed_urls_with_usage_error(url: str) -> None:
-    with pytest.raises(UsageError) as err:
+def test_parse_s3_url_rejects_malformed_urls_with_one_line(url: str) -> None:
+    with pytest.raises(InvalidS3Url) as err:
         parse_s3_url(url)
     assert "\n" not in str(err.value)
 
