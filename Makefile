@@ -35,6 +35,7 @@ test-bins:
 
 lint: setup
 	$(VENV)/bin/ruff check nodeplugin operator proto/generate.py tests
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: setup
 	$(VENV)/bin/mypy nodeplugin/razorfs operator/razorfs_operator
