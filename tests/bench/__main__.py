@@ -66,8 +66,8 @@ def summarize_profiles(profiles: list[Path]) -> str:
 
 
 def publish(out_dir: Path) -> None:
-    """Copies table, JSON and plots into docs/benchmarks/ and rewrites the README's block between
-    the bench-results markers (and nothing else of the README)."""
+    """Copies table, JSON and plots into docs/benchmarks/ and rewrites the block between the
+    bench-results markers of docs/benchmarks/README.md (and nothing else of that page)."""
     PUBLISHED.mkdir(parents=True, exist_ok=True)
     shutil.copy(out_dir / "table.md", PUBLISHED / "latest.md")
     shutil.copy(out_dir / "results.json", PUBLISHED / "latest.json")
@@ -76,9 +76,9 @@ def publish(out_dir: Path) -> None:
     for png in plots:
         shutil.copy(png, PUBLISHED / png.name)
     block = (out_dir / "table.md").read_text() + "\n" + "\n".join(
-        f"![{png.stem}](docs/benchmarks/{png.name})" for png in plots
+        f"![{png.stem}]({png.name})" for png in plots
     )
-    readme = REPO / "README.md"
+    readme = PUBLISHED / "README.md"
     text = readme.read_text()
     if README_START in text and README_END in text:
         head, rest = text.split(README_START, 1)

@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.s3, pytest.mark.fuse]
 AUTH = [("authorization", f"Bearer {ADMIN_TOKEN}")]
 # Recovery normally takes under a second; once in about seven loaded full-suite runs the new
 # daemon took over 10 s to serve the first read after the supervisor reported it serving (cause
-# not yet found, see the README's CSI section), so the deadline leaves room for that.
+# not yet found, see docs/architecture.md, CSI plugin), so the deadline leaves room for that.
 RECOVERY_DEADLINE_S = 30.0
 
 
