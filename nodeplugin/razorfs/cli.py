@@ -1,4 +1,4 @@
-"""The `razorfs` command line: mount, umount, flush, stats, check.
+"""The `razorfs` command line: mount, umount, flush, stats, status, warmup, check.
 
 Bad arguments and failures end in one line on stderr and a non-zero exit code, never a
 traceback. Each subcommand's work lives in the layer that owns it; this module only parses."""
@@ -15,10 +15,23 @@ from razorfs.errors import run_subcommand
 EXAMPLES = """\
 examples:
   razorfs mount s3://my-bucket/vol1 /mnt/vol1 --endpoint-url http://127.0.0.1:8333 --cache-dir /var/cache/razorfs/vol1
+  razorfs status
   razorfs stats /mnt/vol1 --json
+  razorfs warmup /mnt/vol1 datasets/train --recursive
+  razorfs warmup /mnt/vol1 datasets/train --recursive --check
   razorfs flush /mnt/vol1
   razorfs umount /mnt/vol1
   razorfs check s3://my-bucket/vol1 --endpoint-url http://127.0.0.1:8333
+
+read-only commands (stats, status, warmup --check) take --json.
+
+exit codes:
+  0    done
+  1    the operation failed: no daemon for the mount or it died, S3 error, flush/umount timed out,
+       status found a dead or unresponsive daemon
+  2    bad usage (arguments, options)
+  3    warmup --check: not everything under the paths is cached
+  130  interrupted (Ctrl-C)
 """
 
 

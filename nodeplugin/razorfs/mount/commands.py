@@ -1,4 +1,5 @@
-"""`razorfs mount | umount | flush | stats`: the command-line face of the mount daemon.
+"""`razorfs mount | umount | flush | stats | status | warmup`: the command-line face of the mount
+daemon (status and warmup live in their own modules).
 
 `mount` without --foreground starts the daemon as a detached child (`--foreground` of itself,
 output in `<cache-dir>/daemon.log`) and returns 0 once the mount is ready and the control socket
@@ -18,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from razorfs.errors import UsageError
-from razorfs.mount import registry
+from razorfs.mount import registry, status_command, warmup_command
 from razorfs.mount.control import CONTROL_SOCKET_NAME, ControlUnavailable, request_final
+from razorfs.mount.drain import request_while_draining
 from razorfs.mount.options import add_mount_arguments, mount_options_from_args
 
 READY_TIMEOUT_S = 60.0
@@ -35,20 +37,25 @@ def register(subparsers: Any) -> None:
     add_mount_arguments(mount)
     mount.set_defaults(run=run_mount_command)
 
-    umount = subparsers.add_parser("umount", help="flush every dirty file to S3, then unmount")
+    umount = subparsers.add_parser("umount", help="flush every dirty file to S3 (showing progress), then unmount")
     umount.add_argument("mountpoint", metavar="MOUNTPOINT")
     umount.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
+    umount.add_argument("--quiet", action="store_true", help="no progress while dirty data drains")
     umount.set_defaults(run=run_umount_command)
 
-    flush = subparsers.add_parser("flush", help="wait until nothing is dirty (everything is in S3)")
+    flush = subparsers.add_parser("flush", help="wait until nothing is dirty (everything is in S3), showing progress")
     flush.add_argument("mountpoint", metavar="MOUNTPOINT")
     flush.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
+    flush.add_argument("--quiet", action="store_true", help="no progress while dirty data drains")
     flush.set_defaults(run=run_flush_command)
 
     stats = subparsers.add_parser("stats", help="cache and transfer statistics of a mount")
     stats.add_argument("mountpoint", metavar="MOUNTPOINT")
     stats.add_argument("--json", action="store_true", help="print one JSON object")
     stats.set_defaults(run=run_stats_command)
+
+    status_command.register(subparsers)
+    warmup_command.register(subparsers)
 
 
 def _configure_logging() -> None:
@@ -142,23 +149,15 @@ def _last_line(log_path: Path) -> str:
     return last.split("razorfs mount: ", 1)[-1]
 
 
-def _record(mountpoint: str) -> registry.MountRecord:
-    record = registry.read_record(mountpoint)
-    if record is None:
-        raise UsageError(f"{mountpoint} is not a RazorFS mount (no running daemon for it)", exit_code=1)
-    if not registry.pid_alive(record.pid):
-        # Never report such a mount as cleanly gone: its journal may hold files not in S3 yet.
-        raise UsageError(
-            f"the daemon of {mountpoint} (pid {record.pid}) died; mount again with --cache-dir "
-            f"{record.cache_dir} to replay its journal and finish its uploads",
-            exit_code=1,
-        )
-    return record
-
-
-def _ask(record: registry.MountRecord, message: dict[str, Any], timeout_s: float | None) -> dict[str, Any]:
+def _ask(record: registry.MountRecord, message: dict[str, Any], progress_label: str | None = None) -> dict[str, Any]:
+    """The daemon's final reply to `message`; with `progress_label`, dirty bytes draining are shown
+    meanwhile."""
+    socket_path = Path(record.control_socket)
     try:
-        reply = request_final(Path(record.control_socket), message, timeout_s=None)
+        if progress_label is None:
+            reply = request_final(socket_path, message, timeout_s=None)
+        else:
+            reply = request_while_draining(socket_path, message, progress_label)
     except ControlUnavailable as err:
         raise UsageError(str(err), exit_code=1) from err
     if not reply.get("ok"):
@@ -167,11 +166,11 @@ def _ask(record: registry.MountRecord, message: dict[str, Any], timeout_s: float
 
 
 def run_umount_command(args: argparse.Namespace) -> int:
-    record = _record(args.mountpoint)
+    record = registry.live_record(args.mountpoint)
     message: dict[str, Any] = {"op": "shutdown"}
     if args.timeout is not None:
         message["timeout_s"] = args.timeout
-    _ask(record, message, args.timeout)
+    _ask(record, message, None if args.quiet else "umount")
     deadline = time.monotonic() + (args.timeout or 60.0)
     while registry.pid_alive(record.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -181,17 +180,17 @@ def run_umount_command(args: argparse.Namespace) -> int:
 
 
 def run_flush_command(args: argparse.Namespace) -> int:
-    record = _record(args.mountpoint)
+    record = registry.live_record(args.mountpoint)
     message: dict[str, Any] = {"op": "flush"}
     if args.timeout is not None:
         message["timeout_s"] = args.timeout
-    reply = _ask(record, message, args.timeout)
+    reply = _ask(record, message, None if args.quiet else "flush")
     print(f"flushed {reply.get('flushed_bytes', 0)} bytes")
     return 0
 
 
 def run_stats_command(args: argparse.Namespace) -> int:
-    stats = _ask(_record(args.mountpoint), {"op": "stats"}, 30)["stats"]
+    stats = _ask(registry.live_record(args.mountpoint), {"op": "stats"})["stats"]
     if args.json:
         print(json.dumps(stats, sort_keys=True))
         return 0

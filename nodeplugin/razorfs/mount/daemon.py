@@ -32,13 +32,15 @@ from razorfs.mount import registry
 from razorfs.mount.control import CONTROL_SOCKET_NAME, ControlServer, warm_path_problem
 from razorfs.mount.kernel_readahead import set_read_ahead
 from razorfs.mount.options import MountOptions
+from razorfs.mount.warmup import WarmFile, WarmJob, cached_figures, files_of
 from razorfs.store.base import ObjectStore
-from razorfs.store.errors import ObjectNotFound, StoreError
+from razorfs.store.errors import StoreError
 
 log = logging.getLogger(__name__)
 
 LOCK_FILE_NAME = "lock"
 JOURNAL_FILE_NAME = "journal.sqlite"
+WARM_PROGRESS_INTERVAL_S = 0.5
 
 
 def build_store(options: MountOptions) -> ObjectStore:
@@ -138,6 +140,7 @@ class MountDaemon:
         )
         self.control = ControlServer(options.cache_dir / CONTROL_SOCKET_NAME, self.handle_request)
         self._flushed_for_exit = False
+        self._nursery: trio.Nursery | None = None
         self._terminating = False
         # Resolved now: once mounted, any stat of the mountpoint from this process would ask our
         # own (not yet running) FUSE loop and deadlock.
@@ -163,6 +166,7 @@ class MountDaemon:
 
     async def main(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             self.cache.bind_nursery(nursery)
             self.namespace.bind_nursery(nursery)
             nursery.start_soon(self._widen_read_ahead)
@@ -232,6 +236,7 @@ class MountDaemon:
             "s3_errors": s.errors,
             "last_error": self.uploader.last_error or s.last_error,
             "mountpoint": str(self.options.mountpoint),
+            "volume": self.options.location.url,
             "pid": os.getpid(),
             "files_cached": len(self.cache.files_under("")),
             "dirty_files": len(self.cache.dirty_files()),
@@ -262,8 +267,10 @@ class MountDaemon:
             elif op == "credentials":
                 yield self._replace_credentials(request)
             elif op == "warm":
-                async for line in self._warm([str(p) for p in request.get("paths", [])]):
+                async for line in self._warm(request):
                     yield line
+            elif op == "cached":
+                yield await self._cached(request)
             else:
                 yield {"ok": False, "error": f"unknown op {op!r}"}
         except (StoreError, OSError, ValueError) as err:
@@ -291,58 +298,41 @@ class MountDaemon:
         log.info("S3 credentials replaced; the next requests sign with the new ones")
         return {"ok": True}
 
-    async def _warm(self, paths: list[str]) -> AsyncIterator[dict[str, Any]]:
-        """Reads the given files (directories recursively) into the cache, reporting progress."""
-        files: list[tuple[str, int]] = []
+    async def _warm(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Reads the named files (a directory's files; all below it unless `recursive` is false)
+        into the cache, reporting progress every WARM_PROGRESS_INTERVAL_S. With `background`, the
+        reply comes at once and the job goes on in the daemon's nursery."""
+        files = await self._files_of_request(request)
+        if isinstance(files, str):
+            yield {"ok": False, "error": files}
+            return
+        assert self._nursery is not None, "control requests are served inside main()"
+        job = WarmJob(self.namespace, self.cache, self.store, files)
+        self._nursery.start_soon(job.run)
+        if request.get("background"):
+            yield {"ok": True, "background": True, **job.progress()}
+            return
+        while not job.finished.is_set():
+            yield {"progress": job.progress()}
+            with trio.move_on_after(WARM_PROGRESS_INTERVAL_S):
+                await job.finished.wait()
+        yield {"progress": job.progress()}
+        yield {"ok": False, "error": job.error} if job.error else {"ok": True}
+
+    async def _cached(self, request: dict[str, Any]) -> dict[str, Any]:
+        """How much of the named files the cache holds (`razorfs warmup --check`)."""
+        files = await self._files_of_request(request)
+        if isinstance(files, str):
+            return {"ok": False, "error": files}
+        return {"ok": True, "cached": cached_figures(self.cache, files)}
+
+    async def _files_of_request(self, request: dict[str, Any]) -> list[WarmFile] | str:
+        paths = [str(p) for p in request.get("paths", [])]
         for raw in paths:
             problem = warm_path_problem(raw)
             if problem is not None:
-                yield {"ok": False, "error": problem}
-                return
-        for raw in paths:
-            path = raw.strip("/")
-            node = await self.namespace.stat(path)
-            if node is None:
-                yield {"ok": False, "error": f"{raw}: no such file or directory"}
-                return
-            if not node.is_dir:
-                files.append((path, node.size))
-                continue
-            dkey = self.namespace.dir_key(path)
-            for page in await self.store.list_all(dkey, None):
-                files.extend(
-                    (self.namespace.path_of_key(o.key), o.size) for o in page.objects if not o.key.endswith("/")
-                )
-        total = sum(size for _, size in files)
-        done_bytes = 0
-        for index, (path, size) in enumerate(files):
-            yield {
-                "progress": {
-                    "files_done": index,
-                    "files_total": len(files),
-                    "bytes_done": done_bytes,
-                    "bytes_total": total,
-                    "current_path": path,
-                }
-            }
-            try:
-                info = await self.store.head(self.namespace.key_for(path))
-            except ObjectNotFound:
-                continue
-            attrs = (await self.namespace.stat(path) or self.namespace.root_node()).attrs
-            f = self.cache.get(path) or self.cache.open_object(path, info, attrs)
-            await self.cache.warm(f)
-            done_bytes += size
-        yield {
-            "progress": {
-                "files_done": len(files),
-                "files_total": len(files),
-                "bytes_done": done_bytes,
-                "bytes_total": total,
-                "current_path": "",
-            }
-        }
-        yield {"ok": True}
+                return problem
+        return await files_of(self.namespace, self.store, paths, bool(request.get("recursive", True)))
 
 
 def run_mount(options: MountOptions) -> int:

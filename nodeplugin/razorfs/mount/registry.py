@@ -11,6 +11,8 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from razorfs.errors import UsageError
+
 DEFAULT_RUN_DIR = "/run/razorfs"
 
 
@@ -53,6 +55,32 @@ def read_record(mountpoint: str | Path) -> MountRecord | None:
     except (FileNotFoundError, ValueError):
         return None
     return MountRecord(**data)
+
+
+def list_records() -> list[MountRecord]:
+    """Every mount this host's daemons recorded (a dead daemon's record stays until remounted)."""
+    records = []
+    for path in sorted(run_dir().glob("*.json")):
+        try:
+            records.append(MountRecord(**json.loads(path.read_text())))
+        except (FileNotFoundError, ValueError, TypeError):
+            continue  # removed or being replaced right now
+    return sorted(records, key=lambda r: r.mountpoint)
+
+
+def live_record(mountpoint: str) -> MountRecord:
+    """The record of a mount whose daemon runs; a one-line UsageError (exit 1) otherwise."""
+    record = read_record(mountpoint)
+    if record is None:
+        raise UsageError(f"{mountpoint} is not a RazorFS mount (no running daemon for it)", exit_code=1)
+    if not pid_alive(record.pid):
+        # Never report such a mount as cleanly gone: its journal may hold files not in S3 yet.
+        raise UsageError(
+            f"the daemon of {mountpoint} (pid {record.pid}) died; mount again with --cache-dir "
+            f"{record.cache_dir} to replay its journal and finish its uploads",
+            exit_code=1,
+        )
+    return record
 
 
 def remove_record(real_path: str, pid: int) -> None:
