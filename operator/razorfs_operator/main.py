@@ -13,6 +13,8 @@ from dataclasses import fields
 
 import urllib3
 
+from razorfs.log_format import add_log_format_argument, configure_logging
+
 from .config import ENV_PREFIX, OperatorConfig, parse_bool
 
 
@@ -41,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve Prometheus metrics on this port (0: off; env RAZORFS_OPERATOR_METRICS_PORT)",
     )
     parser.add_argument("--verbose", action="store_true", help="debug logging")
+    add_log_format_argument(parser)
     defaults = OperatorConfig.from_env()
     for field in fields(OperatorConfig):
         flag = "--" + field.name.replace("_", "-")
@@ -61,14 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = OperatorConfig(**{field.name: getattr(args, field.name) for field in fields(OperatorConfig)})
     # The handlers module reads its settings from the environment, like under `kopf run`.
     os.environ.update(config.to_env())
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # Even when debugging, client libraries stay at INFO: their DEBUG output carries request
+    # Client libraries stay at WARNING even when debugging: their DEBUG output carries request
     # headers (signatures, bearer tokens) that must not reach logs.
-    for noisy in ("botocore", "boto3", "urllib3", "kubernetes", "grpc"):
-        logging.getLogger(noisy).setLevel(logging.INFO)
+    configure_logging("razorfs-operator", logging.DEBUG if args.verbose else logging.INFO, args.log_format)
     # A kubeconfig that skips TLS verification makes urllib3 warn on every request (a line on
     # stderr per API call); once says it just as well.
     warnings.filterwarnings("once", category=urllib3.exceptions.InsecureRequestWarning)

@@ -24,6 +24,7 @@ from razorfs.csi.admin import NodeAdminService
 from razorfs.csi.admin_auth import DEFAULT_AUDIENCE, AdminAuth, SharedTokenAuth, TokenReviewAuth, kubernetes_reviewer
 from razorfs.csi.admin_tls import make_server_identity
 from razorfs.csi.controller import ControllerService
+from razorfs.csi.daemon_logs import DaemonLogRelay
 from razorfs.csi.identity import IdentityService
 from razorfs.csi.metrics import serve_metrics
 from razorfs.csi.node import NodeService
@@ -35,6 +36,7 @@ from razorfs.csi.supervisor import (
     Supervisor,
     default_mount_command,
 )
+from razorfs.log_format import LOG_FORMAT_ENV, add_log_format_argument, configure_logging
 from razorfs_wire.csi.v1 import csi_pb2_grpc
 from razorfs_wire.razorfs.v1 import node_admin_pb2_grpc
 
@@ -136,6 +138,7 @@ def build_parser() -> OneLineParser:
         help="how long unstage waits for dirty data to reach S3 before answering UNAVAILABLE",
     )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_log_format_argument(parser)
     return parser
 
 
@@ -295,8 +298,10 @@ async def serve(config: Config) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     health: asyncio.Task[None] | None = None
+    relay: asyncio.Task[None] | None = None
     try:
         if supervisor is not None:
+            relay = asyncio.create_task(DaemonLogRelay(supervisor.daemon_logs).run(), name="daemon-log-relay")
             await supervisor.adopt_all()
             supervisor.replenish_spare()
             health = asyncio.create_task(supervisor.run_health_checks(), name="health-checks")
@@ -306,10 +311,11 @@ async def serve(config: Config) -> None:
         log.info("stopping; mount daemons keep running")
         if supervisor is not None and supervisor.spares is not None:
             supervisor.spares.close()
-        if health is not None:
-            health.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await health
+        for task in (health, relay):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await server.stop(grace=5)
         if admin_server is not None:
             await admin_server.stop(grace=2)
@@ -318,9 +324,11 @@ async def serve(config: Config) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    configure_logging("razorfs-node", args.log_level, args.log_format, node=args.node_id)
+    # The mount daemons (and spares) inherit the plugin's environment: same format, same node.
+    os.environ[LOG_FORMAT_ENV] = args.log_format
+    if args.node_id:
+        os.environ["NODE_ID"] = args.node_id
     # gRPC's and asyncio's debug chatter would drown ours.
     for noisy in ("grpc", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))

@@ -31,6 +31,7 @@ from razorfs.csi.state_store import StateStore, VolumeRecord, volume_key
 log = logging.getLogger(__name__)
 
 CREDENTIAL_SOURCE_FLAG = "--credential-source"
+VOLUME_NAME_FLAG = "--volume-name"
 
 HEALTH_CHECK_INTERVAL_S = 1.0
 DAEMON_EXIT_TIMEOUT_S = 30.0
@@ -104,6 +105,10 @@ class Supervisor:
 
     def _log_path(self, volume_id: str) -> Path:
         return self.store.volume_dir(volume_id) / "daemon.log"
+
+    def daemon_logs(self) -> dict[str, Path]:
+        """The log file of each staged volume's daemon, by volume id (for the log relay)."""
+        return {volume_id: self._log_path(volume_id) for volume_id in self.volumes}
 
     # -- startup and health ---------------------------------------------------------------------
 
@@ -213,6 +218,9 @@ class Supervisor:
         if CREDENTIAL_SOURCE_FLAG not in record.argv:
             # A record from before credential sources: its volume signs with its Secret only.
             record.argv += [CREDENTIAL_SOURCE_FLAG, "explicit"]
+        if VOLUME_NAME_FLAG not in record.argv:
+            # The daemon's name in its log lines and metrics (never a secret: the CSI volume id).
+            record.argv += [VOLUME_NAME_FLAG, record.volume_id]
         node_identity = record.argv[record.argv.index(CREDENTIAL_SOURCE_FLAG) + 1] == "default-chain"
         env = daemon.node_identity_environment() if node_identity else daemon.explicit_environment(credentials)
         # The command comes from this plugin process, the arguments from the record: a plugin

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -19,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from razorfs.errors import UsageError
+from razorfs.log_format import configure_logging
 from razorfs.mount import registry, status_command, warmup_command
 from razorfs.mount.control import CONTROL_SOCKET_NAME, ControlUnavailable, request_final
 from razorfs.mount.drain import request_while_draining
-from razorfs.mount.options import add_mount_arguments, mount_options_from_args
+from razorfs.mount.options import MountOptions, add_mount_arguments, mount_options_from_args
 
 READY_TIMEOUT_S = 60.0
 DAEMON_LOG_NAME = "daemon.log"
@@ -58,13 +58,14 @@ def register(subparsers: Any) -> None:
     warmup_command.register(subparsers)
 
 
-def _configure_logging() -> None:
-    logging.basicConfig(
-        level=os.environ.get("RAZORFS_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+def _configure_logging(options: MountOptions) -> None:
+    configure_logging(
+        "razorfs",
+        os.environ.get("RAZORFS_LOG_LEVEL", "INFO"),
+        options.log_format,
+        volume=options.volume_label,
+        node=options.node_name,
     )
-    for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def run_mount_command(args: argparse.Namespace) -> int:
@@ -72,7 +73,7 @@ def run_mount_command(args: argparse.Namespace) -> int:
     if options.foreground:
         from razorfs.mount.daemon import run_mount
 
-        _configure_logging()
+        _configure_logging(options)
         return run_mount(options)
     return _start_detached(args, options.cache_dir, options.mountpoint)
 
@@ -123,6 +124,9 @@ def _child_argv(args: argparse.Namespace) -> list[str]:
         "--metrics-port": args.metrics_port,
         "--local-store": args.local_store,
         "--credential-source": args.credential_source,
+        "--log-format": args.log_format,
+        "--volume-name": args.volume_name or None,
+        "--node-name": args.node_name or None,
     }
     for flag, value in valued.items():
         if value is not None:

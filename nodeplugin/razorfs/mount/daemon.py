@@ -28,6 +28,7 @@ from razorfs.cache.uploader import Uploader
 from razorfs.errors import UsageError
 from razorfs.fs.namespace import Namespace
 from razorfs.fs.operations import FsOptions, RazorOperations
+from razorfs.log_format import FIELD_ERRNO, FIELD_OP
 from razorfs.mount import registry
 from razorfs.mount.control import CONTROL_SOCKET_NAME, ControlServer, warm_path_problem
 from razorfs.mount.kernel_readahead import set_read_ahead
@@ -274,7 +275,8 @@ class MountDaemon:
             else:
                 yield {"ok": False, "error": f"unknown op {op!r}"}
         except (StoreError, OSError, ValueError) as err:
-            log.warning("control op %s failed: %s: %s", op, type(err).__name__, err)
+            fields = {FIELD_OP: f"control.{op}", FIELD_ERRNO: getattr(err, "errno", None)}
+            log.warning("control op %s failed: %s: %s", op, type(err).__name__, err, extra=fields)
             yield {"ok": False, "error": f"{type(err).__name__}: {err}"}
 
     def _replace_credentials(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -4,10 +4,12 @@ arguments that produce it (shared by the CLI and anyone building a mount command
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from razorfs.errors import UsageError
+from razorfs.log_format import add_log_format_argument
 from razorfs.store.location import S3Url, parse_s3_url
 from razorfs.store.object_attrs import AttrDefaults
 from razorfs.store.s3_credentials import CREDENTIAL_SOURCES
@@ -39,6 +41,15 @@ class MountOptions:
     # "explicit": sign only with the keys in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (and those
     # the control socket's `credentials` op delivers later); never boto3's default chain.
     credential_source: str = "default-chain"
+    log_format: str = "text"
+    # Labels of the volume's logs and metrics: "NAMESPACE/NAME" of its RazorVolume (or any name
+    # the user picks; default the s3:// URL) and the node it runs on. Never a secret.
+    volume_name: str = ""
+    node_name: str = ""
+
+    @property
+    def volume_label(self) -> str:
+        return self.volume_name or self.location.url
 
 
 def add_mount_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,6 +73,16 @@ def add_mount_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-other", action="store_true", help="let other users access the mount")
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     parser.add_argument("--foreground", action="store_true", help="stay in the foreground (no daemon)")
+    add_log_format_argument(parser)
+    parser.add_argument(
+        "--volume-name",
+        default="",
+        metavar="NAMESPACE/NAME",
+        help="the volume's name in logs and metrics (the CSI plugin passes its volume id; default: the URL)",
+    )
+    parser.add_argument(
+        "--node-name", default=os.environ.get("NODE_ID", ""), help="the node's name in logs and metrics (env NODE_ID)"
+    )
     parser.add_argument("--local-store", help=argparse.SUPPRESS)
     parser.add_argument(
         "--credential-source",
@@ -107,4 +128,7 @@ def mount_options_from_args(args: argparse.Namespace) -> MountOptions:
         foreground=bool(args.foreground),
         local_store=Path(args.local_store).absolute() if args.local_store else None,
         credential_source=args.credential_source,
+        log_format=args.log_format,
+        volume_name=args.volume_name,
+        node_name=args.node_name,
     )

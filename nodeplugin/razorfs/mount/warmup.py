@@ -18,6 +18,7 @@ import trio
 from razorfs.cache.file_cache import FileCache
 from razorfs.cache.metered_store import MeteredStore
 from razorfs.fs.namespace import Namespace
+from razorfs.log_format import FIELD_DURATION, FIELD_OP
 from razorfs.store.errors import ObjectNotFound, StoreError
 
 log = logging.getLogger(__name__)
@@ -114,12 +115,9 @@ class WarmJob:
                 self.bytes_done += warm_file.size
                 self.files_done += 1
             self.current = None
-            log.info(
-                "warmed %d file(s), %d bytes in %.1fs",
-                len(self.files),
-                self.bytes_total,
-                time.monotonic() - self.started_at,
-            )
+            duration = time.monotonic() - self.started_at
+            fields = {FIELD_OP: "warm", FIELD_DURATION: round(duration, 3)}
+            log.info("warmed %d file(s), %d bytes in %.1fs", len(self.files), self.bytes_total, duration, extra=fields)
         except (StoreError, OSError) as err:
             self.error = f"{self.current.path if self.current else ''}: {type(err).__name__}: {err}"
             log.warning("warm-up stopped at %s", self.error)
