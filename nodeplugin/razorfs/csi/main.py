@@ -281,7 +281,7 @@ async def serve(config: Config) -> None:
         if _bind_admin_port(admin_server, config) == 0:
             raise ConfigError(f"cannot listen on --admin-address {config.admin_address}")
     if config.metrics_port:
-        serve_metrics(config.metrics_port, supervisor)
+        serve_metrics(config.metrics_port, supervisor, config.node_id)
     await server.start()
     if admin_server is not None:
         await admin_server.start()

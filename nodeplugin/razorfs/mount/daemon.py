@@ -15,11 +15,12 @@ import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pyfuse3
 import trio
 
+from razorfs.cache.cached_file import CachedFile
 from razorfs.cache.file_cache import FileCache
 from razorfs.cache.journal import Journal
 from razorfs.cache.metadata_cache import MetadataCache
@@ -32,6 +33,7 @@ from razorfs.log_format import FIELD_ERRNO, FIELD_OP
 from razorfs.mount import registry
 from razorfs.mount.control import CONTROL_SOCKET_NAME, ControlServer, warm_path_problem
 from razorfs.mount.kernel_readahead import set_read_ahead
+from razorfs.mount.metrics import DaemonMetrics, TimedStore, serve_metrics, volume_labels
 from razorfs.mount.options import MountOptions
 from razorfs.mount.warmup import WarmFile, WarmJob, cached_figures, files_of
 from razorfs.store.base import ObjectStore
@@ -124,8 +126,11 @@ def lock_cache_dir(cache_dir: Path) -> int:
 class MountDaemon:
     def __init__(self, options: MountOptions, store: ObjectStore) -> None:
         self.options = options
-        self.store = MeteredStore(store)
-        self.journal = Journal(options.cache_dir / JOURNAL_FILE_NAME)
+        self.object_store = store
+        journal_path = options.cache_dir / JOURNAL_FILE_NAME
+        self.metrics = DaemonMetrics(volume_labels(options.volume_label, options.node_name), self.stats, journal_path)
+        self.store = MeteredStore(cast(ObjectStore, TimedStore(store, self.metrics)))
+        self.journal = Journal(journal_path)
         key_for = options.location.key_for
         self.cache = FileCache(
             options.cache_dir, self.store, self.journal, options.cache_size_bytes, key_for, options.metadata_ttl_s
@@ -139,6 +144,9 @@ class MountDaemon:
             self.uploader,
             FsOptions(cache_mode=options.cache_mode, metadata_ttl_s=options.metadata_ttl_s),
         )
+        self.metrics.time_fuse_operations(self.ops)
+        # When each file now dirty was first seen dirty (by a stats call): the oldest dirty age.
+        self._dirty_since: dict[int, float] = {}
         self.control = ControlServer(options.cache_dir / CONTROL_SOCKET_NAME, self.handle_request)
         self._flushed_for_exit = False
         self._nursery: trio.Nursery | None = None
@@ -224,6 +232,7 @@ class MountDaemon:
 
     def stats(self) -> dict[str, Any]:
         s = self.store.stats
+        dirty = self.cache.dirty_files()
         return {
             "cached_bytes": self.cache.cached_bytes,
             "dirty_bytes": self.cache.dirty_bytes,
@@ -240,9 +249,22 @@ class MountDaemon:
             "volume": self.options.location.url,
             "pid": os.getpid(),
             "files_cached": len(self.cache.files_under("")),
-            "dirty_files": len(self.cache.dirty_files()),
+            "dirty_files": len(dirty),
             "evicted_bytes": self.cache.counters.evicted_bytes,
+            "s3_unreachable": int(self.store.unreachable),
+            "upload_queue_files": sum(1 for f in dirty if f.needs_upload),
+            "upload_failed_attempts": self.uploader.failed_attempts,
+            "oldest_dirty_age_s": round(self._oldest_dirty_age(dirty), 3),
         }
+
+    def _oldest_dirty_age(self, dirty: list[CachedFile]) -> float:
+        now = time.monotonic()
+        ids = {f.file_id for f in dirty}
+        for file_id in ids - self._dirty_since.keys():
+            self._dirty_since[file_id] = now
+        for file_id in self._dirty_since.keys() - ids:
+            del self._dirty_since[file_id]
+        return now - min(self._dirty_since.values()) if self._dirty_since else 0.0
 
     async def handle_request(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         op = request.get("op")
@@ -265,6 +287,8 @@ class MountDaemon:
                     yield {"ok": False, "error": f"flush did not finish in {timeout}s: {self.uploader.last_error}"}
                 else:
                     yield {"ok": True, "flushed_bytes": done}
+            elif op == "metrics":
+                yield {"ok": True, "metrics": self.metrics.exposition()}
             elif op == "credentials":
                 yield self._replace_credentials(request)
             elif op == "warm":
@@ -285,7 +309,7 @@ class MountDaemon:
         from razorfs.store.s3 import S3Store
         from razorfs.store.s3_credentials import MissingCredentials, StaticKeys
 
-        inner = self.store.store
+        inner = self.object_store
         if not isinstance(inner, S3Store) or self.options.credential_source != "explicit":
             return {"ok": False, "error": "this mount does not use explicit credentials"}
         try:
@@ -351,9 +375,7 @@ def run_mount(options: MountOptions) -> int:
         daemon.replay_journal()
         metrics = None
         if options.metrics_port is not None:
-            from razorfs.mount.metrics import serve_metrics
-
-            metrics = serve_metrics(options.metrics_port, daemon.stats)
+            metrics = serve_metrics(options.metrics_port, daemon.metrics)
         pyfuse3.init(daemon.ops, str(options.mountpoint), daemon.fuse_options())
         mounted = True
         trio.run(daemon.main)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import stat
 import urllib.request
 from pathlib import Path
@@ -179,7 +180,7 @@ def test_metrics_port_serves_the_supervisor_gauges(plugin_root: Path) -> None:
         plugin.start()
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
             text = response.read().decode()
-        assert 'razorfs_node_volumes{state="Mounted"} 0.0' in text
-        assert "razorfs_node_ready 1.0" in text
+        assert re.search(r'razorfs_node_volumes\{node="[^"]*",state="Mounted"\} 0\.0', text)
+        assert re.search(r'razorfs_node_ready\{node="[^"]*"\} 1\.0', text)
     finally:
         plugin.cleanup()
