@@ -34,6 +34,9 @@ class ContextKey:
     # Whose identity signs the volume's S3 requests: AUTHENTICATION_SECRET (the default) or
     # AUTHENTICATION_NODE (the node's own chain, only when asked for by name).
     AUTHENTICATION = "authentication"
+    # The RazorVolume a PV serves ("namespace", "name"): labels of its daemon's logs and metrics.
+    RAZOR_VOLUME_NAMESPACE = "razorVolumeNamespace"
+    RAZOR_VOLUME_NAME = "razorVolumeName"
 
 
 # Keys of the credentials Secret (and so of the CSI stage / provisioner secrets).

@@ -33,9 +33,10 @@ def _table(specs: tuple[MetricSpec, ...], common: tuple[str, ...]) -> list[str]:
 def render() -> str:
     lines = [HEADER, "## Mount daemon (one set per mounted volume)", ""]
     lines.append(
-        "Labels on every series: `volume` (the daemon's `--volume-name`: the CSI volume id under the "
-        "plugin), `namespace` and `name` (from a `NAMESPACE/NAME` volume name, else empty and the volume "
-        "name), `node`."
+        "Labels on every series: `volume` (the daemon's `--volume-name`: under the plugin, the RazorVolume's "
+        "`NAMESPACE/NAME` when the PV's volume context names it with `razorVolumeNamespace` and "
+        "`razorVolumeName`, else the CSI volume id), `namespace` and `name` (from a `NAMESPACE/NAME` "
+        "volume name, else empty and the volume name), `node`."
     )
     lines += ["", *_table(DAEMON_METRICS, DAEMON_LABELS), "", "## Node plugin", ""]
     lines += [*_table(NODE_METRICS, ()), ""]

@@ -8,6 +8,7 @@ says `authentication: node`, with the node's own credential chain."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +109,21 @@ def _checked(context: Mapping[str, str], key: str, parse: object) -> str | None:
     return value
 
 
+_DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+
+
+def _razor_volume_name(context: Mapping[str, str]) -> str:
+    """"NAMESPACE/NAME" when the context names its RazorVolume (both parts, DNS names), else ""."""
+    namespace = context.get(ContextKey.RAZOR_VOLUME_NAMESPACE, "").strip()
+    name = context.get(ContextKey.RAZOR_VOLUME_NAME, "").strip()
+    if not namespace and not name:
+        return ""
+    for key, value in ((ContextKey.RAZOR_VOLUME_NAMESPACE, namespace), (ContextKey.RAZOR_VOLUME_NAME, name)):
+        if not _DNS_NAME.fullmatch(value):
+            raise InvalidArgument(f"volume context {key} must be a Kubernetes object name, got {value[:64]!r}")
+    return f"{namespace}/{name}"
+
+
 @dataclass(frozen=True)
 class MountSettings:
     endpoint: str
@@ -126,6 +142,8 @@ class MountSettings:
     dir_mode: str | None = None
     read_only: bool = False
     authentication: str = AUTHENTICATION_SECRET
+    # "NAMESPACE/NAME" of the RazorVolume, when the context names it (logs and metrics label).
+    volume_name: str = ""
 
     @property
     def uses_node_identity(self) -> bool:
@@ -174,6 +192,7 @@ class MountSettings:
             dir_mode=_checked(context, ContextKey.DIR_MODE, parse_mode),
             read_only=_flag(context, ContextKey.READ_ONLY),
             authentication=authentication,
+            volume_name=_razor_volume_name(context),
         )
 
     @property
@@ -223,4 +242,6 @@ class MountSettings:
         if read_only or self.read_only:
             argv.append("--read-only")
         argv += ["--credential-source", "default-chain" if self.uses_node_identity else "explicit"]
+        if self.volume_name:
+            argv += ["--volume-name", self.volume_name]
         return argv
