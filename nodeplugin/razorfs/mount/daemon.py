@@ -128,7 +128,9 @@ class MountDaemon:
         self.options = options
         self.object_store = store
         journal_path = options.cache_dir / JOURNAL_FILE_NAME
-        self.metrics = DaemonMetrics(volume_labels(options.volume_label, options.node_name), self.stats, journal_path)
+        self._trio_token: trio.lowlevel.TrioToken | None = None
+        labels = volume_labels(options.volume_label, options.node_name)
+        self.metrics = DaemonMetrics(labels, self._stats_from_any_thread, journal_path)
         self.store = MeteredStore(cast(ObjectStore, TimedStore(store, self.metrics)))
         self.journal = Journal(journal_path)
         key_for = options.location.key_for
@@ -174,6 +176,7 @@ class MountDaemon:
         return opts
 
     async def main(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self._trio_token = trio.lowlevel.current_trio_token()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self.cache.bind_nursery(nursery)
@@ -256,6 +259,19 @@ class MountDaemon:
             "upload_failed_attempts": self.uploader.failed_attempts,
             "oldest_dirty_age_s": round(self._oldest_dirty_age(dirty), 3),
         }
+
+    def _stats_from_any_thread(self) -> dict[str, Any]:
+        """stats() read on the trio loop, which owns the cache's state: `--metrics-port` scrapes
+        arrive on the HTTP server's thread (the control socket's `metrics` op on the loop)."""
+        try:
+            trio.lowlevel.current_trio_token()
+        except RuntimeError:
+            if self._trio_token is not None:
+                try:
+                    return trio.from_thread.run_sync(self.stats, trio_token=self._trio_token)
+                except trio.RunFinishedError:
+                    pass  # the loop is gone: nothing else touches the cache any more
+        return self.stats()
 
     def _oldest_dirty_age(self, dirty: list[CachedFile]) -> float:
         now = time.monotonic()
