@@ -15,7 +15,8 @@ from collections import deque
 import trio
 
 from razorfs.cache.cached_file import CachedFile
-from razorfs.cache.file_cache import CacheConflict, FileCache
+from razorfs.cache.errors import CacheConflict
+from razorfs.cache.file_cache import FileCache
 from razorfs.store.errors import StoreError
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import pyfuse3
 
-from razorfs.cache.file_cache import CacheConflict
+from razorfs.cache.errors import CacheConflict
 from razorfs.store import errors as store_errors
 
 log = logging.getLogger(__name__)

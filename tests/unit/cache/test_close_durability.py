@@ -94,7 +94,7 @@ def test_a_failed_round_fails_the_waiting_close(tmp_path: Path, monkeypatch: pyt
         raise OSError(errno.EIO, "disk gone")
 
     # Both fsyncs of a round fail (a small file's content rides in its row: only the WAL is synced).
-    monkeypatch.setattr("razorfs.cache.file_cache._fsync_paths", disk_error)
+    monkeypatch.setattr("razorfs.cache.sync_rounds._fsync_paths", disk_error)
     monkeypatch.setattr(journal, "sync_wal", disk_error)
 
     async def main() -> None:

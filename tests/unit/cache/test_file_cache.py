@@ -9,10 +9,11 @@ from pathlib import Path
 
 import trio
 
-from razorfs.cache.file_cache import COMPOSE_MIN_BYTES, FileCache
+from razorfs.cache.file_cache import FileCache
 from razorfs.cache.journal import Journal
 from razorfs.cache.metered_store import MeteredStore
 from razorfs.cache.readahead import ReadAhead
+from razorfs.cache.upload_builder import COMPOSE_MIN_BYTES
 from razorfs.cache.uploader import Uploader
 from razorfs.store.localdir import LocalDirStore
 from razorfs.store.object_attrs import ObjectAttrs

@@ -14,16 +14,14 @@ from pathlib import Path
 import pytest
 import trio
 
-from razorfs.cache.file_cache import (
-    FETCH_UNIT_BYTES,
-    INLINE_MAX_BYTES,
-    SMALL_UPLOAD_BYTES,
-    SYNCFS_ABOVE_FILES,
-    FileCache,
-)
+from razorfs.cache import sync_rounds
+from razorfs.cache.fetcher import FETCH_UNIT_BYTES
+from razorfs.cache.file_cache import FileCache
 from razorfs.cache.journal import DirtyRecord, Journal
 from razorfs.cache.metered_store import MeteredStore
 from razorfs.cache.readahead import ReadAhead
+from razorfs.cache.sync_rounds import INLINE_MAX_BYTES, SYNCFS_ABOVE_FILES
+from razorfs.cache.upload_builder import SMALL_UPLOAD_BYTES
 from razorfs.cache.uploader import Uploader
 from razorfs.store.base import ObjectInfo
 from razorfs.store.localdir import LocalDirStore
@@ -206,19 +204,17 @@ def test_a_random_4k_read_fetches_one_small_unit(tmp_path: Path) -> None:
 def test_a_file_journaled_again_during_a_sync_round_waits_for_the_next_round(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import razorfs.cache.file_cache as file_cache_module
-
     journal = Journal(tmp_path / "cache.sqlite")
     cache = _cache(tmp_path, LocalDirStore(tmp_path / "store"), journal)
     fsyncing, release = threading.Event(), threading.Event()
-    real_fsync_paths = file_cache_module._fsync_paths
+    real_fsync_paths = sync_rounds._fsync_paths
 
     def slow_fsync_paths(paths: list[Path]) -> None:
         fsyncing.set()
         release.wait(30)
         real_fsync_paths(paths)
 
-    monkeypatch.setattr(file_cache_module, "_fsync_paths", slow_fsync_paths)
+    monkeypatch.setattr(sync_rounds, "_fsync_paths", slow_fsync_paths)
 
     async def main() -> None:
         f = cache.create("a", ATTRS)
@@ -238,12 +234,10 @@ def test_a_file_journaled_again_during_a_sync_round_waits_for_the_next_round(
 
 
 def test_a_small_file_is_made_power_safe_by_the_wal_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import razorfs.cache.file_cache as file_cache_module
-
     journal = Journal(tmp_path / "cache.sqlite")
     cache = _cache(tmp_path, LocalDirStore(tmp_path / "store"), journal)
     fsynced: list[Path] = []
-    monkeypatch.setattr(file_cache_module, "_fsync_paths", fsynced.extend)
+    monkeypatch.setattr(sync_rounds, "_fsync_paths", fsynced.extend)
 
     async def main() -> None:
         f = cache.create("small", ATTRS)
