@@ -29,7 +29,8 @@ from razorfs.cache.uploader import Uploader
 from razorfs.fs.dir_marker import folder_base_name
 from razorfs.fs.errno_map import errno_boundary
 from razorfs.fs.inode_table import InodeTable
-from razorfs.fs.namespace import Namespace, Node, join_path, split_path
+from razorfs.fs.namespace import Namespace
+from razorfs.fs.node import Node, join_path, split_path
 from razorfs.store.object_attrs import SPECIAL_FILE_TYPES, ObjectAttrs
 
 log = logging.getLogger(__name__)

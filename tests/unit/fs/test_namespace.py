@@ -17,8 +17,9 @@ from razorfs.cache.file_cache import FileCache
 from razorfs.cache.journal import Journal
 from razorfs.cache.metadata_cache import MetadataCache
 from razorfs.cache.metered_store import MeteredStore
-from razorfs.fs import namespace as namespace_module
-from razorfs.fs.namespace import Namespace, is_valid_name
+from razorfs.fs import path_lookup
+from razorfs.fs.namespace import Namespace
+from razorfs.fs.node import is_valid_name
 from razorfs.store.base import ListingPage, ObjectInfo
 from razorfs.store.errors import StoreUnavailable
 from razorfs.store.localdir import LocalDirStore
@@ -135,7 +136,7 @@ def test_expired_metadata_is_served_from_the_cache_while_s3_is_unreachable(tmp_p
 def test_a_hanging_revalidation_falls_back_to_the_cache_after_a_short_deadline(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(namespace_module, "REVALIDATE_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(path_lookup, "REVALIDATE_TIMEOUT_S", 0.2)
     ns, store = _namespace(tmp_path)
     store.inner.put_bytes("vol/f.txt", b"data", {})
 
