@@ -139,7 +139,12 @@ def desired_volume(identity: VolumeIdentity, spec: RazorVolumeSpec, claim_uid: s
                 "driver": CSI_DRIVER_NAME,
                 "volumeHandle": identity.volume_handle,
                 "readOnly": spec.mount_options.read_only,
-                "volumeAttributes": volume_attributes(spec),
+                # Which RazorVolume the PV serves: its daemon's logs and metrics carry the labels.
+                "volumeAttributes": {
+                    **volume_attributes(spec),
+                    ContextKey.RAZOR_VOLUME_NAMESPACE: identity.namespace,
+                    ContextKey.RAZOR_VOLUME_NAME: identity.name,
+                },
                 "nodeStageSecretRef": {"name": spec.s3.secret_ref.name, "namespace": identity.namespace},
             },
         },

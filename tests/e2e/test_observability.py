@@ -107,8 +107,8 @@ def test_every_dashboard_panel_shows_the_volume_and_every_alert_rule_evaluates(
     running(core, namespace, "busy")
     time.sleep(10 * SCRAPE_INTERVAL_S)
     kill_mount_daemons(dev, core)
-    volume = core.read_persistent_volume(
-        core.read_namespaced_persistent_volume_claim("watched", namespace).spec.volume_name).spec.csi.volume_handle
+    # The operator names the RazorVolume in the PV, so the series carry it as their volume label.
+    volume = f"{namespace}/watched"
     # Counters appear with their first event; a few scrapes after the restart every panel has data.
     panels = dashboard_queries(render(sets=ON, include_crds=False))
 
@@ -125,6 +125,8 @@ def test_every_dashboard_panel_shows_the_volume_and_every_alert_rule_evaluates(
         time.sleep(SCRAPE_INTERVAL_S)
     assert missing == [], f"panels with no series for volume {volume}: {missing}"
     assert exec_in(dev, namespace, "busy", "ls /data | wc -l") != "0\n"
+    labelled = query(prometheus, f'razorfs_dirty_bytes{{volume="{volume}"}}')
+    assert {(s["metric"]["namespace"], s["metric"]["name"]) for s in labelled} == {(namespace, "watched")}
 
     with urllib.request.urlopen(f"{prometheus}/api/v1/rules", timeout=10) as answer:
         groups = json.load(answer)["data"]["groups"]

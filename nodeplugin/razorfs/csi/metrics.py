@@ -54,7 +54,8 @@ class SupervisorCollector(Collector):
             "razorfs_node_daemon_restarts", _HELP["razorfs_node_daemon_restarts_total"], labels=["node", "volume"]
         )
         for volume in volumes:
-            restarts.add_metric([node, volume.record.volume_id], volume.record.restarts)
+            label = volume_label(volume.record.argv, volume.record.volume_id)
+            restarts.add_metric([node, label], volume.record.restarts)
         yield restarts
         ready = GaugeMetricFamily("razorfs_node_ready", _HELP["razorfs_node_ready"], labels=["node"])
         ready.add_metric([node], 1.0 if self.supervisor.ready else 0.0)
@@ -63,7 +64,8 @@ class SupervisorCollector(Collector):
         families: dict[str, Metric] = {}
         for volume in volumes:
             text = _daemon_metrics(volume.cache_dir) if volume.state is VolumeState.MOUNTED else None
-            up.add_metric([node, volume.record.volume_id], 0.0 if text is None else 1.0)
+            answered = 0.0 if text is None else 1.0
+            up.add_metric([node, volume_label(volume.record.argv, volume.record.volume_id)], answered)
             for family in text_string_to_metric_families(text or ""):
                 merged = families.setdefault(
                     family.name, Metric(family.name, family.documentation, family.type, family.unit)
@@ -86,3 +88,11 @@ def serve_metrics(port: int, supervisor: Supervisor | None, node_id: str = "") -
     if supervisor is not None:
         REGISTRY.register(SupervisorCollector(supervisor, node_id))
     start_http_server(port)
+
+
+def volume_label(argv: list[str], volume_id: str) -> str:
+    """The `volume` label the volume's daemon gives its own series (its --volume-name, i.e.
+    NAMESPACE/NAME of its RazorVolume, else the CSI volume id), so node and daemon series join."""
+    if "--volume-name" in argv[:-1]:
+        return argv[argv.index("--volume-name") + 1]
+    return volume_id

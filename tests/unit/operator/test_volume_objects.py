@@ -158,3 +158,9 @@ def test_bound_claim_reports_the_grown_capacity_and_an_unbound_one_is_left_to_bi
     assert claim_capacity_patch(bound, spec(capacity="1Gi")) == {}
     assert claim_capacity_patch(bound, spec(capacity="1000Mi")) == {}
     assert claim_capacity_patch({"status": {"phase": "Pending"}}, spec(capacity="2Gi")) == {}
+
+
+def test_pv_names_its_razorvolume_so_the_daemons_logs_and_metrics_carry_it() -> None:
+    attributes = desired_volume(IDENTITY, spec(), claim_uid="claim-uid-1")["spec"]["csi"]["volumeAttributes"]
+    assert attributes[ContextKey.RAZOR_VOLUME_NAMESPACE] == "team"
+    assert attributes[ContextKey.RAZOR_VOLUME_NAME] == "data"
