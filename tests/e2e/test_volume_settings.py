@@ -179,3 +179,29 @@ def test_stage_with_an_emptied_secret_fails_with_an_event_and_no_fallback(
     )
     assert dev.secret_key not in failed[0].message
     assert core.read_namespaced_pod("blocked", namespace).status.phase == "Pending"
+
+
+def test_unknown_mount_option_on_a_pv_leaves_the_pod_creating_with_an_event_naming_it(
+    dev: dev_cluster.DevState, api: Any, namespace: str
+) -> None:
+    from kubernetes import client
+
+    core: Any = client.CoreV1Api(api)
+    applier = Applier(api, field_manager="razorfs-e2e")
+    applier.apply(razorvolume("flagged", namespace, dev, f"flagged-{uuid.uuid4().hex[:8]}"))
+    pv_name = bound(core, namespace, "flagged").spec.volume_name
+    core.patch_persistent_volume(pv_name, {"spec": {"mountOptions": ["no-such-option"]}})
+    applier.apply(pod("stuck", namespace, dev.image, "exec sleep 600", "flagged"))
+    failed = wait_for(
+        "FailedMount event naming the option",
+        lambda: [
+            e
+            for e in events_for(core, namespace, "stuck")
+            if e.reason == "FailedMount" and "no-such-option" in (e.message or "")
+        ],
+    )
+    assert "InvalidArgument" in failed[0].message or "invalid" in failed[0].message.lower(), failed[0].message
+    status = core.read_namespaced_pod("stuck", namespace).status
+    assert status.phase == "Pending"
+    waiting = [c.state.waiting.reason for c in status.container_statuses or [] if c.state.waiting]
+    assert waiting in ([], ["ContainerCreating"]), waiting
