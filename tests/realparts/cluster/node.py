@@ -198,8 +198,10 @@ def _containerd_config(root: Path, net: network.NodeNetwork, pause_image: str) -
             "runtimes": {"runc": {"runtime_type": "io.containerd.runc.v2", "options": {"SystemdCgroup": False}}},
         },
         "cni": {"bin_dir": "/usr/lib/cni", "conf_dir": str(net.cni_conf_dir)},
-        # No registry is reachable and none may be asked (a pull would query the machine's DNS):
-        # every registry host resolves to a closed loopback port.
+        # No registry may be asked (a pull would query the machine's DNS). What guarantees it is
+        # imagePullPolicy Never on every pod the tests make; this `_default` host (a closed
+        # loopback port) is a second fence only where containerd reads it (1.7 and later: the
+        # Debian 1.6 here may ignore it).
         "registry": {"config_path": str(base / "certs.d")},
     }
     lines = [
