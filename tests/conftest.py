@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.csi.signing_proxy import SigningProxy
 from tests.realparts.faultproxy import FaultProxy
 from tests.realparts.fusemount import force_unmount, require_fuse
 from tests.realparts.kubeapi import ControlPlane, start_control_plane
@@ -81,6 +82,17 @@ def fault_proxy(s3_server: S3Server) -> Iterator[FaultProxy]:
     """A fault-injecting proxy in front of the session's S3 server (point clients at
     `fault_proxy.endpoint_url`); starts with no faults and is stopped after the test."""
     proxy = FaultProxy(s3_server.endpoint_url).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+@pytest.fixture
+def signing_proxy(s3_server: S3Server) -> Iterator[SigningProxy]:
+    """A proxy in front of the S3 server that records which access key signed each request."""
+    proxy = SigningProxy(s3_server.endpoint_url)
+    proxy.start()
     try:
         yield proxy
     finally:

@@ -98,11 +98,6 @@ def keys_under(s3: Any, bucket: str, prefix: str) -> dict[str, int]:
     return {o["Key"]: o["Size"] for o in listed}
 
 
-def mounts_in(folder: str) -> list[str]:
-    with open("/proc/self/mountinfo") as mountinfo:
-        return [line.split()[4] for line in mountinfo if line.split()[4].startswith(folder)]
-
-
 def volume_mounts(dev: dev_cluster.DevState) -> list[str]:
     return dev_cluster.razorfs_mounts(dev.kubelet_dir)
 

@@ -151,9 +151,7 @@ def up(root: Path = DEFAULT_ROOT, s3_port: int | None = WELL_KNOWN_S3_PORT) -> D
 
 def razorfs_mounts(kubelet_dir: str) -> list[str]:
     """RazorFS staging and publish mounts on the node."""
-    with open("/proc/self/mountinfo") as mountinfo:
-        points = [line.split()[4] for line in mountinfo]
-    return [p for p in points if p.startswith(kubelet_dir + "/") and (DRIVER in p or "kubernetes.io~csi" in p)]
+    return [p for p in node.mount_points_under(kubelet_dir) if DRIVER in p or "kubernetes.io~csi" in p]
 
 
 def _delete_workloads(local: node.LocalNode) -> None:

@@ -19,16 +19,6 @@ pytestmark = [pytest.mark.s3, pytest.mark.fuse]
 
 
 @pytest.fixture
-def signing_proxy(s3_server: S3Server) -> Iterator[SigningProxy]:
-    proxy = SigningProxy(s3_server.endpoint_url)
-    proxy.start()
-    try:
-        yield proxy
-    finally:
-        proxy.stop()
-
-
-@pytest.fixture
 def ambient_home(tmp_path: Path, s3_server: S3Server) -> Iterator[Path]:
     """A HOME whose AWS profile and config hold the working test keys."""
     home = tmp_path / "home"

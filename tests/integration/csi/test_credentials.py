@@ -25,16 +25,6 @@ pytestmark = [pytest.mark.s3, pytest.mark.fuse]
 
 
 @pytest.fixture
-def signing_proxy(s3_server: S3Server) -> Iterator[SigningProxy]:
-    proxy = SigningProxy(s3_server.endpoint_url)
-    proxy.start()
-    try:
-        yield proxy
-    finally:
-        proxy.stop()
-
-
-@pytest.fixture
 def plugin_with_node_credentials(plugin_root: Path, s3_server: S3Server) -> Iterator[NodePlugin]:
     """A plugin whose own environment and HOME hold S3 credentials that work (the node's role)."""
     home = plugin_root / "home"

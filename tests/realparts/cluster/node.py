@@ -387,12 +387,17 @@ def _kill_cgroup_leftovers() -> list[str]:
     return killed
 
 
+def mount_points_under(folder: Path | str) -> list[str]:
+    """Mount points below `folder` (resolved), from the mount table."""
+    prefix = os.path.realpath(folder) + "/"
+    with open("/proc/self/mountinfo") as mountinfo:
+        return [point for line in mountinfo if (point := line.split()[4]).startswith(prefix)]
+
+
 def _unmount_under(root: Path) -> None:
-    prefix = os.path.realpath(root) + "/"
     for _ in range(5):
-        with open("/proc/self/mountinfo") as mountinfo:
-            points = sorted({line.split()[4] for line in mountinfo if line.split()[4].startswith(prefix)},
-                            key=len, reverse=True)
+        # Deepest first, so a mount on top of another goes before it.
+        points = sorted(set(mount_points_under(root)), key=len, reverse=True)
         if not points:
             return
         for point in points:
@@ -459,9 +464,7 @@ def stop_node(root: Path, pod_timeout_s: float = 120.0) -> list[str]:
 def leftovers(root: Path, state: HostState | None) -> list[str]:
     """Everything a stopped node must not leave behind."""
     found = [f"process {pid}" for pid in processes_under(root)]
-    prefix = os.path.realpath(root) + "/"
-    with open("/proc/self/mountinfo") as mountinfo:
-        found += [f"mount {line.split()[4]}" for line in mountinfo if line.split()[4].startswith(prefix)]
+    found += [f"mount {point}" for point in mount_points_under(root)]
     if network.bridge_exists():
         found.append(f"interface {network.BRIDGE}")
     found += [f"interface {veth}" for veth in network.veths_on_bridge()]
