@@ -117,6 +117,7 @@ Phase = Literal["Pending", "Ready", "Failed", "Terminating"]
 ConditionStatus = Literal["True", "False", "Unknown"]
 ConditionType = Literal["Ready", "S3Reachable", "Bound", "InUse"]
 NodeVolumeStateName = Literal["Mounted", "Recovering", "Failed", "Unmounting", "Unreachable"]
+WarmupStateName = Literal["Warming", "Warmed", "Failed"]
 
 
 class _Model(BaseModel):
@@ -207,13 +208,28 @@ class VolumeUsage(_Model):
     scanned_at: datetime
 
 
+class WarmupProgress(_Model):
+    """The warm-up of spec.cache.warmup's paths on one node, or summed over the nodes."""
+
+    state: WarmupStateName
+    files_done: int = 0
+    files_total: int = 0
+    bytes_done: int = 0
+    bytes_total: int = 0
+    # Of the bytes when the node knows them, else of the files; 100 once Warmed.
+    percent: int = 0
+    message: str = ""
+
+
 class NodeVolumeState(_Model):
     name: str
     state: NodeVolumeStateName
+    # As last reported: an Unreachable node keeps the figures it gave before.
     cached_bytes: int = 0
     dirty_bytes: int = 0
     last_error: str = ""
     warmed_paths: list[str] = Field(default_factory=list)
+    warmup: WarmupProgress | None = None
 
 
 class RazorVolumeStatus(_Model):
@@ -225,3 +241,8 @@ class RazorVolumeStatus(_Model):
     volume_handle: str | None = None
     usage: VolumeUsage | None = None
     nodes: list[NodeVolumeState] = Field(default_factory=list)
+    # Summed over `nodes`, for `kubectl get rv -o wide`.
+    mounted_nodes: int = 0
+    cached_bytes: int = 0
+    dirty_bytes: int = 0
+    warmup: WarmupProgress | None = None

@@ -13,16 +13,18 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 import grpc
 import grpc.aio
 
+from razorfs.volume_spec import WarmupProgress
 from razorfs_wire.razorfs.v1 import node_admin_pb2, node_admin_pb2_grpc
 
 from .cluster import NodePluginPod
 from .recent_listings import RecentListings
+from .status_draft import warmup_progress
 
 _KNOWN_STATES = {"Mounted", "Recovering", "Failed", "Unmounting"}
 
@@ -169,9 +171,11 @@ class NodeAdminClient:
                 )
         return reports
 
-    async def warm(self, address: str, volume_id: str, paths: Sequence[str], timeout_s: float) -> int:
-        """Streams WarmVolume to completion; returns the files warmed. Raises grpc.aio.AioRpcError."""
-        files_done = 0
+    async def warm(
+        self, address: str, volume_id: str, paths: Sequence[str], timeout_s: float
+    ) -> AsyncIterator[WarmupProgress]:
+        """Streams WarmVolume to completion, yielding its progress (state Warming) as the node
+        reports it. Raises grpc.aio.AioRpcError."""
         try:
             channel = await self._channel(address)
         except (OSError, ssl.SSLError) as exc:
@@ -183,8 +187,9 @@ class NodeAdminClient:
             timeout=timeout_s,
         )
         async for progress in call:
-            files_done = progress.files_done
-        return files_done
+            yield warmup_progress(
+                "Warming", progress.files_done, progress.files_total, progress.bytes_done, progress.bytes_total
+            )
 
 
 def _unreachable(address: str, exc: BaseException) -> grpc.aio.AioRpcError:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ import grpc.aio
 import kopf
 import pydantic
 
-from razorfs.volume_spec import NodeVolumeState, RazorVolumeSpec, SecretKey
+from razorfs.volume_spec import NodeVolumeState, RazorVolumeSpec, RazorVolumeStatus, SecretKey
 
 from .cluster import Cluster, NodePluginPod, claim_users
 from .config import OperatorConfig
@@ -33,7 +34,7 @@ from .node_admin import NodeAdminClient, NodeReport
 from .outcome import report_problem
 from .recent_listings import RecentListings
 from .s3_bucket import VolumeBucket
-from .status_draft import StatusDraft
+from .status_draft import StatusDraft, summarize_nodes, warmup_progress
 from .volume_objects import (
     Manifest,
     VolumeIdentity,
@@ -51,6 +52,8 @@ log = logging.getLogger("razorfs_operator")
 FINALIZER = "razorfs.io/cleanup"
 T = TypeVar("T")
 MAX_PODS_NAMED = 5
+# While a warm-up streams, its progress reaches the status at most this often.
+WARMUP_PROGRESS_INTERVAL_S = 1.0
 
 
 @dataclass
@@ -212,7 +215,7 @@ class Reconciler:
 
     async def _refresh(self, draft: StatusDraft, spec: RazorVolumeSpec, body: Any) -> None:
         try:
-            draft.status.nodes = await self._node_states(draft.identity, spec, draft.old.nodes, body)
+            draft.status.nodes = await self._node_states(draft, spec, body)
         except VolumeProblem as exc:
             # Node discovery failing must not hide the volume's own state; keep the last report.
             log.warning("RazorVolume %s: node state not refreshed: %s", draft.identity.name, exc.message)
@@ -286,59 +289,78 @@ class Reconciler:
             log.info("claim %s/%s now reports %s", identity.namespace, identity.claim_name, spec.capacity)
         return claim, volume
 
-    async def _node_states(
-        self, identity: VolumeIdentity, spec: RazorVolumeSpec, previous: Sequence[NodeVolumeState], body: Any
-    ) -> list[NodeVolumeState]:
+    async def _node_states(self, draft: StatusDraft, spec: RazorVolumeSpec, body: Any) -> list[NodeVolumeState]:
+        identity = draft.identity
         pods = await self.rt.node_plugin_pods()
         reports = await self.rt.node_admin.volume_on_nodes(pods, identity.volume_handle)
-        known = {node.name: node for node in previous}
-        states = []
+        known = {node.name: node for node in draft.old.nodes}
+        states: dict[str, NodeVolumeState] = {}
         for report in reports:
-            if report.state == "Unreachable" and report.node_name not in known:
+            before = known.get(report.node_name)
+            if report.state == "Unreachable" and before is None:
                 continue  # a node we never saw the volume on: nothing to report about it
-            warmed = known[report.node_name].warmed_paths if report.node_name in known else []
+            state = _node_state(report, before)
+            states[report.node_name] = state
             if report.state == "Mounted":
-                warmed = await self._warm(identity, spec, report, warmed, body)
-            states.append(
-                NodeVolumeState(
-                    name=report.node_name,
-                    state=report.state,  # type: ignore[arg-type]  # validated by NodeAdminClient
-                    cached_bytes=report.cached_bytes,
-                    dirty_bytes=report.dirty_bytes,
-                    last_error=report.last_error,
-                    warmed_paths=warmed,
-                )
-            )
-        return sorted(states, key=lambda s: s.name)
+                await self._warm(draft, spec, report, state, states, body)
+        return sorted(states.values(), key=lambda s: s.name)
 
     async def _warm(
         self,
-        identity: VolumeIdentity,
+        draft: StatusDraft,
         spec: RazorVolumeSpec,
         report: NodeReport,
-        warmed: list[str],
+        state: NodeVolumeState,
+        states: dict[str, NodeVolumeState],
         body: Any,
-    ) -> list[str]:
+    ) -> None:
+        """Prefetches the spec's warmup paths on one node unless it has them already; its progress
+        goes into `state.warmup` and, every WARMUP_PROGRESS_INTERVAL_S, into the status."""
         wanted = spec.cache.warmup.paths if spec.cache.warmup else []
-        if not wanted or sorted(wanted) == sorted(warmed):
-            return warmed
+        if not wanted:
+            state.warmup = None
+            return
+        if sorted(wanted) == sorted(state.warmed_paths):
+            state.warmup = state.warmup or warmup_progress("Warmed")  # warmed before progress was kept
+            return
+        state.warmup = warmup_progress("Warming")
+        await self._write_progress(draft, states)
+        published = time.monotonic()
         try:
-            files = await self.rt.node_admin.warm(
-                report.address, identity.volume_handle, wanted, self.rt.config.warmup_timeout_s
-            )
+            async for progress in self.rt.node_admin.warm(
+                report.address, draft.identity.volume_handle, wanted, self.rt.config.warmup_timeout_s
+            ):
+                state.warmup = progress
+                if time.monotonic() - published >= WARMUP_PROGRESS_INTERVAL_S:
+                    await self._write_progress(draft, states)
+                    published = time.monotonic()
         except grpc.aio.AioRpcError as exc:
-            kopf.warn(
-                body,
-                reason="WarmupFailed",
-                message=f"node {report.node_name}: {exc.code().name}: {exc.details()}",
+            message = f"{exc.code().name}: {exc.details()}"
+            last = state.warmup
+            state.warmup = warmup_progress(
+                "Failed", last.files_done, last.files_total, last.bytes_done, last.bytes_total, message
             )
-            return warmed
+            kopf.warn(body, reason="WarmupFailed", message=f"node {report.node_name}: {message}")
+            return
+        last = state.warmup
+        state.warmup = warmup_progress("Warmed", last.files_done, last.files_total, last.bytes_done, last.bytes_total)
+        state.warmed_paths = sorted(wanted)
         kopf.info(
             body,
             reason="WarmedUp",
-            message=f"node {report.node_name} prefetched {files} file(s) of {', '.join(wanted)}",
+            message=f"node {report.node_name} prefetched {last.files_done} file(s) of {', '.join(wanted)}",
         )
-        return sorted(wanted)
+
+    async def _write_progress(self, draft: StatusDraft, states: dict[str, NodeVolumeState]) -> None:
+        """Patches the node states known so far (the others as the status had them) and their
+        totals, while a warm-up runs; the run's full status follows when it ends."""
+        nodes = {**{node.name: node for node in draft.old.nodes}, **states}
+        progress = RazorVolumeStatus(nodes=sorted(nodes.values(), key=lambda s: s.name))
+        summarize_nodes(progress)
+        fields = {"nodes", "mounted_nodes", "cached_bytes", "dirty_bytes", "warmup"}
+        payload = progress.model_dump(by_alias=True, mode="json", exclude_none=True, include=fields)
+        identity = draft.identity
+        await self.rt.blocking(self.rt.cluster.patch_razorvolume_status, identity.namespace, identity.name, payload)
 
     async def _write_status(self, draft: StatusDraft) -> None:
         if not draft.changed():
@@ -346,7 +368,7 @@ class Reconciler:
             # request and every watcher an event.
             return
         payload = draft.status.model_dump(by_alias=True, mode="json", exclude_none=True)
-        for key in ("persistentVolumeName", "claimName", "usage"):
+        for key in ("persistentVolumeName", "claimName", "usage", "warmup"):
             payload.setdefault(key, None)  # merge patch: None removes a stale value
         identity = draft.identity
         await self.rt.blocking(self.rt.cluster.patch_razorvolume_status, identity.namespace, identity.name, payload)
@@ -421,6 +443,21 @@ def _volume_drift(volume: Manifest, spec: RazorVolumeSpec, identity: VolumeIdent
     if any(ref.get(key) != wanted[key] for key in ("namespace", "name", "uid")):
         patch.setdefault("spec", {})["claimRef"] = wanted
     return patch
+
+
+def _node_state(report: NodeReport, before: NodeVolumeState | None) -> NodeVolumeState:
+    """A node's state from its report; an Unreachable node keeps the figures it reported last,
+    so dirty bytes still on it are not hidden, and every node keeps what it has warmed."""
+    figures = before if report.state == "Unreachable" and before is not None else report
+    return NodeVolumeState(
+        name=report.node_name,
+        state=report.state,  # type: ignore[arg-type]  # validated by NodeAdminClient
+        cached_bytes=figures.cached_bytes,
+        dirty_bytes=figures.dirty_bytes,
+        last_error=report.last_error,
+        warmed_paths=before.warmed_paths if before else [],
+        warmup=before.warmup if before else None,
+    )
 
 
 def _names(pods: Sequence[str]) -> str:

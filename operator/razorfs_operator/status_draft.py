@@ -10,7 +10,7 @@ from typing import Any
 
 import pydantic
 
-from razorfs.volume_spec import ConditionType, RazorVolumeStatus
+from razorfs.volume_spec import ConditionType, NodeVolumeState, RazorVolumeStatus, WarmupProgress, WarmupStateName
 
 from .conditions import find_condition, is_true, now, phase_of, set_condition
 from .errors import VolumeProblem
@@ -71,6 +71,7 @@ class StatusDraft:
         self.status.persistent_volume_name = self.identity.pv_name if has_volume else None
         self.status.claim_name = self.identity.claim_name if has_claim else None
         self.status.volume_handle = self.identity.volume_handle
+        summarize_nodes(self.status)
         return ready
 
     def terminating(self, problem: VolumeProblem, in_use: bool) -> None:
@@ -93,6 +94,60 @@ class StatusDraft:
 
     def became_ready(self) -> bool:
         return self.is_true("Ready") and not is_true(self.old.conditions, "Ready")
+
+
+def warmup_progress(
+    state: WarmupStateName,
+    files_done: int = 0,
+    files_total: int = 0,
+    bytes_done: int = 0,
+    bytes_total: int = 0,
+    message: str = "",
+) -> WarmupProgress:
+    """Progress with its percent: of the bytes when the node knows them, else of the files."""
+    if state == "Warmed":
+        percent = 100
+    elif bytes_total > 0:
+        percent = min(100, bytes_done * 100 // bytes_total)
+    elif files_total > 0:
+        percent = min(100, files_done * 100 // files_total)
+    else:
+        percent = 0
+    return WarmupProgress(
+        state=state,
+        files_done=files_done,
+        files_total=files_total,
+        bytes_done=bytes_done,
+        bytes_total=bytes_total,
+        percent=percent,
+        message=message,
+    )
+
+
+def summarize_nodes(status: RazorVolumeStatus) -> None:
+    """Sets the volume-wide figures (`kubectl get rv -o wide`) from the per-node ones."""
+    nodes = status.nodes
+    status.mounted_nodes = sum(1 for node in nodes if node.state == "Mounted")
+    status.cached_bytes = sum(node.cached_bytes for node in nodes)
+    status.dirty_bytes = sum(node.dirty_bytes for node in nodes)
+    status.warmup = _total_warmup(nodes)
+
+
+def _total_warmup(nodes: list[NodeVolumeState]) -> WarmupProgress | None:
+    warming = [node.warmup for node in nodes if node.warmup is not None]
+    if not warming:
+        return None
+    states = {progress.state for progress in warming}
+    state: WarmupStateName = "Failed" if "Failed" in states else "Warming" if "Warming" in states else "Warmed"
+    failed = [f"node {node.name}: {node.warmup.message}" for node in nodes if node.warmup and node.warmup.message]
+    return warmup_progress(
+        state,
+        files_done=sum(p.files_done for p in warming),
+        files_total=sum(p.files_total for p in warming),
+        bytes_done=sum(p.bytes_done for p in warming),
+        bytes_total=sum(p.bytes_total for p in warming),
+        message="; ".join(failed),
+    )
 
 
 def _wire(status: RazorVolumeStatus) -> dict[str, Any]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from razorfs.volume_spec import NodeVolumeState, RazorVolumeStatus, WarmupProgress
 from razorfs_operator.errors import CredentialsRejected, S3Unreachable
-from razorfs_operator.status_draft import StatusDraft
+from razorfs_operator.status_draft import StatusDraft, summarize_nodes, warmup_progress
 
 
 def body(status: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -89,3 +90,44 @@ def test_a_rerun_from_the_same_state_changes_nothing_so_no_status_patch_is_neede
     assert not again.changed()
     again.set("InUse", True, "PodsUsingClaim", "used by pod(s) p")
     assert again.changed()
+
+
+def test_node_figures_are_summed_for_the_wide_columns() -> None:
+    nodes = [
+        {"name": "a", "state": "Mounted", "cachedBytes": 4096, "dirtyBytes": 512},
+        {"name": "b", "state": "Unreachable", "cachedBytes": 100, "dirtyBytes": 7},
+        {"name": "c", "state": "Mounted"},
+    ]
+    draft = StatusDraft.from_body(body({"nodes": nodes}))
+    bound_and_reachable(draft)
+    draft.conclude(has_claim=True, has_volume=True)
+    status = draft.status
+    assert (status.mounted_nodes, status.cached_bytes, status.dirty_bytes) == (2, 4196, 519)
+    assert status.warmup is None
+
+
+def test_warmup_percent_counts_bytes_when_known_else_files() -> None:
+    assert warmup_progress("Warming", 1, 4, 300, 1000).percent == 30
+    assert warmup_progress("Warming", 1, 4).percent == 25
+    assert warmup_progress("Warming").percent == 0
+    assert warmup_progress("Warmed").percent == 100
+
+
+def test_volume_warmup_fails_if_a_node_failed_and_warms_while_one_warms() -> None:
+    def total(*node_warmups: WarmupProgress) -> WarmupProgress | None:
+        status = RazorVolumeStatus(
+            nodes=[NodeVolumeState(name=f"n{i}", state="Mounted", warmup=w) for i, w in enumerate(node_warmups)]
+        )
+        summarize_nodes(status)
+        return status.warmup
+
+    warmed = warmup_progress("Warmed", 2, 2, 100, 100)
+    warming = warmup_progress("Warming", 1, 2, 50, 300)
+    failed = warmup_progress("Failed", 0, 2, 0, 0, "UNAVAILABLE: node gone")
+    both = total(warmed, warming)
+    assert both is not None
+    assert (both.state, both.bytes_done, both.bytes_total, both.percent) == ("Warming", 150, 400, 37)
+    assert total(warmed, warmed) == warmup_progress("Warmed", 4, 4, 200, 200)
+    one_failed = total(warmed, failed, warming)
+    assert one_failed is not None and one_failed.state == "Failed"
+    assert one_failed.message == "node n1: UNAVAILABLE: node gone"
