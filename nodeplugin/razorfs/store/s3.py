@@ -25,7 +25,7 @@ from razorfs.store.counters import StoreCounters
 from razorfs.store.errors import InvalidRequest, ObjectNotFound, PreconditionFailed, StoreError
 from razorfs.store.part_plan import CopyPart, DataPart, Part, part_size_for, plan_parts
 from razorfs.store.retry import RetryableFailure
-from razorfs.store.s3_clients import new_client, shared_client
+from razorfs.store.s3_clients import new_client, shared_client, signing_credentials
 from razorfs.store.s3_credentials import StaticKeys, SwappableCredentials
 from razorfs.store.s3_errors import describe_target, translate
 from razorfs.store.s3_settings import S3Settings
@@ -61,7 +61,7 @@ class S3Store:
         self.settings = settings
         self.bucket = settings.bucket
         self.counters = counters or StoreCounters()
-        self._credentials = SwappableCredentials(settings.credentials) if settings.credentials else None
+        self._credentials = signing_credentials(settings)
         self._client = shared_client(settings) if reuse_client else new_client(settings, self._credentials)
 
     @property
@@ -72,8 +72,8 @@ class S3Store:
     def replace_credentials(self, keys: StaticKeys) -> None:
         """Signs every request from now on with `keys` (a rotated Secret's keys or session token).
         Only a store built with explicit credentials has keys to replace."""
-        if self._credentials is None:
-            raise InvalidRequest("this store uses the default credential chain: nothing to replace")
+        if not isinstance(self._credentials, SwappableCredentials):
+            raise InvalidRequest("this store does not sign with explicit keys: nothing to replace")
         self._credentials.replace(keys)
 
     # -- the one way a request is made --------------------------------------------------------

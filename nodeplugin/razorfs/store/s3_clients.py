@@ -4,8 +4,8 @@ shared clients for callers that build a store per request (the operator, the CSI
 Building a client loads and parses botocore's service model, which costs more CPU than the
 requests a reconcile makes, so shared clients are built once per connection settings and
 credentials from one session and reused (clients are thread-safe; a session is not, hence the
-lock around creation). A store with explicit, swappable credentials (a mount daemon) always owns
-its client: its keys change under it."""
+lock around creation). A store with explicit, swappable or web identity credentials (a mount
+daemon) always owns its client: its keys change under it."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 import boto3
+import botocore.credentials
 from botocore.config import Config
 
-from razorfs.store.s3_credentials import SwappableCredentials, explicit_session
+from razorfs.store.s3_credentials import SwappableCredentials, WebIdentityCredentials, explicit_session
 from razorfs.store.s3_settings import S3Settings
 
 if TYPE_CHECKING:
@@ -49,11 +50,24 @@ def _verify(settings: S3Settings) -> bool | str:
     return str(settings.ca_bundle) if settings.ca_bundle else settings.verify_tls
 
 
-def new_client(settings: S3Settings, credentials: SwappableCredentials | None) -> S3Client:
+# Credential sources whose keys the store holds (and the client signs with, nothing else).
+_OWN_KEYS = ("explicit", "web-identity")
+
+
+def signing_credentials(settings: S3Settings) -> botocore.credentials.Credentials | None:
+    """The keys a store with its own credentials signs with (fetching web identity keys from STS
+    now: a refused token fails here); None for the default chain."""
+    if settings.credential_source == "web-identity":
+        assert settings.web_identity is not None  # S3Settings refuses web-identity without it
+        return WebIdentityCredentials(settings.web_identity)
+    return SwappableCredentials(settings.credentials) if settings.credentials else None
+
+
+def new_client(settings: S3Settings, credentials: botocore.credentials.Credentials | None) -> S3Client:
     """A client of its own for one store."""
     config = _client_config(settings)
-    if settings.credential_source == "explicit":
-        assert credentials is not None  # S3Settings refuses explicit without credentials
+    if settings.credential_source in _OWN_KEYS:
+        assert credentials is not None  # S3Settings refuses these without their credentials
         session = explicit_session(credentials, settings.region)
         explicit: S3Client = session.client(
             "s3", endpoint_url=settings.endpoint_url, verify=_verify(settings), config=config
@@ -91,8 +105,8 @@ def _connection_key(settings: S3Settings) -> tuple[object, ...]:
 def shared_client(settings: S3Settings) -> S3Client:
     """The cached client for these connection settings and keys (built on first use; the least
     recently used of more than MAX_SHARED_CLIENTS is dropped). Default-chain settings only."""
-    if settings.credential_source == "explicit":
-        raise ValueError("a store with explicit, swappable credentials owns its client")
+    if settings.credential_source in _OWN_KEYS:
+        raise ValueError("a store with explicit, swappable or web identity credentials owns its client")
     key = _connection_key(settings)
     with _SHARED_LOCK:
         cached = _SHARED.get(key)

@@ -1,7 +1,8 @@
 """`S3Settings`: everything needed to talk to one bucket (endpoint, addressing, TLS, encryption,
 transfer sizes, pool and retry bounds). Credentials come from boto3's default chain only when
 `credential_source` says "default-chain" (the CLI's default, for a person at a shell); with
-"explicit" they are `credentials` and nothing else. Secrets are kept out of `repr`."""
+"explicit" they are `credentials` and nothing else; with "web-identity" they are the keys STS
+issues for `web_identity`'s token, and nothing else. Secrets are kept out of `repr`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Literal
 
 from razorfs.store.part_plan import MAX_PART_BYTES, MIN_PART_BYTES
 from razorfs.store.retry import RetryPolicy
-from razorfs.store.s3_credentials import CredentialSource, StaticKeys
+from razorfs.store.s3_credentials import CredentialSource, StaticKeys, WebIdentity
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -45,6 +46,8 @@ class S3Settings:
     credential_source: CredentialSource = "default-chain"
     # With credential_source "explicit": the only keys requests are signed with.
     credentials: StaticKeys | None = field(default=None, repr=False)
+    # With credential_source "web-identity": the token file, role and STS endpoint.
+    web_identity: WebIdentity | None = None
 
     def __post_init__(self) -> None:
         if self.sse_kms_key_id and self.sse != "aws:kms":
@@ -55,3 +58,7 @@ class S3Settings:
             raise ValueError("multipart concurrency and pool connections must be at least 1")
         if self.credential_source == "explicit" and self.credentials is None:
             raise ValueError("credential_source 'explicit' needs credentials")
+        if (self.credential_source == "web-identity") != (self.web_identity is not None):
+            raise ValueError("credential_source 'web-identity' needs web_identity, and web_identity needs it")
+        if self.credential_source == "web-identity" and (self.credentials or self.access_key_id):
+            raise ValueError("credential_source 'web-identity' signs with STS's keys only: no static keys")
