@@ -108,8 +108,13 @@ STS_READ_TIMEOUT_S = 15.0
 
 
 class WebIdentityFailed(RuntimeError):
-    """STS did not issue credentials for the token (refused it, or could not be reached); the
-    message names the endpoint, role and STS's error code, never the token."""
+    """STS did not issue credentials for the token: it refused it (`refused`), or could not be
+    reached (worth another try); the message names the endpoint, role and STS's error code, never
+    the token."""
+
+    def __init__(self, message: str, refused: bool) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 @dataclass(frozen=True)
@@ -195,9 +200,10 @@ class WebIdentityCredentials(botocore.credentials.RefreshableCredentials):  # ty
             )
         except botocore.exceptions.ClientError as err:
             code = err.response.get("Error", {}).get("Code", "Unknown")
-            raise WebIdentityFailed(f"{identity.where} refused the token: {code}") from None
+            raise WebIdentityFailed(f"{identity.where} refused the token: {code}", refused=True) from None
         except botocore.exceptions.BotoCoreError as err:
-            raise WebIdentityFailed(f"{identity.where} could not be asked: {type(err).__name__}") from None
+            message = f"{identity.where} could not be asked: {type(err).__name__}"
+            raise WebIdentityFailed(message, refused=False) from None
         keys = reply["Credentials"]
         expiry: datetime = keys["Expiration"]
         log.info("web identity credentials from %s; they expire at %s", identity.where, expiry.isoformat())

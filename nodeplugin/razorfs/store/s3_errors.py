@@ -24,6 +24,7 @@ from razorfs.store.errors import (
     Throttled,
     TlsFailure,
 )
+from razorfs.store.s3_credentials import MissingCredentials, WebIdentityFailed
 
 _NOT_FOUND_CODES = {"NoSuchKey", "NotFound", "404", "NoSuchVersion"}
 _CREDENTIAL_CODES = {
@@ -106,6 +107,13 @@ def translate(exc: BaseException, operation: str, bucket: str, key: str | None =
         return _translate_client_error(exc, where, bucket)
     if isinstance(exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError):
         return Translated(InvalidCredentials(f"{where}: no S3 credentials found (AWS_ACCESS_KEY_ID etc.)"), False)
+    # Web identity keys that had to be fetched again before this request was signed, and were not.
+    if isinstance(exc, WebIdentityFailed):
+        if exc.refused:
+            return Translated(InvalidCredentials(f"{where}: {exc}"), False)
+        return Translated(StoreUnavailable(f"{where}: {exc}"), True)
+    if isinstance(exc, MissingCredentials):
+        return Translated(InvalidCredentials(f"{where}: {exc}"), False)
     if isinstance(exc, botocore.exceptions.SSLError | ssl.SSLError):
         return Translated(TlsFailure(f"{where}: TLS failure: {_short(exc)}"), False)
     if isinstance(exc, _CONNECTION_ERRORS):

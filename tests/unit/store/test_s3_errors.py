@@ -17,6 +17,7 @@ from razorfs.store.errors import (
     StoreUnavailable,
     Throttled,
 )
+from razorfs.store.s3_credentials import MissingCredentials, WebIdentityFailed
 from razorfs.store.s3_errors import translate
 
 
@@ -84,3 +85,13 @@ def test_missing_credentials_are_invalid_credentials_and_not_retried() -> None:
 def test_typed_errors_pass_through_unchanged() -> None:
     err = ObjectNotFound("x")
     assert translate(err, "head", "b", "k").error is err
+
+
+def test_web_identity_failures_at_a_refresh_are_credentials_or_unavailable() -> None:
+    refused = translate(WebIdentityFailed("STS x for role r refused the token: InvalidIdentityToken", True), "GET", "b")
+    assert isinstance(refused.error, InvalidCredentials) and not refused.retryable
+    assert "refused the token: InvalidIdentityToken" in str(refused.error)
+    away = translate(WebIdentityFailed("STS x for role r could not be asked: ConnectTimeoutError", False), "GET", "b")
+    assert isinstance(away.error, StoreUnavailable) and away.retryable
+    gone = translate(MissingCredentials("web identity token file /t is empty"), "GET", "b")
+    assert isinstance(gone.error, InvalidCredentials) and not gone.retryable
