@@ -14,19 +14,11 @@ import subprocess
 import time
 from pathlib import Path
 
-from razorfs.csi import mounts
-from razorfs.csi.control_client import ControlClient
 from razorfs.csi.errors import DaemonFailed
 from razorfs.csi.mount_settings import Credentials
 from razorfs.csi.state_store import DaemonIdentity
 
-# Generous: a daemon restarted after a crash replays its journal before it mounts. Below
-# kubelet's 2-minute CSI call timeout, so a stage that cannot start still answers.
-DAEMON_READY_TIMEOUT_S = 90.0
 _POLL_S = 0.05
-# A daemon usually mounts within a fraction of a second: look often at first, then back off.
-_READY_FAST_POLL_S = 0.01
-_READY_FAST_FOR_S = 2.0
 
 
 def _proc_stat(pid: int) -> tuple[str, int] | None:
@@ -146,28 +138,7 @@ async def wait_exit(identity: DaemonIdentity, timeout_s: float) -> bool:
     return False
 
 
-async def wait_ready(identity: DaemonIdentity, mountpoint: Path, cache_dir: Path, log_path: Path) -> None:
-    """Returns once the FUSE mount is in the mount table and the control socket answers."""
-    client = ControlClient(cache_dir)
-    started = time.monotonic()
-    deadline = started + DAEMON_READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        DaemonProcess.reap()
-        if not is_alive(identity):
-            code = DaemonProcess.exit_code(identity.pid)
-            raise DaemonFailed(f"mount daemon exited with {code} before it was ready: {_last_line(log_path)}")
-        if mounts.is_mounted(mountpoint) and not await mounts.is_dead(mountpoint, timeout_s=2.0):
-            try:
-                await client.stats(timeout_s=2.0)
-                return
-            except Exception:  # the socket appears shortly after the mount; keep polling
-                pass
-        await asyncio.sleep(_READY_FAST_POLL_S if time.monotonic() - started < _READY_FAST_FOR_S else _POLL_S)
-    kill(identity)
-    raise DaemonFailed(f"mount daemon not ready after {DAEMON_READY_TIMEOUT_S:.0f}s: {_last_line(log_path)}")
-
-
-def _last_line(log_path: Path) -> str:
+def last_line(log_path: Path) -> str:
     try:
         lines = log_path.read_text(errors="replace").strip().splitlines()
     except OSError:

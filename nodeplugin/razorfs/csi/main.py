@@ -24,9 +24,11 @@ from razorfs.csi.admin import NodeAdminService
 from razorfs.csi.admin_auth import DEFAULT_AUDIENCE, AdminAuth, SharedTokenAuth, TokenReviewAuth, kubernetes_reviewer
 from razorfs.csi.admin_tls import make_server_identity
 from razorfs.csi.controller import ControllerService
+from razorfs.csi.daemon_hosts import DaemonHost, LocalDaemons
 from razorfs.csi.daemon_logs import DaemonLogRelay
 from razorfs.csi.identity import IdentityService
 from razorfs.csi.metrics import serve_metrics
+from razorfs.csi.mount_pods import MountPods, MountPodTemplate
 from razorfs.csi.node import NodeService
 from razorfs.csi.spare_daemon import SpareDaemons
 from razorfs.csi.state_store import StateStore
@@ -77,6 +79,8 @@ class Config:
     admin_service_account: str | None = None
     admin_audience: str = DEFAULT_AUDIENCE
     kubeconfig: Path | None = None
+    # The mount pod template (JSON): daemons in pods of their own. None: local daemon processes.
+    mount_pods: Path | None = None
 
     @property
     def serves_node(self) -> bool:
@@ -118,6 +122,13 @@ def build_parser() -> OneLineParser:
     )
     parser.add_argument(
         "--kubeconfig", type=Path, help="API server access for TokenReview (default: in-cluster ServiceAccount)"
+    )
+    parser.add_argument(
+        "--mount-pods",
+        type=Path,
+        metavar="FILE",
+        help="run every mount daemon in a pod of its own, described by this JSON file (the chart "
+        "writes it); without it, daemons are processes of this plugin",
     )
     parser.add_argument("--mode", choices=MODES, default="node")
     parser.add_argument("--metrics-port", type=int, default=0, help="Prometheus metrics port (0: off)")
@@ -214,6 +225,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         admin_service_account=account,
         admin_audience=args.admin_token_audience,
         kubeconfig=args.kubeconfig,
+        mount_pods=args.mount_pods,
     )
 
 
@@ -251,19 +263,31 @@ def _bind_admin_port(server: grpc.aio.Server, config: Config) -> int:
     return server.add_secure_port(config.admin_address, credentials)
 
 
+def _daemon_host(config: Config) -> DaemonHost:
+    assert config.state_dir is not None and config.cache_root is not None
+    if config.mount_pods is not None:
+        try:
+            template = MountPodTemplate.from_file(config.mount_pods, config.node_id, config.cache_root)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ConfigError(f"--mount-pods {config.mount_pods}: {exc}") from None
+        return MountPods.in_cluster(template, config.kubeconfig)
+    spares = SpareDaemons(config.cache_root, config.state_dir / "spare-daemon.log") if config.spare_daemon else None
+    return LocalDaemons(config.mount_command, spares)
+
+
 async def serve(config: Config) -> None:
     os.umask(PRIVATE_UMASK)
     supervisor: Supervisor | None = None
     if config.serves_node:
         assert config.state_dir is not None and config.cache_root is not None
         config.cache_root.mkdir(parents=True, exist_ok=True)
+        host = _daemon_host(config)
         supervisor = Supervisor(
             StateStore(config.state_dir),
             config.cache_root,
-            config.mount_command,
+            host,
             config.health_check_interval_s,
             config.unstage_flush_timeout_s,
-            SpareDaemons(config.cache_root, config.state_dir / "spare-daemon.log") if config.spare_daemon else None,
         )
     server = grpc.aio.server()
     identity = IdentityService(config.serves_controller, lambda: supervisor is None or supervisor.ready)
@@ -303,14 +327,15 @@ async def serve(config: Config) -> None:
         if supervisor is not None:
             relay = asyncio.create_task(DaemonLogRelay(supervisor.daemon_logs).run(), name="daemon-log-relay")
             await supervisor.adopt_all()
-            supervisor.replenish_spare()
+            if isinstance(supervisor.host, LocalDaemons):
+                supervisor.host.replenish_spare()
             health = asyncio.create_task(supervisor.run_health_checks(), name="health-checks")
         log.info("ready")
         await stop.wait()
     finally:
         log.info("stopping; mount daemons keep running")
-        if supervisor is not None and supervisor.spares is not None:
-            supervisor.spares.close()
+        if supervisor is not None and isinstance(supervisor.host, LocalDaemons):
+            supervisor.host.close()
         for task in (health, relay):
             if task is not None:
                 task.cancel()

@@ -1,6 +1,7 @@
 """The mount supervisor: one mount daemon per staged volume, each recorded in the state dir.
 
-It stages (starts a daemon at the staging path), publishes (bind-mounts the staging path into
+It stages (mounts FUSE at the staging path itself and hands the session to a daemon, which a
+DaemonHost brings up: a local process or a mount pod), publishes (bind-mounts the staging path into
 pod target paths), unstages (the daemon flushes every dirty file to S3, then unmounts), and keeps
 volumes serving: at startup it re-adopts the daemons a previous plugin process left running, and
 a health loop restarts a dead daemon on the same cache dir (journal replay) and re-binds every
@@ -19,14 +20,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from razorfs.csi import daemon, mounts
+from razorfs.csi import daemon, fuse_session, mounts
 from razorfs.csi.control_client import ControlClient
 from razorfs.csi.daemon import DaemonProcess
+from razorfs.csi.daemon_hosts import CA_BUNDLE_NAME, CACHE_SUBDIR, DaemonHost, mount_dir
 from razorfs.csi.errors import AlreadyExists, DaemonFailed, FailedPrecondition, NotFound, Unavailable
 from razorfs.csi.mount_settings import Credentials, MountSettings
 from razorfs.csi.private_files import write_private_file
-from razorfs.csi.spare_daemon import SpareDaemons
 from razorfs.csi.state_store import StateStore, VolumeRecord, volume_key
+from razorfs.errors import UsageError
+from razorfs.mount.handover import Handover
+from razorfs.mount.kernel_readahead import set_read_ahead
+from razorfs.mount.options import parse_mount_argv
+from razorfs.store.location import InvalidS3Url
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +40,8 @@ CREDENTIAL_SOURCE_FLAG = "--credential-source"
 VOLUME_NAME_FLAG = "--volume-name"
 
 HEALTH_CHECK_INTERVAL_S = 1.0
+# How often daemons of mounts nobody records any more are looked for (mount pods left behind).
+SWEEP_INTERVAL_S = 30.0
 DAEMON_EXIT_TIMEOUT_S = 30.0
 # A daemon that is alive but whose mount keeps failing is killed after this many checks.
 DEAD_MOUNT_STRIKES = 3
@@ -84,16 +92,13 @@ class Supervisor:
         self,
         store: StateStore,
         cache_root: Path,
-        mount_command: list[str],
+        host: DaemonHost,
         health_check_interval_s: float = HEALTH_CHECK_INTERVAL_S,
         unstage_flush_timeout_s: float = UNSTAGE_FLUSH_TIMEOUT_S,
-        spares: SpareDaemons | None = None,
     ):
         self.store = store
-        # A pre-started daemon process for the next stage or recovery (None: always start fresh).
-        self.spares = spares
+        self.host = host
         self.cache_root = cache_root
-        self.mount_command = mount_command
         self.health_check_interval_s = health_check_interval_s
         self.unstage_flush_timeout_s = unstage_flush_timeout_s
         self.volumes: dict[str, StagedVolume] = {}
@@ -130,7 +135,14 @@ class Supervisor:
         self.ready = True
 
     async def run_health_checks(self) -> None:
+        next_sweep = time.monotonic() + SWEEP_INTERVAL_S
         while True:
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + SWEEP_INTERVAL_S
+                try:
+                    await self.host.sweep({mount_dir(v.record).name for v in self.volumes.values()})
+                except Exception as exc:
+                    log.warning("looking for left-behind mount daemons failed: %s", exc)
             DaemonProcess.reap()
             mounted = mounts.mounted_paths()  # one read of the mount table per round
             for volume_id, volume in list(self.volumes.items()):
@@ -146,18 +158,17 @@ class Supervisor:
     async def _daemon_healthy(self, volume: StagedVolume) -> bool:
         """The daemon runs and its mount is not dead. A slow mount counts as healthy: a daemon
         busy flushing under back pressure must not be killed for it."""
-        identity = volume.record.daemon
-        if identity is None or not daemon.is_alive(identity) or not mounts.is_mounted(volume.staging_path):
+        if self.host.is_alive(volume.record) is False or not mounts.is_mounted(volume.staging_path):
             return False
         return await mounts.mount_health(volume.staging_path) is not mounts.MountHealth.DEAD
 
     async def _check_volume(self, volume: StagedVolume, mounted: frozenset[str]) -> None:
         if volume.state is VolumeState.UNMOUNTING:
             return
-        identity = volume.record.daemon
-        alive = identity is not None and daemon.is_alive(identity)
+        # None: the host cannot see the process (a mount pod); a dead mount then means a dead daemon.
+        alive = self.host.is_alive(volume.record)
         if (
-            alive
+            alive is not False
             and volume.record.staging_path in mounted
             and await mounts.mount_health(volume.staging_path) is not mounts.MountHealth.DEAD
         ):
@@ -166,7 +177,7 @@ class Supervisor:
             if any(target not in mounted for target in volume.record.targets):
                 await self._ensure_targets_bound(volume)
             return
-        if alive:
+        if alive is True:
             # Alive but its mount is gone or dead: give a starting or unmounting daemon a moment.
             volume.dead_mount_strikes += 1
             if volume.dead_mount_strikes < DEAD_MOUNT_STRIKES:
@@ -197,10 +208,7 @@ class Supervisor:
         record = volume.record
         log.warning("recovering volume %s: %s", record.volume_id, reason)
         volume.state = VolumeState.RECOVERING
-        if record.daemon is not None:
-            daemon.kill(record.daemon)
-            await daemon.wait_exit(record.daemon, 10.0)
-        await mounts.unmount(volume.staging_path, lazy=True)
+        await self.host.discard(record)
         await self._start_daemon(volume)
         await self._ensure_targets_bound(volume)
         record.restarts += 1
@@ -212,9 +220,10 @@ class Supervisor:
         log.info("volume %s serving again (daemon pid %s)", record.volume_id, record.daemon and record.daemon.pid)
 
     async def _start_daemon(self, volume: StagedVolume) -> None:
+        """Mounts a new FUSE session at the staging path (dead mounts there are let go first) and
+        hands it to the volume's daemon; returns once the daemon serves it."""
         record = volume.record
         credentials = self.store.load_credentials(record.volume_id)
-        log_path = self._log_path(record.volume_id)
         if CREDENTIAL_SOURCE_FLAG not in record.argv:
             # A record from before credential sources: its volume signs with its Secret only.
             record.argv += [CREDENTIAL_SOURCE_FLAG, "explicit"]
@@ -223,22 +232,27 @@ class Supervisor:
             record.argv += [VOLUME_NAME_FLAG, record.volume_id]
         node_identity = record.argv[record.argv.index(CREDENTIAL_SOURCE_FLAG) + 1] == "default-chain"
         env = daemon.node_identity_environment() if node_identity else daemon.explicit_environment(credentials)
-        # The command comes from this plugin process, the arguments from the record: a plugin
-        # upgraded in place restarts old volumes with its own `razorfs`.
-        argv = [*self.mount_command, *record.argv]
-        spare = self.spares.take(record.argv, env, log_path) if self.spares else None
-        if spare is not None:
-            record.daemon = DaemonProcess.track(spare)
-        else:
-            record.daemon = DaemonProcess.start(argv, env, log_path)
-        self.store.save(record)
-        # The next spare starts now (at a lower priority), to be ready for the next stage.
-        self.replenish_spare()
-        await daemon.wait_ready(record.daemon, volume.staging_path, volume.cache_dir, log_path)
-
-    def replenish_spare(self) -> None:
-        if self.spares is not None:
-            self.spares.replenish(DaemonProcess.base_environment())
+        try:
+            options = parse_mount_argv(record.argv)
+        except (UsageError, InvalidS3Url) as exc:
+            raise DaemonFailed(f"volume {record.volume_id} has unusable mount arguments: {exc}") from None
+        for _ in range(8):  # bind mounts may have stacked dead sessions here
+            if not mounts.is_mounted(volume.staging_path):
+                break
+            await mounts.unmount(volume.staging_path, lazy=True)
+        fuse_fd = await asyncio.to_thread(fuse_session.mount_fuse, volume.staging_path, options)
+        try:
+            await self.host.start(record, Handover(record.argv, env), fuse_fd, self._log_path(record.volume_id))
+        except BaseException:
+            os.close(fuse_fd)  # the session ends with our copy: the mount is dead, let it go
+            await mounts.unmount(volume.staging_path, lazy=True)
+            raise
+        finally:
+            self.store.save(record)
+        os.close(fuse_fd)
+        # The first stat waits for the daemon's INIT reply, which fixes the readahead window.
+        await mounts.mount_health(volume.staging_path)
+        await asyncio.to_thread(set_read_ahead, volume.staging_path)
 
     async def _ensure_targets_bound(self, volume: StagedVolume) -> None:
         """Binds the staging mount at every recorded target that is missing or dead (a fresh
@@ -287,11 +301,14 @@ class Supervisor:
         staging.mkdir(parents=True, exist_ok=True)
         volume_dir = self.store.volume_dir(request.volume_id)
         volume_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        cache_dir = self.cache_root / volume_key(request.volume_id)
+        # The mount's own directory: its cache, its CA bundle, its handover socket (all a mount
+        # pod sees of the node).
+        own_dir = self.cache_root / volume_key(request.volume_id)
+        cache_dir = own_dir / CACHE_SUBDIR
         cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         ca_bundle = None
         if request.credentials.ca_bundle:
-            ca_bundle = volume_dir / "ca-bundle.pem"
+            ca_bundle = own_dir / CA_BUNDLE_NAME
             write_private_file(ca_bundle, request.credentials.ca_bundle.encode())
         argv = request.settings.mount_argv(
             [],
@@ -320,9 +337,7 @@ class Supervisor:
         try:
             await self._start_daemon(volume)
         except BaseException:
-            if record.daemon is not None:
-                daemon.kill(record.daemon)
-                await daemon.wait_exit(record.daemon, 10.0)
+            await self.host.discard(record)
             await mounts.unmount(staging, lazy=True)
             self.store.remove(request.volume_id)
             raise
@@ -354,19 +369,16 @@ class Supervisor:
                 volume.state = VolumeState.MOUNTED
                 volume.last_error = str(exc)
                 raise Unavailable(f"volume {volume_id} not unstaged, its data is kept on the node: {exc}") from None
-            assert volume.record.daemon is not None
-            if not await daemon.wait_exit(volume.record.daemon, DAEMON_EXIT_TIMEOUT_S):
-                volume.state = VolumeState.MOUNTED
-                raise Unavailable(f"mount daemon of volume {volume_id} did not exit after its flush")
-            exit_code = DaemonProcess.exit_code(volume.record.daemon.pid)
-            if exit_code not in (None, 0):
+            try:
+                await self.host.retire(volume.record, DAEMON_EXIT_TIMEOUT_S)
+            except Unavailable:
                 # Back to the health loop, which restarts the daemon (journal replay); kubelet's
                 # retried unstage then flushes again. Nothing is released on a doubtful exit.
                 volume.state = VolumeState.MOUNTED
-                raise Unavailable(f"mount daemon of volume {volume_id} exited with {exit_code} on shutdown")
+                raise
             await mounts.unmount(staging_path, lazy=True)
             self.store.remove(volume_id)
-            shutil.rmtree(volume.cache_dir, ignore_errors=True)
+            shutil.rmtree(mount_dir(volume.record), ignore_errors=True)
             del self.volumes[volume_id]
             log.info("unstaged volume %s", volume_id)
 

@@ -9,6 +9,7 @@ the daemon of MOUNTPOINT through the registry (see razorfs.mount.registry)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -19,10 +20,12 @@ from typing import Any
 
 from razorfs.errors import UsageError
 from razorfs.log_format import configure_logging
-from razorfs.mount import registry, status_command, warmup_command
+from razorfs.mount import handover, registry, status_command, warmup_command
 from razorfs.mount.control import CONTROL_SOCKET_NAME, ControlUnavailable, request_final
 from razorfs.mount.drain import request_while_draining
-from razorfs.mount.options import MountOptions, add_mount_arguments, mount_options_from_args
+from razorfs.mount.options import MountOptions, add_mount_arguments, mount_options_from_args, parse_mount_argv
+from razorfs.store.errors import StoreError
+from razorfs.store.location import InvalidS3Url
 
 READY_TIMEOUT_S = 60.0
 DAEMON_LOG_NAME = "daemon.log"
@@ -54,8 +57,51 @@ def register(subparsers: Any) -> None:
     stats.add_argument("--json", action="store_true", help="print one JSON object")
     stats.set_defaults(run=run_stats_command)
 
+    serve = subparsers.add_parser(
+        handover.SERVE_COMMAND,
+        help="wait for a FUSE session from the node plugin and serve it (what a mount pod runs)",
+        description="Listen on a unix socket for one FUSE session handed over by the RazorFS node "
+        "plugin (descriptor, mount arguments, credentials) and serve it until unmounted.",
+    )
+    serve.add_argument(handover.HANDOVER_SOCKET_FLAG, required=True, dest="handover_socket", metavar="PATH")
+    serve.add_argument("--nice", type=int, default=0, help=argparse.SUPPRESS)  # a spare waits at low priority
+    serve.set_defaults(run=run_serve_command)
+
     status_command.register(subparsers)
     warmup_command.register(subparsers)
+
+
+def run_serve_command(args: argparse.Namespace) -> int:
+    if args.nice:
+        os.nice(args.nice)
+    # Imported before waiting, so a session (above all one handed to a spare) starts at once.
+    from razorfs.mount.daemon import run_mount
+
+    socket_path = Path(args.handover_socket)
+    while True:
+        session = handover.wait_for_session(socket_path)
+        try:
+            options = _session_options(session.handover)
+            _configure_logging(options)
+            return run_mount(options, session)
+        except (UsageError, InvalidS3Url, StoreError, OSError) as err:
+            # Refused before serving (the plugin has the reason): wait for the next attempt in
+            # this process, rather than exit into a container restart back-off.
+            reason = f"{type(err).__name__}: {err}" if isinstance(err, StoreError) else str(err)
+            if not session.answered:  # never served: the descriptor is still ours to close
+                with contextlib.suppress(OSError):
+                    os.close(session.fuse_fd)
+            session.refused(reason)
+            print(f"razorfs serve: session refused: {reason}", file=sys.stderr, flush=True)
+
+
+def _session_options(request: handover.Handover) -> MountOptions:
+    """The handed-over mount arguments, the environment replaced by the session's (a previous
+    refused session's keys must not linger)."""
+    for key in [key for key in os.environ if key.startswith("AWS_")]:
+        del os.environ[key]
+    os.environ.update(request.env)
+    return parse_mount_argv(request.argv)
 
 
 def _configure_logging(options: MountOptions) -> None:

@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -32,6 +32,7 @@ from razorfs.fs.operations import FsOptions, RazorOperations
 from razorfs.log_format import FIELD_ERRNO, FIELD_OP
 from razorfs.mount import registry
 from razorfs.mount.control import CONTROL_SOCKET_NAME, ControlServer, warm_path_problem
+from razorfs.mount.handover import Session
 from razorfs.mount.kernel_readahead import set_read_ahead
 from razorfs.mount.metrics import DaemonMetrics, TimedStore, serve_metrics, volume_labels
 from razorfs.mount.options import MountOptions
@@ -124,8 +125,20 @@ def lock_cache_dir(cache_dir: Path) -> int:
 
 
 class MountDaemon:
-    def __init__(self, options: MountOptions, store: ObjectStore) -> None:
+    """`on_ready` runs once the mount serves; `handed_over` says the FUSE session came from the
+    node plugin (it mounted, it tunes the mount, it unmounts, and it finds us without the
+    registry, whose /run this daemon may not even have)."""
+
+    def __init__(
+        self,
+        options: MountOptions,
+        store: ObjectStore,
+        on_ready: Callable[[], None] | None = None,
+        handed_over: bool = False,
+    ) -> None:
         self.options = options
+        self.on_ready = on_ready
+        self.handed_over = handed_over
         self.object_store = store
         journal_path = options.cache_dir / JOURNAL_FILE_NAME
         self._trio_token: trio.lowlevel.TrioToken | None = None
@@ -155,7 +168,10 @@ class MountDaemon:
         self._terminating = False
         # Resolved now: once mounted, any stat of the mountpoint from this process would ask our
         # own (not yet running) FUSE loop and deadlock.
-        self.real_mountpoint = registry.real_mountpoint(options.mountpoint)
+        # A handed-over session is mounted already: resolving its path would be that very stat.
+        self.real_mountpoint = (
+            str(options.mountpoint) if handed_over else registry.real_mountpoint(options.mountpoint)
+        )
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -181,19 +197,23 @@ class MountDaemon:
             self._nursery = nursery
             self.cache.bind_nursery(nursery)
             self.namespace.bind_nursery(nursery)
-            nursery.start_soon(self._widen_read_ahead)
+            if not self.handed_over:
+                nursery.start_soon(self._widen_read_ahead)
             nursery.start_soon(self.uploader.run)
             await nursery.start(self.control.serve)
             nursery.start_soon(self._watch_signals)
-            registry.write_record(
-                registry.MountRecord(
-                    mountpoint=self.real_mountpoint,
-                    cache_dir=str(self.options.cache_dir),
-                    control_socket=str(self.control.socket_path),
-                    pid=os.getpid(),
+            if not self.handed_over:
+                registry.write_record(
+                    registry.MountRecord(
+                        mountpoint=self.real_mountpoint,
+                        cache_dir=str(self.options.cache_dir),
+                        control_socket=str(self.control.socket_path),
+                        pid=os.getpid(),
+                    )
                 )
-            )
             task_status.started()
+            if self.on_ready is not None:
+                self.on_ready()
             log.info("mounted %s at %s", self.store.description, self.options.mountpoint)
             await pyfuse3.main()
             # Here after terminate() (flushed already) or an unmount from outside (not yet).
@@ -377,22 +397,27 @@ class MountDaemon:
         return await files_of(self.namespace, self.store, paths, bool(request.get("recursive", True)))
 
 
-def run_mount(options: MountOptions) -> int:
-    """Runs the daemon in this process until it is unmounted; returns the exit code."""
+def run_mount(options: MountOptions, session: Session | None = None) -> int:
+    """Runs the daemon in this process until it is unmounted; returns the exit code. With a
+    `session` the FUSE mount exists already (the node plugin made it) and the daemon serves the
+    descriptor it was handed (the caller tells the plugin when it cannot)."""
     os.umask(PRIVATE_UMASK)
-    prepare_mountpoint(options.mountpoint)
+    if session is None:
+        prepare_mountpoint(options.mountpoint)
     lock_fd = lock_cache_dir(options.cache_dir)
     daemon: MountDaemon | None = None
     mounted = False
     try:
         store = build_store(options)
         store.check_bucket()
-        daemon = MountDaemon(options, store)
+        daemon = MountDaemon(options, store, session.served if session else None, handed_over=session is not None)
         daemon.replay_journal()
         metrics = None
         if options.metrics_port is not None:
             metrics = serve_metrics(options.metrics_port, daemon.metrics)
-        pyfuse3.init(daemon.ops, str(options.mountpoint), daemon.fuse_options())
+        # libfuse serves an already mounted descriptor given as /dev/fd/N (and never unmounts it).
+        fuse_target = f"/dev/fd/{session.fuse_fd}" if session is not None else str(options.mountpoint)
+        pyfuse3.init(daemon.ops, fuse_target, daemon.fuse_options())
         mounted = True
         trio.run(daemon.main)
         if metrics is not None:
@@ -401,7 +426,7 @@ def run_mount(options: MountOptions) -> int:
     finally:
         if mounted:
             pyfuse3.close(unmount=True)
-        if daemon is not None:
+        if daemon is not None and session is None:
             registry.remove_record(daemon.real_mountpoint, os.getpid())
         if daemon is not None:
             daemon.journal.close()

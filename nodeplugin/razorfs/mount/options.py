@@ -7,6 +7,7 @@ import argparse
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from razorfs.errors import UsageError
 from razorfs.log_format import add_log_format_argument
@@ -132,3 +133,20 @@ def mount_options_from_args(args: argparse.Namespace) -> MountOptions:
         volume_name=args.volume_name,
         node_name=args.node_name,
     )
+
+
+class _RaisingParser(argparse.ArgumentParser):
+    """Mount arguments that come from another program (the node plugin): errors raise, never exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def parse_mount_argv(argv: list[str]) -> MountOptions:
+    """`["mount", URL, MOUNTPOINT, ...]` as MountOptions: how the plugin and a handed-over daemon
+    read one mount's arguments the same way. Raises UsageError (or InvalidS3Url)."""
+    if argv[:1] != ["mount"]:
+        raise UsageError(f"mount arguments start with `mount`, not {argv[:1]}")
+    parser = _RaisingParser(prog="razorfs mount")
+    add_mount_arguments(parser)
+    return mount_options_from_args(parser.parse_args(argv[1:]))

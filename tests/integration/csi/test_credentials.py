@@ -121,7 +121,7 @@ def test_keys_handed_to_a_running_daemon_sign_its_next_requests(
     with node_plugin.channel() as channel:
         node = node_plugin.node(channel)
         volume.stage(node)
-        (cache_dir,) = [p.parent for p in node_plugin.cache_root.glob("*/control.sock")]
+        (cache_dir,) = [p.parent for p in node_plugin.cache_root.glob("*/cache/control.sock")]
         client = ControlClient(cache_dir)
         rotated = Credentials(access_key_id="AKIDROTATEDKEY0001", secret_access_key="rotated-secret-1")
         asyncio.run(client.replace_credentials(rotated))

@@ -105,7 +105,7 @@ def test_stage_with_wrong_credentials_fails_with_the_daemons_reason_and_leaves_n
             volume.stage(node)
     assert info.value.code() == grpc.StatusCode.INTERNAL
     details = info.value.details() or ""
-    assert "exited" in details and "wrong-secret-value-123" not in details
+    assert "InvalidCredentials" in details and "wrong-secret-value-123" not in details
     assert not is_mounted(volume.staging_path)
     assert node_plugin.daemon_pids() == []
     assert "wrong-secret-value-123" not in node_plugin.log_path.read_text()

@@ -62,7 +62,7 @@ def test_node_admin_lists_flushes_and_warms_a_staged_volume(
                 assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
             # The daemon checks again, whoever asks on its control socket.
-            (socket_path,) = node_plugin.cache_root.glob("*/control.sock")
+            (socket_path,) = node_plugin.cache_root.glob("*/cache/control.sock")
             reply = request_final(socket_path, {"op": "warm", "paths": ["../other-volume"]}, timeout_s=10)
             assert reply["ok"] is False and "'..' segment" in reply["error"]
 
