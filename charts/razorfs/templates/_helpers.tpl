@@ -105,3 +105,22 @@ prometheus.io/path: /metrics
   resources: [events]
   verbs: [create]
 {{- end -}}
+
+{{/* What the node plugin's mount pods look like (razorfs.csi.mount_pods.MountPodTemplate). */}}
+{{- define "razorfs.mountPodTemplate" -}}
+{{- $image := printf "%s:%s" (default .Values.image.repository .Values.mountPod.image.repository) (default (default .Chart.AppVersion .Values.image.tag) .Values.mountPod.image.tag) -}}
+{{- $template := dict
+  "namespace" .Release.Namespace
+  "image" $image
+  "imagePullPolicy" .Values.image.pullPolicy
+  "hostCacheRoot" .Values.node.cacheDir
+  "runAsUser" .Values.mountPod.runAsUser
+  "resources" .Values.mountPod.resources
+  "priorityClassName" .Values.mountPod.priorityClassName
+  "tolerations" .Values.mountPod.tolerations
+  "metricsPort" .Values.mountPod.metricsPort
+  "env" (dict "RAZORFS_LOG_LEVEL" (upper .Values.logLevel) "RAZORFS_LOG_FORMAT" .Values.logFormat)
+  "labels" (merge (dict) .Values.mountPod.labels (include "razorfs.labels" . | fromYaml))
+-}}
+{{- toPrettyJson $template -}}
+{{- end -}}
