@@ -76,7 +76,7 @@ class NodeAdminService(node_admin_pb2_grpc.NodeAdminServicer):  # type: ignore[m
         self, request: node_admin_pb2.ListVolumesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> node_admin_pb2.ListVolumesResponse:
         await self._authorize(context)
-        volumes = list(self.supervisor.volumes.values())
+        volumes = self.supervisor.staged()
         states = await asyncio.gather(*(self._volume_state(v) for v in volumes))
         return node_admin_pb2.ListVolumesResponse(node_id=self.node_id, volumes=states)
 

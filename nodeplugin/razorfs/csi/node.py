@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 
 from razorfs.csi import validation
-from razorfs.csi.errors import InvalidArgument, NotFound, Unavailable, translate_errors
+from razorfs.csi.errors import InvalidArgument, Unavailable, translate_errors
 from razorfs.csi.mount_settings import Credentials, MountSettings
 from razorfs.csi.supervisor import StageRequest, Supervisor
 from razorfs_wire.csi.v1 import csi_pb2, csi_pb2_grpc
@@ -88,7 +88,9 @@ class NodeService(csi_pb2_grpc.NodeServicer):  # type: ignore[misc]
         staging = validation.check_kubelet_path("staging_target_path", request.staging_target_path, self.kubelet_dir)
         read_only = request.readonly or flags.read_only or validation.is_read_only_mode(request.volume_capability)
         self._require_ready()
-        await self.supervisor.publish(volume_id, staging, target, read_only)
+        await self.supervisor.publish(
+            volume_id, staging, target, read_only, _mount_group(request.volume_capability)
+        )
         return csi_pb2.NodePublishVolumeResponse()
 
     @translate_errors
@@ -108,14 +110,11 @@ class NodeService(csi_pb2_grpc.NodeServicer):  # type: ignore[misc]
         volume_id = validation.check_volume_id(request.volume_id)
         if not request.volume_path:
             raise InvalidArgument("volume_path is required")
-        volume = self.supervisor.get(volume_id)
-        known_paths = {volume.record.staging_path, *volume.record.targets}
-        if request.volume_path.rstrip("/") not in known_paths:
-            raise NotFound(f"volume {volume_id} is not mounted at {request.volume_path}")
+        volume = self.supervisor.mount_at(volume_id, request.volume_path.rstrip("/"))
         if volume.state.value != "Mounted":
             condition = csi_pb2.VolumeCondition(abnormal=True, message=f"{volume.state.value}: {volume.last_error}")
             return csi_pb2.NodeGetVolumeStatsResponse(volume_condition=condition)
-        stats = await self.supervisor.stats(volume_id)
+        stats = await self.supervisor.stats(volume_id, mount=volume)
         limit = int(stats.get("cache_limit_bytes", 0))
         used = int(stats.get("cached_bytes", 0))
         files = int(stats.get("files_cached", 0))

@@ -48,6 +48,9 @@ class VolumeRecord:
     daemon: DaemonIdentity | None = None
     capability: str = ""  # serialized VolumeCapability, to answer repeated stage calls consistently
     restarts: int = 0
+    mount_group: int | None = None  # the group files show (a pod's fsGroup, VOLUME_MOUNT_GROUP)
+    # A mount for pods with another fsGroup than the stage's: the id of the staged volume it serves.
+    parent: str = ""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> VolumeRecord:
@@ -61,6 +64,8 @@ class VolumeRecord:
             daemon=DaemonIdentity(**daemon) if daemon else None,
             capability=data.get("capability", ""),
             restarts=int(data.get("restarts", 0)),
+            mount_group=data.get("mount_group"),
+            parent=str(data.get("parent", "")),
         )
 
 

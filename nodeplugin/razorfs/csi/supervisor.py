@@ -10,6 +10,7 @@ published target. Operations on one volume are serialized by a per-volume lock."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import os
@@ -164,6 +165,13 @@ class Supervisor:
 
     async def _check_volume(self, volume: StagedVolume, mounted: frozenset[str]) -> None:
         if volume.state is VolumeState.UNMOUNTING:
+            return
+        if volume.record.parent and not volume.record.targets:
+            # An fsGroup mount whose last unpublish could not flush: tried again until it can.
+            try:
+                await self._shut_down(volume)
+            except Unavailable as exc:
+                log.warning("fsGroup mount %s not released yet: %s", volume.record.volume_id, exc)
             return
         # None: the host cannot see the process (a mount pod); a dead mount then means a dead daemon.
         alive = self.host.is_alive(volume.record)
@@ -324,6 +332,7 @@ class Supervisor:
             cache_dir=str(cache_dir),
             argv=argv,
             capability=request.capability,
+            mount_group=request.mount_group,
         )
         # Recorded before the daemon starts: a plugin killed mid-stage finds the record and
         # either adopts the daemon or cleans up on the retried or final unstage. A volume on the
@@ -356,66 +365,162 @@ class Supervisor:
                 return
             if volume.record.staging_path != str(staging_path):
                 raise NotFound(f"volume {volume_id} is staged at {volume.record.staging_path}, not {staging_path}")
-            still_published = [t for t in volume.record.targets if mounts.is_mounted(Path(t))]
+            group_mounts = self._group_mounts(volume_id)
+            still_published = [
+                t for m in [volume, *group_mounts] for t in m.record.targets if mounts.is_mounted(Path(t))
+            ]
             if still_published:
                 raise FailedPrecondition(f"volume {volume_id} is still published at {', '.join(still_published)}")
-            if not await self._daemon_healthy(volume):
-                # Dirty data may sit in the dead daemon's journal: replay it before letting go.
-                await self._recover(volume, "unstage found the daemon down")
-            volume.state = VolumeState.UNMOUNTING
-            try:
-                await ControlClient(volume.cache_dir).shutdown(self.unstage_flush_timeout_s)
-            except (DaemonFailed, Unavailable) as exc:
-                volume.state = VolumeState.MOUNTED
-                volume.last_error = str(exc)
-                raise Unavailable(f"volume {volume_id} not unstaged, its data is kept on the node: {exc}") from None
-            try:
-                await self.host.retire(volume.record, DAEMON_EXIT_TIMEOUT_S)
-            except Unavailable:
-                # Back to the health loop, which restarts the daemon (journal replay); kubelet's
-                # retried unstage then flushes again. Nothing is released on a doubtful exit.
-                volume.state = VolumeState.MOUNTED
-                raise
-            await mounts.unmount(staging_path, lazy=True)
-            self.store.remove(volume_id)
-            shutil.rmtree(mount_dir(volume.record), ignore_errors=True)
-            del self.volumes[volume_id]
+            for group_mount in group_mounts:
+                async with self._lock(group_mount.record.volume_id):
+                    await self._shut_down(group_mount)
+            await self._shut_down(volume)
             log.info("unstaged volume %s", volume_id)
 
-    async def publish(self, volume_id: str, staging_path: Path, target: Path, read_only: bool) -> None:
+    async def _shut_down(self, volume: StagedVolume) -> None:
+        """Flushes everything to S3, ends the daemon, unmounts and forgets the mount. Raises
+        Unavailable (the mount keeps serving, nothing is released) when the flush cannot finish."""
+        volume_id = volume.record.volume_id
+        if not await self._daemon_healthy(volume):
+            # Dirty data may sit in the dead daemon's journal: replay it before letting go.
+            await self._recover(volume, "unstage found the daemon down")
+        volume.state = VolumeState.UNMOUNTING
+        try:
+            await ControlClient(volume.cache_dir).shutdown(self.unstage_flush_timeout_s)
+        except (DaemonFailed, Unavailable) as exc:
+            volume.state = VolumeState.MOUNTED
+            volume.last_error = str(exc)
+            raise Unavailable(f"volume {volume_id} not unstaged, its data is kept on the node: {exc}") from None
+        try:
+            await self.host.retire(volume.record, DAEMON_EXIT_TIMEOUT_S)
+        except Unavailable:
+            # Back to the health loop, which restarts the daemon (journal replay); kubelet's
+            # retried unstage then flushes again. Nothing is released on a doubtful exit.
+            volume.state = VolumeState.MOUNTED
+            raise
+        await mounts.unmount(volume.staging_path, lazy=True)
+        if volume.record.parent:
+            with contextlib.suppress(OSError):
+                volume.staging_path.rmdir()  # our own directory beside the kubelet's globalmount
+        self.store.remove(volume_id)
+        shutil.rmtree(mount_dir(volume.record), ignore_errors=True)
+        del self.volumes[volume_id]
+
+    # -- fsGroup: one mount per group ---------------------------------------------------------------
+
+    def _group_mounts(self, volume_id: str) -> list[StagedVolume]:
+        return [v for v in self.volumes.values() if v.record.parent == volume_id]
+
+    def staged(self) -> list[StagedVolume]:
+        """The staged volumes (without the extra mounts made for other fsGroups)."""
+        return [v for v in self.volumes.values() if not v.record.parent]
+
+    async def _group_mount(self, volume: StagedVolume, group: int) -> StagedVolume:
+        """The mount that shows `volume` with files of `group` (a pod's fsGroup other than the
+        stage's), made on first use: its own daemon and cache, beside the kubelet's staging path.
+        Pods of one fsGroup share it; they see other groups' writes once those reach S3, as a pod
+        on another node would."""
+        key = f"{volume.record.volume_id}#fsgroup={group}"
+        existing = self.volumes.get(key)
+        if existing is not None:
+            return existing
+        parent = volume.record
+        own_dir = self.cache_root / volume_key(key)
+        cache_dir = own_dir / CACHE_SUBDIR
+        cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        staging = volume.staging_path.parent / f"razorfs-fsgroup-{group}"
+        staging.mkdir(mode=0o755, exist_ok=True)
+        argv = list(parent.argv)
+        argv[2] = str(staging)  # mount URL MOUNTPOINT ...
+        _set_flag(argv, "--cache-dir", str(cache_dir))
+        _set_flag(argv, "--gid", str(group))
+        _set_flag(argv, VOLUME_NAME_FLAG, key)
+        credentials = self.store.load_credentials(parent.volume_id)
+        if "--ca-bundle" in argv and credentials.ca_bundle:
+            bundle = own_dir / CA_BUNDLE_NAME  # a mount pod sees its own directory only
+            write_private_file(bundle, credentials.ca_bundle.encode())
+            _set_flag(argv, "--ca-bundle", str(bundle))
+        record = VolumeRecord(
+            volume_id=key,
+            staging_path=str(staging),
+            cache_dir=str(cache_dir),
+            argv=argv,
+            capability=parent.capability,
+            mount_group=group,
+            parent=parent.volume_id,
+        )
+        self.store.save_credentials(key, credentials)
+        self.store.save(record)
+        mount = StagedVolume(record, VolumeState.RECOVERING)
+        try:
+            await self._start_daemon(mount)
+        except BaseException:
+            await self.host.discard(record)
+            await mounts.unmount(staging, lazy=True)
+            self.store.remove(key)
+            raise
+        mount.state = VolumeState.MOUNTED
+        self.volumes[key] = mount
+        log.info("volume %s: a mount for fsGroup %d at %s", parent.volume_id, group, staging)
+        return mount
+
+    async def publish(
+        self, volume_id: str, staging_path: Path, target: Path, read_only: bool, mount_group: int | None = None
+    ) -> None:
         async with self._lock(volume_id):
             volume = self.volumes.get(volume_id)
             if volume is None:
                 raise FailedPrecondition(f"volume {volume_id} is not staged on this node")
             if volume.record.staging_path != str(staging_path):
                 raise FailedPrecondition(f"volume {volume_id} is staged at {volume.record.staging_path}")
-            key = str(target)
-            if key in volume.record.targets:
-                if volume.record.targets[key] != read_only:
-                    raise AlreadyExists(f"{target} is already published with readonly={volume.record.targets[key]}")
-                if mounts.is_mounted(target) and await mounts.mount_health(target) is not mounts.MountHealth.DEAD:
-                    return
-            if volume.state is not VolumeState.MOUNTED:
-                raise Unavailable(f"volume {volume_id} is {volume.state.value}: {volume.last_error}")
-            if mounts.is_mounted(target) and key not in volume.record.targets:
-                raise AlreadyExists(f"{target} is already a mount point")
-            await mounts.make_target(target)
-            volume.record.targets[key] = read_only
+            if mount_group is not None and mount_group != volume.record.mount_group:
+                if volume.state is not VolumeState.MOUNTED:
+                    raise Unavailable(f"volume {volume_id} is {volume.state.value}: {volume.last_error}")
+                volume = await self._group_mount(volume, mount_group)
+            async with self._lock(volume.record.volume_id) if volume.record.parent else contextlib.nullcontext():
+                await self._bind_target(volume, target, read_only)
+
+    async def _bind_target(self, volume: StagedVolume, target: Path, read_only: bool) -> None:
+        key = str(target)
+        if key in volume.record.targets:
+            if volume.record.targets[key] != read_only:
+                raise AlreadyExists(f"{target} is already published with readonly={volume.record.targets[key]}")
+            if mounts.is_mounted(target) and await mounts.mount_health(target) is not mounts.MountHealth.DEAD:
+                return
+        if volume.state is not VolumeState.MOUNTED:
+            raise Unavailable(f"volume {volume.record.volume_id} is {volume.state.value}: {volume.last_error}")
+        if mounts.is_mounted(target) and key not in volume.record.targets:
+            raise AlreadyExists(f"{target} is already a mount point")
+        await mounts.make_target(target)
+        volume.record.targets[key] = read_only
+        self.store.save(volume.record)
+        try:
+            await mounts.bind(volume.staging_path, target, read_only)
+        except BaseException:
+            del volume.record.targets[key]
             self.store.save(volume.record)
-            try:
-                await mounts.bind(volume.staging_path, target, read_only)
-            except BaseException:
-                del volume.record.targets[key]
-                self.store.save(volume.record)
-                raise
+            raise
 
     async def unpublish(self, volume_id: str, target: Path) -> None:
         async with self._lock(volume_id):
             await mounts.unmount(target)
             await mounts.remove_target(target)
             volume = self.volumes.get(volume_id)
-            if volume is not None and volume.record.targets.pop(str(target), None) is not None:
-                self.store.save(volume.record)
+            for mount in ([volume] if volume else []) + self._group_mounts(volume_id):
+                if mount.record.targets.pop(str(target), None) is None:
+                    continue
+                self.store.save(mount.record)
+                if mount.record.parent and not mount.record.targets:
+                    # The last pod of that fsGroup is gone: so is its mount (after a flush).
+                    async with self._lock(mount.record.volume_id):
+                        await self._shut_down(mount)
+
+    def mount_at(self, volume_id: str, path: str) -> StagedVolume:
+        """The mount of `volume_id` whose staging path or target is `path`."""
+        for mount in [self.get(volume_id), *self._group_mounts(volume_id)]:
+            if path in (mount.record.staging_path, *mount.record.targets):
+                return mount
+        raise NotFound(f"volume {volume_id} is not mounted at {path}")
 
     # -- queries and admin operations -----------------------------------------------------------
 
@@ -425,8 +530,8 @@ class Supervisor:
             raise NotFound(f"volume {volume_id} is not staged on this node")
         return volume
 
-    async def stats(self, volume_id: str, timeout_s: float = 5.0) -> dict[str, Any]:
-        volume = self.get(volume_id)
+    async def stats(self, volume_id: str, timeout_s: float = 5.0, mount: StagedVolume | None = None) -> dict[str, Any]:
+        volume = mount or self.get(volume_id)
         if volume.state is not VolumeState.MOUNTED:
             raise Unavailable(f"volume {volume_id} is {volume.state.value}")
         return await ControlClient(volume.cache_dir).stats(timeout_s)
@@ -443,6 +548,13 @@ class Supervisor:
             raise Unavailable(f"volume {volume_id} is {volume.state.value}")
         async for progress in ControlClient(volume.cache_dir).warm(paths):
             yield progress
+
+
+def _set_flag(argv: list[str], flag: str, value: str) -> None:
+    if flag in argv:
+        argv[argv.index(flag) + 1] = value
+    else:
+        argv += [flag, value]
 
 
 def default_mount_command() -> list[str]:

@@ -109,3 +109,34 @@ def test_stage_with_wrong_credentials_fails_with_the_daemons_reason_and_leaves_n
     assert not is_mounted(volume.staging_path)
     assert node_plugin.daemon_pids() == []
     assert "wrong-secret-value-123" not in node_plugin.log_path.read_text()
+
+
+def test_pods_with_other_fsgroups_get_mounts_of_their_own_and_one_fsgroup_shares_one(
+    node_plugin: NodePlugin, s3_server: S3Server, s3_client: Any, bucket: str, fuse_available: None
+) -> None:
+    s3_client.put_object(Bucket=bucket, Key="groups/plain.txt", Body=b"no uid/gid metadata")
+    volume = KubeletVolume.on_s3(node_plugin.kubelet_dir, s3_server, bucket, "groups")
+    volume.mount_group = "4242"
+    with node_plugin.channel() as channel:
+        node = node_plugin.node(channel)
+        volume.stage(node)  # kubelet stages once, with the first pod's fsGroup
+        first = volume.publish(node, "first")
+        volume.mount_group = "4343"
+        other = volume.publish(node, "other")
+        volume.mount_group = "4242"
+        third = volume.publish(node, "third")
+        assert (first / "plain.txt").stat().st_gid == 4242
+        assert (other / "plain.txt").stat().st_gid == 4343, "never silently the first pod's group"
+        assert (third / "plain.txt").stat().st_gid == 4242
+        assert first.stat().st_dev == third.stat().st_dev != other.stat().st_dev, "one mount per fsGroup"
+        assert len(node_plugin.daemon_pids()) == 2
+
+        (other / "from-other.txt").write_bytes(b"4343 wrote this")
+        volume.unpublish(node, other)  # its group's last pod: its mount flushes and goes
+        assert len(node_plugin.daemon_pids()) == 1
+        assert s3_client.get_object(Bucket=bucket, Key="groups/from-other.txt")["Body"].read() == b"4343 wrote this"
+        for target in (first, third):
+            volume.unpublish(node, target)
+        volume.unstage(node)
+        assert node_plugin.daemon_pids() == []
+        assert not any(p.name.startswith("razorfs-fsgroup") for p in volume.staging_path.parent.iterdir())

@@ -84,6 +84,13 @@ class LocalNode:
             raise RuntimeError(f"crictl {' '.join(args)} failed: {result.stderr.strip()}")
         return result.stdout
 
+    def tag_image(self, source: str, target: str) -> None:
+        """A second name for an image containerd already holds (an "upgrade" without a registry)."""
+        subprocess.run(
+            ["ctr", "--address", self.containerd_socket, "-n", "k8s.io", "images", "tag", "--force", source, target],
+            check=True, capture_output=True,
+        )
+
     def import_images(self, archives: list[Path]) -> None:
         for archive in archives:
             subprocess.run(

@@ -1,0 +1,194 @@
+"""Mount pods on the real node: every staged volume's daemon runs in a pod of its own, so the node
+plugin can be restarted, upgraded and killed under a workload that writes all the while, without
+one failed system call; a daemon killed with SIGKILL is replaced and nothing acknowledged is lost;
+no mount pod outlives its volume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.realparts import dev_cluster
+from tests.realparts.cluster import chart
+
+from .workloads import exec_in, keys_under, pod, razorvolume, running, wait_for, wait_unstaged
+
+pytestmark = [pytest.mark.kube, pytest.mark.fuse, pytest.mark.s3, pytest.mark.timeout(900)]
+
+MOUNT_POD_SELECTOR = "app.kubernetes.io/name=razorfs-mount"
+NODE_SELECTOR = "app.kubernetes.io/component=node"
+
+# A new file every 100 ms (written, then read back and compared) plus a line appended to a file
+# held open from start to end; every failed step is written down outside the volume.
+WRITER = r"""
+exec 3>>/data/appended.txt
+n=0
+while [ ! -e /tmp/stop ]; do
+  n=$((n+1))
+  echo "file $n" > /data/f-$n.txt 2>>/tmp/errors || echo "write $n failed" >> /tmp/errors
+  [ "$(cat /data/f-$n.txt 2>>/tmp/errors)" = "file $n" ] || echo "read-back $n differs" >> /tmp/errors
+  echo "line $n" >&3 2>>/tmp/errors || echo "append $n failed" >> /tmp/errors
+  echo $n > /tmp/count
+  sleep 0.1
+done
+exec 3>&-
+echo finished > /tmp/finished
+exec sleep 600
+"""
+
+
+def mount_pods(core: Any) -> list[Any]:
+    return list(core.list_namespaced_pod(dev_cluster.SYSTEM_NAMESPACE, label_selector=MOUNT_POD_SELECTOR).items)
+
+
+def written(dev: dev_cluster.DevState, namespace: str) -> int:
+    return int(exec_in(dev, namespace, "writer", "cat /tmp/count 2>/dev/null || echo 0").strip() or 0)
+
+
+def errors(dev: dev_cluster.DevState, namespace: str) -> str:
+    return exec_in(dev, namespace, "writer", "cat /tmp/errors 2>/dev/null || true")
+
+
+def node_plugin_ready(dev: dev_cluster.DevState) -> bool:
+    out = dev.node.kubectl("rollout", "status", "daemonset/razorfs-node", "-n", dev_cluster.SYSTEM_NAMESPACE,
+                           "--timeout=5s", check=False)
+    if "successfully rolled out" not in out:
+        return False
+    pods = json.loads(dev.node.kubectl("get", "pods", "-n", dev_cluster.SYSTEM_NAMESPACE, "-l", NODE_SELECTOR,
+                                       "-o", "json"))["items"]
+    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    return len(live) == 1 and all(c.get("ready") for c in live[0]["status"].get("containerStatuses", []))
+
+
+def keeps_writing(dev: dev_cluster.DevState, namespace: str, step: str) -> None:
+    """The writer got further after `step`, and nothing failed."""
+    before = written(dev, namespace)
+    wait_for(f"the writer goes on after {step}", lambda: written(dev, namespace) >= before + 10, timeout_s=60)
+    assert errors(dev, namespace) == "", f"system calls failed around {step}: {errors(dev, namespace)}"
+
+
+def plugin_container_id(dev: dev_cluster.DevState) -> str:
+    ids = dev.node.crictl("ps", "-q", "--label", "io.kubernetes.container.name=node",
+                          "--label", f"io.kubernetes.pod.namespace={dev_cluster.SYSTEM_NAMESPACE}").split()
+    assert len(ids) == 1, ids
+    return ids[0]
+
+
+def test_a_volume_keeps_serving_through_plugin_restart_upgrade_and_crash(
+    dev: dev_cluster.DevState, api: Any, namespace: str, s3: Any
+) -> None:
+    from kubernetes import client
+
+    core: Any = client.CoreV1Api(api)
+    prefix = f"mountpods-{uuid.uuid4().hex[:8]}"
+    dev_cluster.apply_objects(dev, razorvolume("kept", namespace, dev, prefix))
+    wait_for("claim bound", lambda: core.read_namespaced_persistent_volume_claim("kept", namespace)
+             .status.phase == "Bound")
+    # No HostToContainer propagation: the workload's mount itself must never break.
+    dev_cluster.apply_objects(dev, pod("writer", namespace, dev.image, WRITER, "kept"))
+    running(core, namespace, "writer")
+    (mount_pod,) = wait_for("one mount pod", lambda: len(mount_pods(core)) == 1 and mount_pods(core))
+    assert mount_pod.spec.node_name == dev.node.node_name
+    assert not mount_pod.metadata.owner_references, "owned by nobody: a DaemonSet rollout leaves it alone"
+    container = mount_pod.spec.containers[0]
+    assert container.security_context.privileged is False
+    assert container.security_context.capabilities.drop == ["ALL"]
+    assert mount_pod.spec.security_context.run_as_non_root is True
+    assert not any(e.name.startswith("AWS_") for e in container.env or []), "credentials never in a pod spec"
+    keeps_writing(dev, namespace, "the start")
+
+    ns = dev_cluster.SYSTEM_NAMESPACE
+    dev.node.kubectl("rollout", "restart", "daemonset/razorfs-node", "-n", ns)
+    wait_for("node plugin rolled out", lambda: node_plugin_ready(dev), timeout_s=240)
+    keeps_writing(dev, namespace, "kubectl rollout restart of the node plugin")
+
+    # `helm upgrade` to another tag of the same image: the plugin's pod is replaced.
+    repository, tag = dev.image.rsplit(":", 1)
+    dev.node.tag_image(dev.image, f"{repository}:{tag}-upgraded")
+    dev.helm().run("upgrade", chart.RELEASE, str(chart.CHART), "--namespace", ns, "--reuse-values",
+                   "--set", f"image.tag={tag}-upgraded", "--wait", "--timeout", "5m")
+    wait_for("upgraded node plugin rolled out", lambda: node_plugin_ready(dev) and f"{tag}-upgraded" in json.dumps(
+        core.list_namespaced_pod(ns, label_selector=NODE_SELECTOR).to_dict()["items"][0]["spec"]["containers"][0]),
+        timeout_s=240)
+    keeps_writing(dev, namespace, "helm upgrade of the node plugin's image")
+
+    killed = plugin_container_id(dev)
+    dev.node.crictl("stop", "--timeout", "0", killed)
+    wait_for("node plugin container back", lambda: plugin_container_id(dev) != killed and node_plugin_ready(dev),
+             timeout_s=180)
+    keeps_writing(dev, namespace, "the node plugin's container killed through crictl")
+
+    (still,) = mount_pods(core)
+    assert still.metadata.uid == mount_pod.metadata.uid, "the same mount pod served throughout"
+    assert still.status.container_statuses[0].restart_count == 0
+
+    exec_in(dev, namespace, "writer", "touch /tmp/stop")
+    wait_for("writer finished", lambda: exec_in(dev, namespace, "writer", "cat /tmp/finished", check=False))
+    total = written(dev, namespace)
+    assert errors(dev, namespace) == ""
+    core.delete_namespaced_pod("writer", namespace)
+    wait_unstaged(dev)
+    wait_for("no mount pod left", lambda: not mount_pods(core))
+
+    keys = keys_under(s3, dev.bucket, prefix + "/")
+    assert set(keys) == {f"{prefix}/f-{n}.txt" for n in range(1, total + 1)} | {f"{prefix}/appended.txt"}
+    for n in (1, total // 2, total):
+        body = s3.get_object(Bucket=dev.bucket, Key=f"{prefix}/f-{n}.txt")["Body"].read()
+        assert body == f"file {n}\n".encode()
+    appended = s3.get_object(Bucket=dev.bucket, Key=f"{prefix}/appended.txt")["Body"].read().decode()
+    assert appended == "".join(f"line {n}\n" for n in range(1, total + 1))
+
+
+def daemon_pid(dev: dev_cluster.DevState, mount_pod_name: str) -> int:
+    (container,) = dev.node.crictl("ps", "-q", "--label", f"io.kubernetes.pod.name={mount_pod_name}").split()
+    return int(json.loads(dev.node.crictl("inspect", container))["info"]["pid"])
+
+
+def test_a_mount_daemon_killed_with_sigkill_is_replaced_and_loses_nothing_acknowledged(
+    dev: dev_cluster.DevState, api: Any, namespace: str, s3: Any
+) -> None:
+    from kubernetes import client
+
+    core: Any = client.CoreV1Api(api)
+    prefix = f"killed-{uuid.uuid4().hex[:8]}"
+    dev_cluster.apply_objects(dev, razorvolume("victim", namespace, dev, prefix))
+    wait_for("claim bound", lambda: core.read_namespaced_persistent_volume_claim("victim", namespace)
+             .status.phase == "Bound")
+    # HostToContainer: the new session is mounted over the dead one, and must reach the container.
+    script = ("echo acknowledged > /data/closed.txt && exec 3>/data/open.txt && echo before >&3 && "
+              "touch /tmp/ready && while [ ! -e /tmp/go ]; do sleep 0.1; done && "
+              "(echo after >&3) 2>/tmp/open-fd-error; echo $? > /tmp/open-fd-status; exec sleep 600")
+    dev_cluster.apply_objects(dev, pod("holder", namespace, dev.image, script, "victim", host_to_container=True))
+    running(core, namespace, "holder")
+    wait_for("holder ready", lambda: exec_in(dev, namespace, "holder", "ls /tmp/ready", check=False))
+    (mount_pod,) = mount_pods(core)
+
+    os.kill(daemon_pid(dev, mount_pod.metadata.name), signal.SIGKILL)
+    killed_at = time.monotonic()
+    reopen = "cat /data/closed.txt && echo again > /data/new.txt"
+    wait_for("new opens work again",
+             lambda: exec_in(dev, namespace, "holder", reopen, check=False) == "acknowledged\n", timeout_s=60)
+    recovered_s = time.monotonic() - killed_at
+    # What a descriptor open at the moment of the kill gets (README: "When a mount daemon dies").
+    exec_in(dev, namespace, "holder", "touch /tmp/go")
+    status = wait_for("open fd used", lambda: exec_in(dev, namespace, "holder", "cat /tmp/open-fd-status",
+                                                       check=False).strip())
+    fd_error = exec_in(dev, namespace, "holder", "cat /tmp/open-fd-error")
+    print(f"\nmount daemon SIGKILL: new opens work again after {recovered_s:.1f}s; a write on a descriptor "
+          f"open before the kill exits {status}: {fd_error.strip()!r}")
+    assert status != "0", "a descriptor of the dead session cannot reach the new one"
+    (replaced,) = mount_pods(core)
+    assert replaced.metadata.uid == mount_pod.metadata.uid, "kubelet restarted the daemon in its pod"
+    assert replaced.status.container_statuses[0].restart_count == 1
+
+    core.delete_namespaced_pod("holder", namespace)
+    wait_unstaged(dev)
+    wait_for("no mount pod left", lambda: not mount_pods(core))
+    assert s3.get_object(Bucket=dev.bucket, Key=f"{prefix}/closed.txt")["Body"].read() == b"acknowledged\n"
+    assert s3.get_object(Bucket=dev.bucket, Key=f"{prefix}/new.txt")["Body"].read() == b"again\n"
