@@ -1,6 +1,7 @@
 """Workload 8, the control plane: many RazorVolumes applied at once until all are Ready on a real
 kube-apiserver with the real operator, and the latency of NodeStageVolume + NodePublishVolume
-through the real CSI node plugin (each one starts a RazorFS mount daemon).
+through the real CSI node plugin (each stage creates the volume's mount pod and hands it its FUSE
+session; each unstage deletes it).
 
 It runs the whole stack of `make dev-up` (tests.realparts.dev_cluster: the real node with the chart
 installed) on a private root and tears it down afterwards; stage and publish are called on the

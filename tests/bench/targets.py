@@ -50,6 +50,8 @@ TARGETS: tuple[Target, ...] = (
     # "Flat as the file grows": we call it flat when the last three quarters add under 16 MiB.
     Target("RSS flat as the file grows (growth <= 16 MiB)", "stream_rss_growth_mib", None, "<=", 16.0),
     Target("RazorVolumes applied at once Ready within 60 s", "cp_ready_all_s", None, "<=", 60.0),
+    # Each stage creates the volume's mount pod: the time a new pod's volume adds to its start.
+    Target("CSI stage + publish with a new mount pod: p50 <= 3 s", "csi_stage_publish_p50_s", None, "<=", 3.0),
 )
 
 
