@@ -321,7 +321,9 @@ class Reconciler:
             state.warmup = None
             return
         if sorted(wanted) == sorted(state.warmed_paths):
-            state.warmup = state.warmup or warmup_progress("Warmed")  # warmed before progress was kept
+            if state.warmup is None or state.warmup.state != "Warmed":
+                # Warmed before progress was kept, or before a later change of paths failed.
+                state.warmup = warmup_progress("Warmed")
             return
         state.warmup = warmup_progress("Warming")
         await self._write_progress(draft, states)
