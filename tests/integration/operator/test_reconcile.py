@@ -223,10 +223,14 @@ def test_printer_columns_show_phase_bucket_prefix_claim_ready_and_age(
     )
     with urllib.request.urlopen(request, context=context, timeout=10) as response:
         table = json.loads(response.read())
-    columns = [c["name"] for c in table["columnDefinitions"]]
-    assert columns == ["Name", "Phase", "Bucket", "Prefix", "Claim", "Ready", "Age"]
+    default = [c["name"] for c in table["columnDefinitions"] if c["priority"] == 0]
+    assert default == ["Name", "Phase", "Bucket", "Prefix", "Claim", "Ready", "Age"]
+    # The node-side figures are for -o wide (priority 1); test_node_state.py checks their values.
+    wide = [c["name"] for c in table["columnDefinitions"] if c["priority"] == 1]
+    assert wide == ["Nodes", "CachedBytes", "DirtyBytes", "Warmup", "Warmed%"]
     (row,) = table["rows"]
     assert row["cells"][:6] == ["cols", "Ready", bucket, "vol", "cols", "True"]
+    assert row["cells"][6:9] == [0, 0, 0], "no node has the volume staged"
 
 
 def test_wrong_credentials_give_ready_false_with_reason_and_no_secret(
