@@ -56,6 +56,9 @@ class DaemonHost(Protocol):
         """Brings up the mount's daemon and hands it the session; returns once it serves (raises
         DaemonFailed with the daemon's reason otherwise). May set `record.daemon`."""
 
+    def describe(self, record: VolumeRecord) -> str:
+        """The daemon's name in log lines ("pid 123", "mount pod razorfs-mount-...")."""
+
     def is_alive(self, record: VolumeRecord) -> bool | None:
         """Whether the daemon's process lives; None when the host cannot see it (then the mount's
         health alone decides)."""
@@ -110,6 +113,9 @@ class LocalDaemons:
     def replenish_spare(self) -> None:
         if self.spares is not None:
             self.spares.replenish(DaemonProcess.base_environment())
+
+    def describe(self, record: VolumeRecord) -> str:
+        return f"pid {record.daemon.pid}" if record.daemon else "no daemon"
 
     def is_alive(self, record: VolumeRecord) -> bool | None:
         return record.daemon is not None and daemon.is_alive(record.daemon)

@@ -296,6 +296,9 @@ class MountPods:
             for name in dirs + files:
                 os.chown(os.path.join(root, name), uid, uid, follow_symlinks=False)
 
+    def describe(self, record: VolumeRecord) -> str:
+        return f"mount pod {pod_name(self.template.node_name, mount_dir(record).name)}"
+
     def is_alive(self, record: VolumeRecord) -> bool | None:
         return None  # the pod's process is not ours to see: the mount's health tells
 

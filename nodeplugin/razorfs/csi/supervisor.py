@@ -128,7 +128,7 @@ class Supervisor:
                 try:
                     if await self._daemon_healthy(volume):
                         await self._ensure_targets_bound(volume)
-                        log.info("re-adopted volume %s (pid %s)", record.volume_id, record.daemon and record.daemon.pid)
+                        log.info("re-adopted volume %s (%s)", record.volume_id, self.host.describe(record))
                     else:
                         await self._recover(volume, "daemon found dead at plugin start")
                 except Exception as exc:  # one broken volume must not keep the others from serving
@@ -225,7 +225,7 @@ class Supervisor:
         volume.dead_mount_strikes = 0
         volume.recovery_backoff_s = 0.5
         volume.last_error = ""
-        log.info("volume %s serving again (daemon pid %s)", record.volume_id, record.daemon and record.daemon.pid)
+        log.info("volume %s serving again (%s)", record.volume_id, self.host.describe(record))
 
     async def _start_daemon(self, volume: StagedVolume) -> None:
         """Mounts a new FUSE session at the staging path (dead mounts there are let go first) and
@@ -352,8 +352,7 @@ class Supervisor:
             raise
         volume.state = VolumeState.MOUNTED
         self.volumes[request.volume_id] = volume
-        pid = record.daemon and record.daemon.pid
-        log.info("staged volume %s at %s (daemon pid %s)", request.volume_id, staging, pid)
+        log.info("staged volume %s at %s (%s)", request.volume_id, staging, self.host.describe(record))
 
     async def unstage(self, volume_id: str, staging_path: Path) -> None:
         async with self._lock(volume_id):
