@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 SOAK = os.environ.get("RAZORFS_SOAK") == "1"
 SOAK_SECONDS = float(os.environ.get("RAZORFS_SOAK_SECONDS", "0") or 0)
@@ -31,3 +32,20 @@ class Budget:
 
     def exhausted(self) -> bool:
         return self._deadline is not None and time.monotonic() >= self._deadline
+
+
+REPORT_PATH = os.environ.get("RAZORFS_SOAK_REPORT", "")
+
+
+def report(**counts: int) -> None:
+    """Adds what a long test did (operations, crashes, bytes) to the soak's report file
+    (RAZORFS_SOAK_REPORT, a JSON object of totals), which `make soak` prints and checks."""
+    if not REPORT_PATH:
+        return
+    import json
+
+    path = Path(REPORT_PATH)
+    totals: dict[str, int] = json.loads(path.read_text()) if path.exists() else {}
+    for name, value in counts.items():
+        totals[name] = totals.get(name, 0) + value
+    path.write_text(json.dumps(totals, indent=1, sort_keys=True) + "\n")
