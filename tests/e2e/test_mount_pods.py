@@ -192,3 +192,51 @@ def test_a_mount_daemon_killed_with_sigkill_is_replaced_and_loses_nothing_acknow
     wait_for("no mount pod left", lambda: not mount_pods(core))
     assert s3.get_object(Bucket=dev.bucket, Key=f"{prefix}/closed.txt")["Body"].read() == b"acknowledged\n"
     assert s3.get_object(Bucket=dev.bucket, Key=f"{prefix}/new.txt")["Body"].read() == b"again\n"
+
+
+def group_pod(name: str, namespace: str, image: str, group: int, claim: str) -> dict[str, Any]:
+    """A pod running as user and group `group` with fsGroup `group`; it writes one file."""
+    manifest = pod(name, namespace, image, f"echo {name} > /data/{name}.txt && exec sleep 600", claim)
+    manifest["spec"]["securityContext"] = {"runAsUser": group, "runAsGroup": group, "fsGroup": group}
+    return manifest
+
+
+def test_pods_with_different_fsgroups_each_see_their_own_group_and_one_group_shares_a_mount_pod(
+    dev: dev_cluster.DevState, api: Any, namespace: str, s3: Any
+) -> None:
+    from kubernetes import client
+
+    core: Any = client.CoreV1Api(api)
+    prefix = f"groups-{uuid.uuid4().hex[:8]}"
+    volume = razorvolume("shared", namespace, dev, prefix)
+    # Group-writable, so each fsGroup's members may create files in the volume's root.
+    volume["spec"]["mountOptions"] = {"dirMode": "0775", "fileMode": "0664"}
+    dev_cluster.apply_objects(dev, volume)
+    wait_for("claim bound", lambda: core.read_namespaced_persistent_volume_claim("shared", namespace)
+             .status.phase == "Bound")
+    dev_cluster.apply_objects(dev, group_pod("first", namespace, dev.image, 1000, "shared"))
+    running(core, namespace, "first")
+    dev_cluster.apply_objects(dev, group_pod("other", namespace, dev.image, 2000, "shared"),
+                              group_pod("third", namespace, dev.image, 1000, "shared"))
+    running(core, namespace, "other")
+    running(core, namespace, "third")
+
+    def stat(pod_name: str, path: str) -> str:
+        return exec_in(dev, namespace, pod_name, f"stat -c '%u:%g' {path}").strip()
+
+    wait_for("each pod wrote its file", lambda: all(
+        exec_in(dev, namespace, p, f"test -s /data/{p}.txt && echo yes", check=False).strip() == "yes"
+        for p in ("first", "other", "third")))
+    assert stat("first", "/data") == "0:1000"
+    assert stat("other", "/data") == "0:2000", "the second group sees its own, never the first pod's"
+    assert stat("third", "/data") == "0:1000"
+    assert stat("first", "/data/first.txt") == "1000:1000"
+    assert stat("other", "/data/other.txt") == "2000:2000"
+    assert stat("first", "/data/third.txt") == "1000:1000", "pods of one fsGroup share one mount"
+    assert len(mount_pods(core)) == 2, "one mount pod per fsGroup"
+
+    for name in ("first", "other", "third"):
+        core.delete_namespaced_pod(name, namespace)
+    wait_unstaged(dev)
+    wait_for("no mount pod left", lambda: not mount_pods(core))
+    assert set(keys_under(s3, dev.bucket, prefix + "/")) == {f"{prefix}/{p}.txt" for p in ("first", "other", "third")}

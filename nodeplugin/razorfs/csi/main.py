@@ -26,6 +26,7 @@ from razorfs.csi.admin_tls import make_server_identity
 from razorfs.csi.controller import ControllerService
 from razorfs.csi.daemon_hosts import DaemonHost, LocalDaemons
 from razorfs.csi.daemon_logs import DaemonLogRelay
+from razorfs.csi.events import KubernetesEvents
 from razorfs.csi.identity import IdentityService
 from razorfs.csi.metrics import serve_metrics
 from razorfs.csi.mount_pods import MountPods, MountPodTemplate
@@ -282,12 +283,15 @@ async def serve(config: Config) -> None:
         assert config.state_dir is not None and config.cache_root is not None
         config.cache_root.mkdir(parents=True, exist_ok=True)
         host = _daemon_host(config)
+        events = KubernetesEvents(host.api, config.node_id) if isinstance(host, MountPods) else None
         supervisor = Supervisor(
             StateStore(config.state_dir),
             config.cache_root,
             host,
             config.health_check_interval_s,
             config.unstage_flush_timeout_s,
+            events,
+            config.node_id,
         )
     server = grpc.aio.server()
     identity = IdentityService(config.serves_controller, lambda: supervisor is None or supervisor.ready)

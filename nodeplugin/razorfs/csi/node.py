@@ -7,6 +7,7 @@ and make a publish read-only with `ro`."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,9 @@ from razorfs.csi.supervisor import StageRequest, Supervisor
 from razorfs_wire.csi.v1 import csi_pb2, csi_pb2_grpc
 
 RpcType = csi_pb2.NodeServiceCapability.RPC.Type
+POD_NAMESPACE_KEY = "csi.storage.k8s.io/pod.namespace"
+POD_NAME_KEY = "csi.storage.k8s.io/pod.name"
+POD_UID_KEY = "csi.storage.k8s.io/pod.uid"
 Unit = csi_pb2.VolumeUsage.Unit
 
 
@@ -29,6 +33,14 @@ def _mount_group(capability: csi_pb2.VolumeCapability) -> int | None:
     if not group.isdigit():
         raise InvalidArgument(f"volume_mount_group {group!r} must be a numeric group ID")
     return int(group)
+
+
+def _pod(context: Mapping[str, str]) -> dict[str, str] | None:
+    """The workload pod a publish is for (the CSIDriver's podInfoOnMount), told of its mount's fate."""
+    namespace, name = context.get(POD_NAMESPACE_KEY, ""), context.get(POD_NAME_KEY, "")
+    if not namespace or not name:
+        return None
+    return {"namespace": namespace, "name": name, "uid": context.get(POD_UID_KEY, "")}
 
 
 class NodeService(csi_pb2_grpc.NodeServicer):  # type: ignore[misc]
@@ -61,6 +73,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):  # type: ignore[misc]
                 read_only=validation.is_read_only_mode(request.volume_capability),
                 mount_group=_mount_group(request.volume_capability),
                 capability=request.volume_capability.SerializeToString(deterministic=True).hex(),
+                razor_volume=settings.volume_name,
             )
         )
         return csi_pb2.NodeStageVolumeResponse()
@@ -89,7 +102,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):  # type: ignore[misc]
         read_only = request.readonly or flags.read_only or validation.is_read_only_mode(request.volume_capability)
         self._require_ready()
         await self.supervisor.publish(
-            volume_id, staging, target, read_only, _mount_group(request.volume_capability)
+            volume_id, staging, target, read_only, _mount_group(request.volume_capability), _pod(request.volume_context)
         )
         return csi_pb2.NodePublishVolumeResponse()
 

@@ -51,6 +51,9 @@ class VolumeRecord:
     mount_group: int | None = None  # the group files show (a pod's fsGroup, VOLUME_MOUNT_GROUP)
     # A mount for pods with another fsGroup than the stage's: the id of the staged volume it serves.
     parent: str = ""
+    razor_volume: str = ""  # "NAMESPACE/NAME" of the RazorVolume, when the volume context names it
+    # target path -> the workload pod using it {"namespace", "name", "uid"} (told what happens)
+    target_pods: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> VolumeRecord:
@@ -66,6 +69,8 @@ class VolumeRecord:
             restarts=int(data.get("restarts", 0)),
             mount_group=data.get("mount_group"),
             parent=str(data.get("parent", "")),
+            razor_volume=str(data.get("razor_volume", "")),
+            target_pods={str(k): dict(v) for k, v in data.get("target_pods", {}).items()},
         )
 
 

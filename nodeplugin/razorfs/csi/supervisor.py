@@ -26,6 +26,7 @@ from razorfs.csi.control_client import ControlClient
 from razorfs.csi.daemon import DaemonProcess
 from razorfs.csi.daemon_hosts import CA_BUNDLE_NAME, CACHE_SUBDIR, DaemonHost, mount_dir
 from razorfs.csi.errors import AlreadyExists, DaemonFailed, FailedPrecondition, NotFound, Unavailable
+from razorfs.csi.events import EventRecorder, NoEvents, ObjectRef
 from razorfs.csi.mount_settings import Credentials, MountSettings
 from razorfs.csi.private_files import write_private_file
 from razorfs.csi.state_store import StateStore, VolumeRecord, volume_key
@@ -86,6 +87,7 @@ class StageRequest:
     read_only: bool
     mount_group: int | None
     capability: str  # serialized capability, compared on repeated calls
+    razor_volume: str = ""  # "NAMESPACE/NAME" of its RazorVolume, if known
 
 
 class Supervisor:
@@ -96,9 +98,13 @@ class Supervisor:
         host: DaemonHost,
         health_check_interval_s: float = HEALTH_CHECK_INTERVAL_S,
         unstage_flush_timeout_s: float = UNSTAGE_FLUSH_TIMEOUT_S,
+        events: EventRecorder | None = None,
+        node_id: str = "",
     ):
         self.store = store
         self.host = host
+        self.events: EventRecorder = events or NoEvents()
+        self.node_id = node_id
         self.cache_root = cache_root
         self.health_check_interval_s = health_check_interval_s
         self.unstage_flush_timeout_s = unstage_flush_timeout_s
@@ -132,7 +138,7 @@ class Supervisor:
                     else:
                         await self._recover(volume, "daemon found dead at plugin start")
                 except Exception as exc:  # one broken volume must not keep the others from serving
-                    self._mark_failed(volume, exc)
+                    await self._mark_failed(volume, exc)
         self.ready = True
 
     async def run_health_checks(self) -> None:
@@ -196,14 +202,18 @@ class Supervisor:
         try:
             await self._recover(volume, reason)
         except Exception as exc:
-            self._mark_failed(volume, exc)
+            await self._mark_failed(volume, exc)
 
-    def _mark_failed(self, volume: StagedVolume, exc: BaseException) -> None:
+    async def _mark_failed(self, volume: StagedVolume, exc: BaseException) -> None:
+        first = volume.state is not VolumeState.FAILED
         volume.state = VolumeState.FAILED
         volume.last_error = str(exc)
         volume.next_recovery_at = time.monotonic() + volume.recovery_backoff_s
         volume.recovery_backoff_s = min(volume.recovery_backoff_s * 2, RECOVERY_BACKOFF_MAX_S)
         log.error("volume %s failed: %s", volume.record.volume_id, exc)
+        if first:
+            message = f"RazorFS on node {self.node_id}: the mount could not be restored, retrying: {exc}"
+            await self._tell(volume.record, "MountFailed", message, warning=True)
 
     async def _recover(self, volume: StagedVolume, reason: str) -> None:
         """Kills what is left of the daemon, starts a new one on the same cache dir (it replays
@@ -226,6 +236,21 @@ class Supervisor:
         volume.recovery_backoff_s = 0.5
         volume.last_error = ""
         log.info("volume %s serving again (%s)", record.volume_id, self.host.describe(record))
+        await self._tell(
+            record,
+            "MountRecovered",
+            f"RazorFS on node {self.node_id}: {reason}; a new session serves the volume again (journal "
+            "replayed, nothing close() acknowledged is lost). Files opened before fail with ENOTCONN: open them again.",
+        )
+
+    async def _tell(self, record: VolumeRecord, reason: str, message: str, warning: bool = False) -> None:
+        """An event on the RazorVolume and on each workload pod using the mount."""
+        about = [ObjectRef.pod(p["namespace"], p["name"], p.get("uid", "")) for p in record.target_pods.values()]
+        volume_ref = ObjectRef.razor_volume(record.razor_volume)
+        if volume_ref is not None:
+            about.append(volume_ref)
+        for ref in about:
+            await self.events.emit(ref, reason, message, warning)
 
     async def _start_daemon(self, volume: StagedVolume) -> None:
         """Mounts a new FUSE session at the staging path (dead mounts there are let go first) and
@@ -272,6 +297,7 @@ class Supervisor:
                 continue
             if not mounts.is_mounted(path) and not await mounts.parent_exists(path):
                 del volume.record.targets[target]
+                volume.record.target_pods.pop(target, None)
                 self.store.save(volume.record)
                 log.warning("forgot target %s of volume %s: its pod directory is gone", target, volume.record.volume_id)
                 continue
@@ -333,6 +359,7 @@ class Supervisor:
             argv=argv,
             capability=request.capability,
             mount_group=request.mount_group,
+            razor_volume=request.razor_volume,
         )
         # Recorded before the daemon starts: a plugin killed mid-stage finds the record and
         # either adopts the daemon or cleans up on the retried or final unstage. A volume on the
@@ -433,7 +460,9 @@ class Supervisor:
         argv[2] = str(staging)  # mount URL MOUNTPOINT ...
         _set_flag(argv, "--cache-dir", str(cache_dir))
         _set_flag(argv, "--gid", str(group))
-        _set_flag(argv, VOLUME_NAME_FLAG, key)
+        # Its own name in logs and metrics: two daemons must never export the same series.
+        name = argv[argv.index(VOLUME_NAME_FLAG) + 1] if VOLUME_NAME_FLAG in argv else parent.volume_id
+        _set_flag(argv, VOLUME_NAME_FLAG, f"{name}#fsgroup={group}")
         credentials = self.store.load_credentials(parent.volume_id)
         if "--ca-bundle" in argv and credentials.ca_bundle:
             bundle = own_dir / CA_BUNDLE_NAME  # a mount pod sees its own directory only
@@ -447,6 +476,7 @@ class Supervisor:
             capability=parent.capability,
             mount_group=group,
             parent=parent.volume_id,
+            razor_volume=parent.razor_volume,
         )
         self.store.save_credentials(key, credentials)
         self.store.save(record)
@@ -464,7 +494,13 @@ class Supervisor:
         return mount
 
     async def publish(
-        self, volume_id: str, staging_path: Path, target: Path, read_only: bool, mount_group: int | None = None
+        self,
+        volume_id: str,
+        staging_path: Path,
+        target: Path,
+        read_only: bool,
+        mount_group: int | None = None,
+        pod: dict[str, str] | None = None,
     ) -> None:
         async with self._lock(volume_id):
             volume = self.volumes.get(volume_id)
@@ -477,9 +513,11 @@ class Supervisor:
                     raise Unavailable(f"volume {volume_id} is {volume.state.value}: {volume.last_error}")
                 volume = await self._group_mount(volume, mount_group)
             async with self._lock(volume.record.volume_id) if volume.record.parent else contextlib.nullcontext():
-                await self._bind_target(volume, target, read_only)
+                await self._bind_target(volume, target, read_only, pod)
 
-    async def _bind_target(self, volume: StagedVolume, target: Path, read_only: bool) -> None:
+    async def _bind_target(
+        self, volume: StagedVolume, target: Path, read_only: bool, pod: dict[str, str] | None
+    ) -> None:
         key = str(target)
         if key in volume.record.targets:
             if volume.record.targets[key] != read_only:
@@ -492,11 +530,14 @@ class Supervisor:
             raise AlreadyExists(f"{target} is already a mount point")
         await mounts.make_target(target)
         volume.record.targets[key] = read_only
+        if pod:
+            volume.record.target_pods[key] = pod
         self.store.save(volume.record)
         try:
             await mounts.bind(volume.staging_path, target, read_only)
         except BaseException:
             del volume.record.targets[key]
+            volume.record.target_pods.pop(key, None)
             self.store.save(volume.record)
             raise
 
@@ -506,6 +547,7 @@ class Supervisor:
             await mounts.remove_target(target)
             volume = self.volumes.get(volume_id)
             for mount in ([volume] if volume else []) + self._group_mounts(volume_id):
+                mount.record.target_pods.pop(str(target), None)
                 if mount.record.targets.pop(str(target), None) is None:
                     continue
                 self.store.save(mount.record)

@@ -212,8 +212,14 @@ def test_node_admin_is_tls_with_the_operators_audience_bound_token_and_no_shared
     assert source["audience"] == "razorfs-node-admin" and source["expirationSeconds"] <= 3600
     node_role = one(objs, "ClusterRole", "-node")
     assert node_role["rules"] == [
-        {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]}
+        {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     ]
+    # Mount pods: only in the release namespace, and no update (a pod is replaced, never changed).
+    mount_pods_role = one(objs, "Role", "-node-mount-pods")
+    assert mount_pods_role["metadata"]["namespace"] == "razorfs"
+    pod_verbs = ["create", "get", "list", "delete"]
+    assert mount_pods_role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": pod_verbs}]
 
 
 def test_network_policy_lets_only_operator_pods_reach_the_admin_port() -> None:
