@@ -109,10 +109,15 @@ class Namespace(PathLookup):
                     info = await self.store.copy(f.base_key, new_key, None if f.dirty else metadata)
                     await self.store.delete(f.base_key)
                     f.base_key, f.base_etag = new_key, info.etag
-                elif replaced is None and await self.head(new_key) is not None:
-                    # The new name's old object would show through until our upload: remove it.
-                    await self.store.delete(new_key)
-                self.cache.move(f, new)
+                    self.cache.move(f, new)
+                else:
+                    # The new name's object (the replaced file's upload, or one not cached here)
+                    # would show through until our upload, and stay if the file moves on before
+                    # it: removed once the file is journaled under the new name.
+                    stale = replaced is not None or await self.head(new_key) is not None
+                    self.cache.move(f, new)
+                    if stale:
+                        await self.store.delete(new_key)
         self.note_gone(old)
         node = await self.stat(new) if f is None else self.node_of_cached(f)
         self.note_file(new, node.size if node else 0, time.time())
