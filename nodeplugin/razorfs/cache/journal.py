@@ -5,10 +5,12 @@ replays these rows: nothing close() acknowledged is lost when the daemon dies.
 
 Durability, stated exactly: a row is committed without an fsync (the row, and the cache file it
 describes, written with pwrite, are then in the kernel's page cache, which survives any death of
-this process). A sync round then fsyncs the cache files of unsynced rows, marks the rows `synced`
-and fdatasyncs the WAL file: one WAL sync for all the rows of a round, and for the rows removed
-since the last round. A small file's row carries its whole content (`inline_data`), so its cache
-file needs no fsync: the row alone restores it, and such a row is whole whenever it exists.
+this process). A sync round then fsyncs the cache files of unsynced rows and their directory
+(new and renamed cache files are found after a power loss), marks the rows `synced` and
+fdatasyncs the WAL file (and the cache dir once per new WAL file): one WAL sync for all the rows of
+a round, and for the rows removed since the last round. A small file's row carries its whole
+content (`inline_data`), so its cache file needs no fsync: the row alone restores it, and such a
+row is whole whenever it exists.
 close() returns only after such a round (group commit: the closes that arrive during a round share
 the next), so what close() acknowledged survives a power loss too. A row
 found unsynced after a reboot (another `boot_id`) belongs to a close() that never returned, or to
@@ -109,6 +111,7 @@ class Journal:
                 self._db.execute(f"ALTER TABLE dirty_files ADD COLUMN {name} {decl}")
         self.boot_id = current_boot_id()
         self._wal_path = Path(f"{db_path}-wal")
+        self._wal_inode_in_dir = 0  # the WAL file whose directory entry sync_wal made durable
 
     def close(self) -> None:
         # A checkpoint syncs the WAL and the database (synchronous=NORMAL does at checkpoints), so
@@ -167,6 +170,16 @@ class Journal:
             # been reset by a checkpoint, frames overwrite its old blocks and no journal commit of
             # the filesystem is needed.
             os.fdatasync(fd)
+            inode = os.fstat(fd).st_ino
+            if inode != self._wal_inode_in_dir:
+                # A new WAL file (SQLite makes one when the database opens): its directory entry
+                # must be on the disk too, or a power loss leaves synced frames in no file.
+                dir_fd = os.open(self._wal_path.parent, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)
+                self._wal_inode_in_dir = inode
         finally:
             os.close(fd)
 

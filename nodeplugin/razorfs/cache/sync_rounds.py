@@ -140,9 +140,11 @@ class SyncRounds:
 
 
 def _fsync_paths(paths: list[Path]) -> None:
-    """fsync each file; for more than SYNCFS_ABOVE_FILES, one syncfs of their filesystem instead
-    (a burst of small files would otherwise cost one ext4 journal commit each, and stall the
-    creates of the files that follow)."""
+    """fsync each file, then each of their directories (a cache file made or renamed since the
+    last round is found after a power loss only if its directory entry is on the disk too); for
+    more than SYNCFS_ABOVE_FILES, one syncfs of their filesystem instead (a burst of small files
+    would otherwise cost one ext4 journal commit each, and stall the creates of the files that
+    follow)."""
     if len(paths) > SYNCFS_ABOVE_FILES and hasattr(_libc, "syncfs"):
         fd = os.open(paths[0].parent, os.O_RDONLY | os.O_DIRECTORY)
         try:
@@ -161,6 +163,16 @@ def _fsync_paths(paths: list[Path]) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+    for directory in sorted({path.parent for path in paths}):
+        fsync_directory(directory)
+
+
+def fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
