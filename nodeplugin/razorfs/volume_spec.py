@@ -36,6 +36,8 @@ class ContextKey:
     AUTHENTICATION = "authentication"
     # The RazorVolume a PV serves ("namespace", "name"): labels of its daemon's logs and metrics.
     RAZOR_VOLUME_NAMESPACE = "razorVolumeNamespace"
+    # The RazorVolume's spec.mountPod as JSON ({"resources", "priorityClassName", "tolerations"}).
+    MOUNT_POD = "mountPod"
     RAZOR_VOLUME_NAME = "razorVolumeName"
 
 
@@ -177,6 +179,32 @@ class MountOptionsSpec(_Model):
     read_only: bool = False
 
 
+class Quantities(_Model):
+    cpu: str | None = None
+    memory: str | None = None
+
+
+class MountPodResources(_Model):
+    requests: Quantities | None = None
+    limits: Quantities | None = None
+
+
+class Toleration(_Model):
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class MountPodSpec(_Model):
+    """`spec.mountPod`: over the chart's mountPod values for this volume's mount pods."""
+
+    resources: MountPodResources | None = None
+    priority_class_name: str | None = None
+    tolerations: list[Toleration] | None = None
+
+
 def _default_access_modes() -> list[AccessMode]:
     return ["ReadWriteMany"]
 
@@ -188,6 +216,7 @@ class RazorVolumeSpec(_Model):
     reclaim_policy: ReclaimPolicy = "Retain"
     cache: CacheSettings = Field(default_factory=CacheSettings)
     mount_options: MountOptionsSpec = Field(default_factory=MountOptionsSpec)
+    mount_pod: MountPodSpec | None = None
     storage_class_name: str | None = None
 
 

@@ -12,6 +12,7 @@ Capacity only ever grows (the CRD refuses a shrink): the PV and the claim's stat
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,6 +87,10 @@ def volume_attributes(spec: RazorVolumeSpec) -> dict[str, str]:
         attributes[ContextKey.UID] = str(mount.uid)
     if mount.gid is not None:
         attributes[ContextKey.GID] = str(mount.gid)
+    if spec.mount_pod is not None:
+        pod = spec.mount_pod.model_dump(by_alias=True, exclude_none=True)
+        if pod:
+            attributes[ContextKey.MOUNT_POD] = json.dumps(pod, sort_keys=True, separators=(",", ":"))
     return attributes
 
 

@@ -8,6 +8,7 @@ during a round share the next one), and every LOCAL_SYNC_INTERVAL_S for rows nob
 from __future__ import annotations
 
 import logging
+import math
 import random
 import sqlite3
 from collections import deque
@@ -15,7 +16,7 @@ from collections import deque
 import trio
 
 from razorfs.cache.cached_file import CachedFile
-from razorfs.cache.errors import CacheConflict
+from razorfs.cache.errors import CacheConflict, UploadStalled
 from razorfs.cache.file_cache import FileCache
 from razorfs.store.errors import StoreError
 
@@ -26,6 +27,8 @@ FIRST_RETRY_DELAY_S = 0.2
 MAX_RETRY_DELAY_S = 30.0
 # Rows no closer waits for (attribute changes, private copies) are made power-safe this often.
 LOCAL_SYNC_INTERVAL_S = 1.0
+# How often a bounded fsync past its deadline looks whether an upload attempt failed.
+STALL_CHECK_INTERVAL_S = 0.5
 
 
 class Uploader:
@@ -91,11 +94,24 @@ class Uploader:
                     await self._retry_now.wait()
                 delay = min(delay * 2, MAX_RETRY_DELAY_S)
 
-    async def wait_uploaded(self, f: CachedFile) -> None:
-        """Returns once the version the file had at the call is in S3 (commit it first)."""
+    async def wait_uploaded(self, f: CachedFile, give_up_after_s: float | None = None) -> None:
+        """Returns once the version the file had at the call is in S3 (commit it first). With
+        `give_up_after_s` (fsync's bound), raises UploadStalled once that long has passed and an
+        upload attempt failed meanwhile (S3 down or refusing); a slow upload that is not failing
+        is waited for. The upload itself goes on either way."""
         target = f.journaled_version
+        failures_before = self.failed_attempts
+        deadline = math.inf if give_up_after_s is None else trio.current_time() + give_up_after_s
         while not f.deleted and f.uploaded_version < target:
-            await self.cache.wait_changed()
+            now = trio.current_time()
+            if now >= deadline and self.failed_attempts > failures_before:
+                raise UploadStalled(
+                    f"{f.path} is not in S3 after {give_up_after_s:g}s of failing uploads ({self.last_error}); "
+                    "it stays dirty and is uploaded once S3 answers"
+                )
+            # Past the deadline with no failure yet: look again at each failure's retry pace.
+            with trio.move_on_at(deadline if now < deadline else now + STALL_CHECK_INTERVAL_S):
+                await self.cache.wait_changed()
 
     async def flush(self) -> int:
         """Commits every dirty file and waits until nothing is dirty; returns the bytes flushed."""

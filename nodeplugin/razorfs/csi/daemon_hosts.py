@@ -82,6 +82,11 @@ class LocalDaemons:
         self.spares = spares
 
     async def start(self, record: VolumeRecord, request: Handover, fuse_fd: int, log_path: Path) -> None:
+        if record.mount_pod:
+            raise DaemonFailed(
+                f"volume {record.volume_id} has mountPod settings, but this node plugin runs its daemons as "
+                "processes (razorfs-node without --mount-pods): they cannot apply"
+            )
         socket_path = handover_socket(record)
         serve_argv = [SERVE_COMMAND, HANDOVER_SOCKET_FLAG, str(socket_path)]
         spare = self.spares.take(serve_argv, {}, log_path) if self.spares else None

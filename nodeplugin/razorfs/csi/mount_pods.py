@@ -178,8 +178,15 @@ class MountPods:
                 {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
             ],
         }
-        if t.priority_class_name:
-            spec["priorityClassName"] = t.priority_class_name
+        # The volume's own settings (RazorVolume spec.mountPod) replace the template's.
+        own = json.loads(record.mount_pod) if record.mount_pod else {}
+        if "resources" in own:
+            container["resources"] = own["resources"]
+        if "tolerations" in own:
+            spec["tolerations"] = own["tolerations"]
+        priority_class = own.get("priorityClassName", t.priority_class_name)
+        if priority_class:
+            spec["priorityClassName"] = priority_class
         labels = {**t.labels, APP_LABEL: APP_NAME, NODE_LABEL: node_label(t.node_name), MOUNT_LABEL: key}
         return {
             "apiVersion": "v1",

@@ -8,6 +8,7 @@ says `authentication: node`, with the node's own credential chain."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -124,6 +125,27 @@ def _razor_volume_name(context: Mapping[str, str]) -> str:
     return f"{namespace}/{name}"
 
 
+MOUNT_POD_FIELDS = ("priorityClassName", "resources", "tolerations")
+
+
+def _mount_pod(context: Mapping[str, str]) -> str:
+    """The context's mountPod settings as canonical JSON ("" without any)."""
+    raw = context.get(ContextKey.MOUNT_POD, "").strip()
+    if not raw:
+        return ""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise InvalidArgument(f"volume context {ContextKey.MOUNT_POD} must be a JSON object") from None
+    if not isinstance(value, dict) or set(value) - set(MOUNT_POD_FIELDS):
+        raise InvalidArgument(f"volume context {ContextKey.MOUNT_POD} may only set {', '.join(MOUNT_POD_FIELDS)}")
+    checks = {"priorityClassName": str, "resources": dict, "tolerations": list}
+    for key, kind in checks.items():
+        if key in value and not isinstance(value[key], kind):
+            raise InvalidArgument(f"volume context {ContextKey.MOUNT_POD}: {key} must be a {kind.__name__}")
+    return json.dumps(value, sort_keys=True, separators=(",", ":")) if value else ""
+
+
 @dataclass(frozen=True)
 class MountSettings:
     endpoint: str
@@ -144,6 +166,8 @@ class MountSettings:
     authentication: str = AUTHENTICATION_SECRET
     # "NAMESPACE/NAME" of the RazorVolume, when the context names it (logs and metrics label).
     volume_name: str = ""
+    # The volume's spec.mountPod (JSON, checked): over the chart's template for its mount pods.
+    mount_pod: str = ""
 
     @property
     def uses_node_identity(self) -> bool:
@@ -193,6 +217,7 @@ class MountSettings:
             read_only=_flag(context, ContextKey.READ_ONLY),
             authentication=authentication,
             volume_name=_razor_volume_name(context),
+            mount_pod=_mount_pod(context),
         )
 
     @property

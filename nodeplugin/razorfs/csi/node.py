@@ -74,6 +74,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):  # type: ignore[misc]
                 mount_group=_mount_group(request.volume_capability),
                 capability=request.volume_capability.SerializeToString(deterministic=True).hex(),
                 razor_volume=settings.volume_name,
+                mount_pod=settings.mount_pod,
             )
         )
         return csi_pb2.NodeStageVolumeResponse()

@@ -52,6 +52,7 @@ class VolumeRecord:
     # A mount for pods with another fsGroup than the stage's: the id of the staged volume it serves.
     parent: str = ""
     razor_volume: str = ""  # "NAMESPACE/NAME" of the RazorVolume, when the volume context names it
+    mount_pod: str = ""  # the volume's own mount pod settings (JSON), over the plugin's template
     # target path -> the workload pod using it {"namespace", "name", "uid"} (told what happens)
     target_pods: dict[str, dict[str, str]] = field(default_factory=dict)
 
@@ -70,6 +71,7 @@ class VolumeRecord:
             mount_group=data.get("mount_group"),
             parent=str(data.get("parent", "")),
             razor_volume=str(data.get("razor_volume", "")),
+            mount_pod=str(data.get("mount_pod", "")),
             target_pods={str(k): dict(v) for k, v in data.get("target_pods", {}).items()},
         )
 

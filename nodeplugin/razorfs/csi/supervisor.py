@@ -88,6 +88,7 @@ class StageRequest:
     mount_group: int | None
     capability: str  # serialized capability, compared on repeated calls
     razor_volume: str = ""  # "NAMESPACE/NAME" of its RazorVolume, if known
+    mount_pod: str = ""  # its mount pod settings (JSON)
 
 
 class Supervisor:
@@ -360,6 +361,7 @@ class Supervisor:
             capability=request.capability,
             mount_group=request.mount_group,
             razor_volume=request.razor_volume,
+            mount_pod=request.mount_pod,
         )
         # Recorded before the daemon starts: a plugin killed mid-stage finds the record and
         # either adopts the daemon or cleans up on the retried or final unstage. A volume on the
@@ -477,6 +479,7 @@ class Supervisor:
             mount_group=group,
             parent=parent.volume_id,
             razor_volume=parent.razor_volume,
+            mount_pod=parent.mount_pod,
         )
         self.store.save_credentials(key, credentials)
         self.store.save(record)

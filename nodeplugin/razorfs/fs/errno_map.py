@@ -11,7 +11,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import pyfuse3
 
-from razorfs.cache.errors import CacheConflict
+from razorfs.cache.errors import CacheConflict, UploadStalled
 from razorfs.store import errors as store_errors
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,7 @@ _ERRNO_OF: list[tuple[type[Exception], int]] = [
     (store_errors.InvalidRequest, errno.EINVAL),
     (store_errors.PreconditionFailed, errno.ESTALE),
     (CacheConflict, errno.EIO),
+    (UploadStalled, errno.EIO),
     (store_errors.StoreError, errno.EIO),  # unavailable, throttled after retries, no bucket
 ]
 
@@ -46,7 +47,7 @@ def errno_boundary(op: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Corou
             return await op(*args, **kwargs)
         except pyfuse3.FUSEError:
             raise
-        except (store_errors.StoreError, CacheConflict, OSError) as err:
+        except (store_errors.StoreError, CacheConflict, UploadStalled, OSError) as err:
             code = errno_of(err)
             log.warning("%s failed: %s: %s -> %s", op.__name__, type(err).__name__, err, errno.errorcode[code])
             raise pyfuse3.FUSEError(code) from err

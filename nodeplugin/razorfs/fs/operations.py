@@ -43,12 +43,16 @@ CACHE_MODES = ("writeback", "writethrough", "readonly")
 BLOCK_SIZE_BYTES = 128 * 1024
 STATFS_BLOCKS = 2**40 // 4096  # S3 has no capacity: report 1 PiB free
 STATFS_FILES = 2**32
+DEFAULT_FSYNC_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
 class FsOptions:
     cache_mode: str = "writeback"
     metadata_ttl_s: float = 1.0
+    # fsync() returns EIO once it waited this long for its upload while the uploads kept failing
+    # (the data stays dirty and is uploaded later); None: wait as long as it takes.
+    fsync_timeout_s: float | None = DEFAULT_FSYNC_TIMEOUT_S
 
     @property
     def read_only(self) -> bool:
@@ -299,7 +303,7 @@ class RazorOperations(pyfuse3.Operations):  # type: ignore[misc]
     async def fsync(self, fh: int, datasync: bool) -> None:
         f = self._handles[fh].file
         await self.cache.commit(f)
-        await self.uploader.wait_uploaded(f)
+        await self.uploader.wait_uploaded(f, self.options.fsync_timeout_s)
 
     # -- directories ------------------------------------------------------------------------------
 

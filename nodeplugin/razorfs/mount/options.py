@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from razorfs.errors import UsageError
+from razorfs.fs.operations import DEFAULT_FSYNC_TIMEOUT_S
 from razorfs.log_format import add_log_format_argument
 from razorfs.store.location import S3Url, parse_s3_url
 from razorfs.store.object_attrs import AttrDefaults
@@ -18,6 +19,10 @@ from razorfs.volume_spec import CACHE_MODES, parse_duration, parse_mode, parse_s
 
 DEFAULT_CACHE_SIZE = "10GiB"
 DEFAULT_METADATA_TTL = "1s"
+# How long fsync() waits for its upload while S3 keeps failing before it returns EIO ("0" or
+# "block": as long as it takes). The data stays dirty and is uploaded once S3 answers.
+DEFAULT_FSYNC_TIMEOUT = f"{DEFAULT_FSYNC_TIMEOUT_S:g}s"
+FSYNC_BLOCK = "block"
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,8 @@ class MountOptions:
     # the user picks; default the s3:// URL) and the node it runs on. Never a secret.
     volume_name: str = ""
     node_name: str = ""
+    # --fsync-timeout (default DEFAULT_FSYNC_TIMEOUT); None: fsync() waits until the upload succeeds.
+    fsync_timeout_s: float | None = DEFAULT_FSYNC_TIMEOUT_S
 
     @property
     def volume_label(self) -> str:
@@ -66,6 +73,13 @@ def add_mount_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-size", default=DEFAULT_CACHE_SIZE, help="cache byte limit (default 10GiB)")
     parser.add_argument("--cache-mode", default="writeback", choices=CACHE_MODES)
     parser.add_argument("--metadata-ttl", default=DEFAULT_METADATA_TTL, help="listing/attribute TTL (default 1s)")
+    parser.add_argument(
+        "--fsync-timeout",
+        default=DEFAULT_FSYNC_TIMEOUT,
+        metavar="DURATION|block",
+        help="fsync() returns EIO after waiting this long while uploads to S3 keep failing; the data stays "
+        f"dirty and is uploaded later (default {DEFAULT_FSYNC_TIMEOUT}; 0 or {FSYNC_BLOCK}: wait however long)",
+    )
     parser.add_argument("--uid", type=int, default=0, help="owner of objects without uid metadata")
     parser.add_argument("--gid", type=int, default=0, help="group of objects without gid metadata")
     parser.add_argument("--file-mode", default="0644", help="mode of files without mode metadata")
@@ -99,6 +113,7 @@ def mount_options_from_args(args: argparse.Namespace) -> MountOptions:
     try:
         cache_size = parse_size(args.cache_size)
         ttl = parse_duration(args.metadata_ttl)
+        fsync_timeout = parse_fsync_timeout(args.fsync_timeout)
         file_mode = parse_mode(args.file_mode)
         dir_mode = parse_mode(args.dir_mode)
     except ValueError as err:
@@ -132,7 +147,16 @@ def mount_options_from_args(args: argparse.Namespace) -> MountOptions:
         log_format=args.log_format,
         volume_name=args.volume_name,
         node_name=args.node_name,
+        fsync_timeout_s=fsync_timeout,
     )
+
+
+def parse_fsync_timeout(text: str) -> float | None:
+    """Seconds from `--fsync-timeout`; None for "block" or 0 (fsync waits for S3 however long)."""
+    if text.strip().lower() == FSYNC_BLOCK:
+        return None
+    seconds = parse_duration(text)
+    return seconds if seconds > 0 else None
 
 
 class _RaisingParser(argparse.ArgumentParser):

@@ -192,6 +192,7 @@ def test_a_prefix_with_stray_slashes_or_dots_is_refused_with_a_sentence(
         ("cache.size", "big"),
         ("cache.metadataTTL", "1d"),
         ("mountOptions.fileMode", "999"),
+        ("mountPod.resources.limits.memory", "lots"),
         ("storageClassName", "Bad_Class"),
     ],
 )
@@ -253,3 +254,17 @@ def test_kubectl_explain_shows_the_description(
     assert result.returncode == 0, result.stderr
     description = result.stdout.split("DESCRIPTION:", 1)[1].split("FIELDS:", 1)[0].strip()
     assert len(description.split()) >= 3, result.stdout
+
+
+def test_mount_pod_settings_are_accepted_and_immutable(custom_api: Any, kube_namespace: str) -> None:
+    spec = s3_spec(ENDPOINT, "my-bucket")
+    spec["mountPod"] = {
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "2Gi"}},
+        "priorityClassName": "storage-critical",
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "storage", "effect": "NoSchedule"}],
+    }
+    created = create(custom_api, kube_namespace, "podsettings", spec)
+    assert created["spec"]["mountPod"] == spec["mountPod"]
+    change = {"mountPod": {"priorityClassName": "other"}}
+    message = rejection(lambda: patch_spec(custom_api, kube_namespace, "podsettings", change))
+    assert "mountPod is immutable" in message

@@ -80,3 +80,17 @@ def test_the_template_file_the_chart_writes_is_read(tmp_path: Path) -> None:
     assert manifest["spec"]["containers"][0]["ports"][0]["containerPort"] == 9813
     assert manifest["metadata"]["labels"]["team"] == "storage"
     assert manifest["metadata"]["namespace"] == "razorfs"
+
+
+def test_a_volumes_own_mount_pod_settings_replace_the_templates() -> None:
+    own = record()
+    own.mount_pod = json.dumps({
+        "resources": {"limits": {"memory": "3Gi"}}, "priorityClassName": "volumes",
+        "tolerations": [{"key": "storage", "operator": "Exists"}],
+    })  # fmt: skip
+    manifest = MountPods(template(priority_class_name="system-node-critical"), api=None).manifest(own)
+    assert manifest["spec"]["containers"][0]["resources"] == {"limits": {"memory": "3Gi"}}
+    assert manifest["spec"]["priorityClassName"] == "volumes"
+    assert manifest["spec"]["tolerations"] == [{"key": "storage", "operator": "Exists"}]
+    plain = MountPods(template(priority_class_name="system-node-critical"), api=None).manifest(record())
+    assert plain["spec"]["priorityClassName"] == "system-node-critical"

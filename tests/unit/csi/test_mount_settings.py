@@ -84,6 +84,9 @@ def test_mount_group_overrides_context_gid() -> None:
         {**BASE, "fileMode": "rwx"},
         {**BASE, "readOnly": "maybe"},
         {**BASE, "sse": "rot13"},
+        {**BASE, "mountPod": "{not json"},
+        {**BASE, "mountPod": '{"image": "evil/image"}'},
+        {**BASE, "mountPod": '{"resources": "lots"}'},
     ],
 )
 def test_bad_context_is_invalid_argument(context: dict[str, str]) -> None:
@@ -143,3 +146,9 @@ def test_incomplete_stage_secrets_fail_naming_the_missing_key_never_a_value(
 
 def test_complete_stage_secrets_pass() -> None:
     Credentials.from_secrets({"accessKeyID": "a", "secretAccessKey": "b"}).require_complete()
+
+
+def test_mount_pod_settings_are_kept_as_canonical_json() -> None:
+    settings = MountSettings.from_context({**BASE, "mountPod": '{"priorityClassName": "p", "resources": {}}'})
+    assert settings.mount_pod == '{"priorityClassName":"p","resources":{}}'
+    assert MountSettings.from_context(BASE).mount_pod == ""

@@ -4,6 +4,7 @@ same settings. Specs are generated from the CRD's own format rules (`self.matche
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -92,3 +93,19 @@ def test_node_plugin_reads_back_what_the_operator_writes(raw: dict[str, Any]) ->
     assert (parsed.uid, parsed.gid) == (spec.mount_options.uid, spec.mount_options.gid)
     assert (parsed.file_mode, parsed.dir_mode) == (spec.mount_options.file_mode, spec.mount_options.dir_mode)
     assert parsed.read_only == spec.mount_options.read_only
+
+
+def test_the_node_plugin_reads_back_a_volumes_mount_pod_settings() -> None:
+    spec = RazorVolumeSpec.model_validate({
+        "s3": {"endpoint": "http://s3:9000", "bucket": "b", "secretRef": {"name": "s"}},
+        "mountPod": {"resources": {"limits": {"memory": "2Gi"}}, "priorityClassName": "p",
+                     "tolerations": [{"key": "k", "operator": "Exists", "tolerationSeconds": 30}]},
+    })  # fmt: skip
+    parsed = MountSettings.from_context(volume_attributes(spec))
+    assert json.loads(parsed.mount_pod) == {
+        "resources": {"limits": {"memory": "2Gi"}},
+        "priorityClassName": "p",
+        "tolerations": [{"key": "k", "operator": "Exists", "tolerationSeconds": 30}],
+    }
+    plain = RazorVolumeSpec.model_validate({"s3": spec.s3.model_dump(by_alias=True)})
+    assert MountSettings.from_context(volume_attributes(plain)).mount_pod == ""
