@@ -329,7 +329,8 @@ async def serve(config: Config) -> None:
     relay: asyncio.Task[None] | None = None
     try:
         if supervisor is not None:
-            relay = asyncio.create_task(DaemonLogRelay(supervisor.daemon_logs).run(), name="daemon-log-relay")
+            if isinstance(supervisor.host, LocalDaemons):  # a mount pod's daemon logs to its own stderr
+                relay = asyncio.create_task(DaemonLogRelay(supervisor.daemon_logs).run(), name="daemon-log-relay")
             await supervisor.adopt_all()
             if isinstance(supervisor.host, LocalDaemons):
                 supervisor.host.replenish_spare()

@@ -163,6 +163,7 @@ def _child_argv(args: argparse.Namespace) -> list[str]:
         "--cache-size": args.cache_size,
         "--cache-mode": args.cache_mode,
         "--metadata-ttl": args.metadata_ttl,
+        "--fsync-timeout": args.fsync_timeout,
         "--uid": args.uid,
         "--gid": args.gid,
         "--file-mode": args.file_mode,
