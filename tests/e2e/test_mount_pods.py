@@ -43,6 +43,16 @@ exec sleep 600
 """
 
 
+def bound_volume(dev: dev_cluster.DevState, core: Any, namespace: str, name: str, prefix: str,
+                 **spec: Any) -> None:
+    """A RazorVolume (with extra spec fields) whose claim is Bound."""
+    volume = razorvolume(name, namespace, dev, prefix)
+    volume["spec"].update(spec)
+    dev_cluster.apply_objects(dev, volume)
+    wait_for(f"claim {name} bound",
+             lambda: core.read_namespaced_persistent_volume_claim(name, namespace).status.phase == "Bound")
+
+
 def mount_pods(core: Any) -> list[Any]:
     return list(core.list_namespaced_pod(dev_cluster.SYSTEM_NAMESPACE, label_selector=MOUNT_POD_SELECTOR).items)
 
@@ -87,9 +97,7 @@ def test_a_volume_keeps_serving_through_plugin_restart_upgrade_and_crash(
 
     core: Any = client.CoreV1Api(api)
     prefix = f"mountpods-{uuid.uuid4().hex[:8]}"
-    dev_cluster.apply_objects(dev, razorvolume("kept", namespace, dev, prefix))
-    wait_for("claim bound", lambda: core.read_namespaced_persistent_volume_claim("kept", namespace)
-             .status.phase == "Bound")
+    bound_volume(dev, core, namespace, "kept", prefix)
     # No HostToContainer propagation: the workload's mount itself must never break.
     dev_cluster.apply_objects(dev, pod("writer", namespace, dev.image, WRITER, "kept"))
     running(core, namespace, "writer")
@@ -157,13 +165,13 @@ def test_a_mount_daemon_killed_with_sigkill_is_replaced_and_loses_nothing_acknow
 
     core: Any = client.CoreV1Api(api)
     prefix = f"killed-{uuid.uuid4().hex[:8]}"
-    dev_cluster.apply_objects(dev, razorvolume("victim", namespace, dev, prefix))
-    wait_for("claim bound", lambda: core.read_namespaced_persistent_volume_claim("victim", namespace)
-             .status.phase == "Bound")
+    bound_volume(dev, core, namespace, "victim", prefix)
     # HostToContainer: the new session is mounted over the dead one, and must reach the container.
+    # Descriptors open across the kill: 3 written to and never closed, 4 open for reading.
     script = ("echo acknowledged > /data/closed.txt && exec 3>/data/open.txt && echo before >&3 && "
-              "touch /tmp/ready && while [ ! -e /tmp/go ]; do sleep 0.1; done && "
-              "(echo after >&3) 2>/tmp/open-fd-error; echo $? > /tmp/open-fd-status; exec sleep 600")
+              "exec 4</data/closed.txt && touch /tmp/ready && while [ ! -e /tmp/go ]; do sleep 0.1; done && "
+              "(echo after >&3) 2>/tmp/write-fd-error; echo $? > /tmp/write-fd-status; "
+              "(cat <&4) 2>/tmp/read-fd-error; echo $? > /tmp/read-fd-status; exec sleep 600")
     dev_cluster.apply_objects(dev, pod("holder", namespace, dev.image, script, "victim", host_to_container=True))
     running(core, namespace, "holder")
     wait_for("holder ready", lambda: exec_in(dev, namespace, "holder", "ls /tmp/ready", check=False))
@@ -177,12 +185,17 @@ def test_a_mount_daemon_killed_with_sigkill_is_replaced_and_loses_nothing_acknow
     recovered_s = time.monotonic() - killed_at
     # What a descriptor open at the moment of the kill gets (README: "When a mount daemon dies").
     exec_in(dev, namespace, "holder", "touch /tmp/go")
-    status = wait_for("open fd used", lambda: exec_in(dev, namespace, "holder", "cat /tmp/open-fd-status",
-                                                       check=False).strip())
-    fd_error = exec_in(dev, namespace, "holder", "cat /tmp/open-fd-error")
-    print(f"\nmount daemon SIGKILL: new opens work again after {recovered_s:.1f}s; a write on a descriptor "
-          f"open before the kill exits {status}: {fd_error.strip()!r}")
-    assert status != "0", "a descriptor of the dead session cannot reach the new one"
+    read_status = wait_for("old descriptors used", lambda: exec_in(
+        dev, namespace, "holder", "cat /tmp/read-fd-status", check=False).strip())
+    write_status = exec_in(dev, namespace, "holder", "cat /tmp/write-fd-status").strip()
+    write_error = exec_in(dev, namespace, "holder", "cat /tmp/write-fd-error").strip()
+    read_error = exec_in(dev, namespace, "holder", "cat /tmp/read-fd-error").strip()
+    unclosed = exec_in(dev, namespace, "holder", "cat /data/open.txt 2>&1; echo status $?").strip()
+    print(f"\nmount daemon SIGKILL: new opens work again after {recovered_s:.1f}s; on descriptors open "
+          f"before the kill a write exits {write_status} ({write_error!r}), a read exits {read_status} "
+          f"({read_error!r}); the file written and never closed now reads {unclosed!r}")
+    assert write_status != "0" and "I/O error" in write_error, "a descriptor of the dead session fails with EIO"
+    assert read_status != "0" and "I/O error" in read_error
     (replaced,) = mount_pods(core)
     assert replaced.metadata.uid == mount_pod.metadata.uid, "kubelet restarted the daemon in its pod"
     assert replaced.status.container_statuses[0].restart_count == 1
@@ -192,6 +205,8 @@ def test_a_mount_daemon_killed_with_sigkill_is_replaced_and_loses_nothing_acknow
     wait_for("no mount pod left", lambda: not mount_pods(core))
     assert s3.get_object(Bucket=dev.bucket, Key=f"{prefix}/closed.txt")["Body"].read() == b"acknowledged\n"
     assert s3.get_object(Bucket=dev.bucket, Key=f"{prefix}/new.txt")["Body"].read() == b"again\n"
+    left = keys_under(s3, dev.bucket, prefix + "/").get(f"{prefix}/open.txt")
+    print(f"the never-closed file in S3 after unstage: {left} bytes")
 
 
 def group_pod(name: str, namespace: str, image: str, group: int, claim: str) -> dict[str, Any]:
@@ -208,12 +223,8 @@ def test_pods_with_different_fsgroups_each_see_their_own_group_and_one_group_sha
 
     core: Any = client.CoreV1Api(api)
     prefix = f"groups-{uuid.uuid4().hex[:8]}"
-    volume = razorvolume("shared", namespace, dev, prefix)
     # Group-writable, so each fsGroup's members may create files in the volume's root.
-    volume["spec"]["mountOptions"] = {"dirMode": "0775", "fileMode": "0664"}
-    dev_cluster.apply_objects(dev, volume)
-    wait_for("claim bound", lambda: core.read_namespaced_persistent_volume_claim("shared", namespace)
-             .status.phase == "Bound")
+    bound_volume(dev, core, namespace, "shared", prefix, mountOptions={"dirMode": "0775", "fileMode": "0664"})
     dev_cluster.apply_objects(dev, group_pod("first", namespace, dev.image, 1000, "shared"))
     running(core, namespace, "first")
     dev_cluster.apply_objects(dev, group_pod("other", namespace, dev.image, 2000, "shared"),
