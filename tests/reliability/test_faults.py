@@ -2,10 +2,12 @@
 requests failing (500, 503 SlowDown, resets, truncated bodies) a workload of 100 files loses and
 corrupts nothing; during a partition, writes keep landing in the cache (close() returns) and are
 uploaded once it ends; cold reads under the same faults return the right bytes. The bucket is
-judged directly on the real server, never through the proxy."""
+judged directly on the real server, never through the proxy. fsync() during an outage returns EIO
+after the mount's --fsync-timeout, and the data it could not upload is uploaded once S3 is back."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import time
@@ -164,3 +166,32 @@ def test_sigterm_while_s3_refuses_uploads_waits_and_uploads_before_exiting(
     assert not mount.alive(), f"the daemon did not exit once S3 took uploads again\n{mount.log_tail()}"
     assert not is_mounted(mount.mountpoint)
     assert objects_under(s3_client, bucket, "vol/") == expected
+
+
+@pytest.mark.timeout(150)
+def test_fsync_during_an_outage_fails_with_eio_after_the_fsync_timeout_and_the_data_is_uploaded_later(
+    mount_factory: MountFactory, fault_proxy: FaultProxy, s3_client: Any, bucket: str
+) -> None:
+    # A long metadata TTL: opening the file during the outage needs no revalidation from S3.
+    bounded = ["--fsync-timeout", "2s"]
+    mount = mount_factory(endpoint_url=fault_proxy.endpoint_url, metadata_ttl="1h", extra_args=bounded)
+    path = mount.mountpoint / "synced.bin"
+    write_file(path, b"uploaded before the outage\n")
+    mount.flush()
+    data = content_for(3, "synced.bin", 300 * KiB)
+    fault_proxy.partition(3600)  # every request to S3 reset until healed
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    try:
+        os.write(fd, data)
+        with pytest.raises(OSError) as failed:
+            os.fsync(fd)  # bounded: the uploads keep failing
+        assert failed.value.errno == errno.EIO, failed.value
+    finally:
+        os.close(fd)  # close() still acknowledges the data: it is on the local disk and journaled
+    assert path.read_bytes() == data
+    assert objects_under(s3_client, bucket, "vol/") == {"synced.bin": b"uploaded before the outage\n"}
+    assert fault_proxy.stats.faults["refuse"] > 0
+    fault_proxy.heal()
+    mount.flush(timeout_s=120)
+    assert objects_under(s3_client, bucket, "vol/") == {"synced.bin": data}, "the dirty data was not uploaded later"
+    assert mount.alive(), mount.log_tail()
