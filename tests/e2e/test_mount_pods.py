@@ -5,6 +5,7 @@ no mount pod outlives its volume."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -27,6 +28,7 @@ NODE_SELECTOR = "app.kubernetes.io/component=node"
 # A new file every 100 ms (written, then read back and compared) plus a line appended to a file
 # held open from start to end; every failed step is written down outside the volume.
 WRITER = r"""
+head -c 314572800 /dev/urandom > /data/big.bin && md5sum /data/big.bin | cut -d' ' -f1 > /tmp/big.md5
 exec 3>>/data/appended.txt
 n=0
 while [ ! -e /tmp/stop ]; do
@@ -97,7 +99,8 @@ def test_a_volume_keeps_serving_through_plugin_restart_upgrade_and_crash(
 
     core: Any = client.CoreV1Api(api)
     prefix = f"mountpods-{uuid.uuid4().hex[:8]}"
-    bound_volume(dev, core, namespace, "kept", prefix)
+    # A daemon that writes a 300 MiB file stays within a 320 MiB limit (its cache is on disk).
+    bound_volume(dev, core, namespace, "kept", prefix, mountPod={"resources": {"limits": {"memory": "320Mi"}}})
     # No HostToContainer propagation: the workload's mount itself must never break.
     dev_cluster.apply_objects(dev, pod("writer", namespace, dev.image, WRITER, "kept"))
     running(core, namespace, "writer")
@@ -109,6 +112,7 @@ def test_a_volume_keeps_serving_through_plugin_restart_upgrade_and_crash(
     assert container.security_context.capabilities.drop == ["ALL"]
     assert mount_pod.spec.security_context.run_as_non_root is True
     assert not any(e.name.startswith("AWS_") for e in container.env or []), "credentials never in a pod spec"
+    assert container.resources.limits == {"memory": "320Mi"}, "the RazorVolume's spec.mountPod applies"
     keeps_writing(dev, namespace, "the start")
 
     ns = dev_cluster.SYSTEM_NAMESPACE
@@ -134,23 +138,29 @@ def test_a_volume_keeps_serving_through_plugin_restart_upgrade_and_crash(
 
     (still,) = mount_pods(core)
     assert still.metadata.uid == mount_pod.metadata.uid, "the same mount pod served throughout"
-    assert still.status.container_statuses[0].restart_count == 0
+    assert still.status.container_statuses[0].restart_count == 0, "never restarted (no OOM kill either)"
 
     exec_in(dev, namespace, "writer", "touch /tmp/stop")
     wait_for("writer finished", lambda: exec_in(dev, namespace, "writer", "cat /tmp/finished", check=False))
     total = written(dev, namespace)
     assert errors(dev, namespace) == ""
+    big_md5 = exec_in(dev, namespace, "writer", "cat /tmp/big.md5").strip()
     core.delete_namespaced_pod("writer", namespace)
     wait_unstaged(dev)
     wait_for("no mount pod left", lambda: not mount_pods(core))
 
     keys = keys_under(s3, dev.bucket, prefix + "/")
-    assert set(keys) == {f"{prefix}/f-{n}.txt" for n in range(1, total + 1)} | {f"{prefix}/appended.txt"}
+    assert set(keys) == {f"{prefix}/f-{n}.txt" for n in range(1, total + 1)} | {f"{prefix}/{name}" for name in (
+        "appended.txt", "big.bin")}
     for n in (1, total // 2, total):
         body = s3.get_object(Bucket=dev.bucket, Key=f"{prefix}/f-{n}.txt")["Body"].read()
         assert body == f"file {n}\n".encode()
     appended = s3.get_object(Bucket=dev.bucket, Key=f"{prefix}/appended.txt")["Body"].read().decode()
     assert appended == "".join(f"line {n}\n" for n in range(1, total + 1))
+    big = hashlib.md5(usedforsecurity=False)
+    for chunk in s3.get_object(Bucket=dev.bucket, Key=f"{prefix}/big.bin")["Body"].iter_chunks(1 << 20):
+        big.update(chunk)
+    assert big.hexdigest() == big_md5
 
 
 def daemon_pid(dev: dev_cluster.DevState, mount_pod_name: str) -> int:
