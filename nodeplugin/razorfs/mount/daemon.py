@@ -157,7 +157,11 @@ class MountDaemon:
             self.namespace,
             self.cache,
             self.uploader,
-            FsOptions(cache_mode=options.cache_mode, metadata_ttl_s=options.metadata_ttl_s),
+            FsOptions(
+                cache_mode=options.cache_mode,
+                metadata_ttl_s=options.metadata_ttl_s,
+                fsync_timeout_s=options.fsync_timeout_s,
+            ),
         )
         self.metrics.time_fuse_operations(self.ops)
         # When each file now dirty was first seen dirty (by a stats call): the oldest dirty age.
