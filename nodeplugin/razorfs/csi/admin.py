@@ -1,4 +1,5 @@
-"""The razorfs.v1.NodeAdmin server the operator calls: per-volume cache figures, flush and warm.
+"""The razorfs.v1.NodeAdmin server the operator calls: per-volume cache figures, flush, warm, and
+new credentials when a volume's Secret changes.
 
 Every call must carry `authorization: Bearer <token>`, judged by the plugin's `AdminAuth` (see
 admin_auth.py: a TokenReview accepting only the operator's ServiceAccount, or a shared token in
@@ -15,6 +16,7 @@ import grpc
 
 from razorfs.csi.admin_auth import AdminAuth, bearer_token
 from razorfs.csi.errors import CsiError, DeadlineExceeded, InvalidArgument, translate_errors
+from razorfs.csi.mount_settings import Credentials
 from razorfs.csi.supervisor import StagedVolume, Supervisor, VolumeState
 from razorfs.mount.control import warm_path_problem
 from razorfs_wire.razorfs.v1 import node_admin_pb2, node_admin_pb2_grpc
@@ -88,6 +90,16 @@ class NodeAdminService(node_admin_pb2_grpc.NodeAdminServicer):  # type: ignore[m
         budget_s = call_budget_s(context, request.timeout_seconds or None, FLUSH_MAX_S)
         flushed = await self.supervisor.flush(request.volume_id, budget_s)
         return node_admin_pb2.FlushVolumeResponse(flushed_bytes=flushed)
+
+    @translate_errors
+    async def UpdateCredentials(
+        self, request: node_admin_pb2.UpdateCredentialsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> node_admin_pb2.UpdateCredentialsResponse:
+        await self._authorize(context)
+        if not request.volume_id:
+            raise InvalidArgument("volume_id is required")
+        updated = await self.supervisor.update_credentials(request.volume_id, Credentials.from_secrets(request.secrets))
+        return node_admin_pb2.UpdateCredentialsResponse(daemons_updated=updated)
 
     @translate_errors
     async def WarmVolume(

@@ -586,6 +586,29 @@ class Supervisor:
             raise Unavailable(f"volume {volume_id} is {volume.state.value}")
         return await ControlClient(volume.cache_dir).flush(timeout_s)
 
+    async def update_credentials(self, volume_id: str, credentials: Credentials) -> int:
+        """New keys for a staged volume (its Secret changed): recorded for every later daemon start
+        of its mounts and handed to those running now. Returns how many daemons took them."""
+        volume = self.get(volume_id)
+        argv = volume.record.argv
+        if CREDENTIAL_SOURCE_FLAG in argv and argv[argv.index(CREDENTIAL_SOURCE_FLAG) + 1] != "explicit":
+            raise FailedPrecondition(f"volume {volume_id} signs with the node's identity: it has no keys to replace")
+        credentials.require_complete()
+        updated = 0
+        async with self._lock(volume_id):
+            for mount in [volume, *self._group_mounts(volume_id)]:
+                record = mount.record
+                self.store.save_credentials(record.volume_id, credentials)
+                if credentials.ca_bundle and "--ca-bundle" in record.argv:
+                    # Read at the daemon's next start (a running one keeps its TLS setup).
+                    bundle = Path(record.argv[record.argv.index("--ca-bundle") + 1])
+                    await asyncio.to_thread(write_private_file, bundle, credentials.ca_bundle.encode())
+                if mount.state is VolumeState.MOUNTED:
+                    await ControlClient(mount.cache_dir).replace_credentials(credentials)
+                    updated += 1
+        log.info("volume %s: new S3 credentials, %d daemon(s) signing with them", volume_id, updated)
+        return updated
+
     async def warm(self, volume_id: str, paths: list[str]) -> AsyncIterator[dict[str, Any]]:
         volume = self.get(volume_id)
         if volume.state is not VolumeState.MOUNTED:

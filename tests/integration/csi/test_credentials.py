@@ -4,7 +4,6 @@ name. Checked at the wire: a proxy in front of S3 records which key signed every
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 from collections.abc import Iterator
@@ -14,12 +13,13 @@ from typing import Any
 import grpc
 import pytest
 
-from razorfs.csi.control_client import ControlClient
-from razorfs.csi.mount_settings import Credentials
+from razorfs_wire.razorfs.v1 import node_admin_pb2
 from tests.integration.csi.kubelet_calls import KubeletVolume
-from tests.integration.csi.plugin import NodePlugin
+from tests.integration.csi.plugin import ADMIN_TOKEN, NodePlugin
 from tests.integration.csi.signing_proxy import SigningProxy
 from tests.realparts.s3server import S3Server
+
+AUTH = [("authorization", f"Bearer {ADMIN_TOKEN}")]
 
 pytestmark = [pytest.mark.s3, pytest.mark.fuse]
 
@@ -118,13 +118,18 @@ def test_keys_handed_to_a_running_daemon_sign_its_next_requests(
     s3_client.put_object(Bucket=bucket, Key="rotated/a/one.txt", Body=b"1")
     s3_client.put_object(Bucket=bucket, Key="rotated/b/two.txt", Body=b"2")
     volume = _volume_via(signing_proxy, node_plugin, s3_server, bucket, "rotated")
-    with node_plugin.channel() as channel:
+    with node_plugin.channel() as channel, node_plugin.admin_channel() as admin_channel:
         node = node_plugin.node(channel)
+        admin = node_plugin.admin(admin_channel)
         volume.stage(node)
-        (cache_dir,) = [p.parent for p in node_plugin.cache_root.glob("*/cache/control.sock")]
-        client = ControlClient(cache_dir)
-        rotated = Credentials(access_key_id="AKIDROTATEDKEY0001", secret_access_key="rotated-secret-1")
-        asyncio.run(client.replace_credentials(rotated))
+
+        def update(secrets: dict[str, str]) -> int:
+            request = node_admin_pb2.UpdateCredentialsRequest(volume_id=volume.volume_id, secrets=secrets)
+            reply = admin.UpdateCredentials(request, metadata=AUTH, timeout=10)
+            return int(reply.daemons_updated)
+
+        # What the operator does when the volume's Secret changes.
+        assert update({"accessKeyID": "AKIDROTATEDKEY0001", "secretAccessKey": "rotated-secret-1"}) == 1
         before = len(signing_proxy.signers)
         with contextlib.suppress(OSError):  # the rotated keys are not known to S3: EIO or EACCES
             os.listdir(volume.staging_path / "a")
@@ -134,7 +139,13 @@ def test_keys_handed_to_a_running_daemon_sign_its_next_requests(
         assert "AKIDROTATEDKEY0001" in after, after
         first = after.index("AKIDROTATEDKEY0001")
         assert set(after[first:]) == {"AKIDROTATEDKEY0001"}, after
-        good = Credentials(access_key_id=s3_server.access_key, secret_access_key=s3_server.secret_key)
-        asyncio.run(client.replace_credentials(good))
+        stored = list(node_plugin.state_dir.glob("volumes/*/credentials.json"))
+        assert len(stored) == 1 and "AKIDROTATEDKEY0001" in stored[0].read_text(), "kept for the next daemon start"
+
+        with pytest.raises(grpc.RpcError) as refused:
+            update({"accessKeyID": "AKIDONLYHALF"})
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "secretAccessKey" in (refused.value.details() or "")
+        assert update({"accessKeyID": s3_server.access_key, "secretAccessKey": s3_server.secret_key}) == 1
         assert os.listdir(volume.staging_path / "b") == ["two.txt"]
         volume.unstage(node)
