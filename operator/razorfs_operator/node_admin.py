@@ -171,6 +171,21 @@ class NodeAdminClient:
                 )
         return reports
 
+    async def update_credentials(self, address: str, volume_id: str, secrets: dict[str, str]) -> int:
+        """Hands one node new keys for a volume (its Secret changed); returns the daemons that took
+        them. Raises grpc.aio.AioRpcError."""
+        try:
+            channel = await self._channel(address)
+        except (OSError, ssl.SSLError) as exc:
+            raise _unreachable(address, exc) from None
+        stub = node_admin_pb2_grpc.NodeAdminStub(channel)
+        reply = await stub.UpdateCredentials(
+            node_admin_pb2.UpdateCredentialsRequest(volume_id=volume_id, secrets=secrets),
+            metadata=self._metadata,
+            timeout=self._timeout_s,
+        )
+        return int(reply.daemons_updated)
+
     async def warm(
         self, address: str, volume_id: str, paths: Sequence[str], timeout_s: float
     ) -> AsyncIterator[WarmupProgress]:

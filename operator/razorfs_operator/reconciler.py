@@ -6,6 +6,9 @@ never duplicates: the PV and PVC have names derived from the RazorVolume's uid a
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -70,6 +73,9 @@ class Runtime:
     resync_slots: asyncio.Semaphore = field(init=False)
     recent_node_pods: RecentListings[list[NodePluginPod]] = field(default_factory=RecentListings)
     recent_namespace_pods: RecentListings[list[Manifest]] = field(default_factory=RecentListings)
+    # (volume handle, node) -> digest of the Secret data that node's daemons sign with, as far as
+    # this operator process knows (a restarted operator hands every node the keys once more).
+    credentials_on_nodes: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.resync_slots = asyncio.Semaphore(max(1, self.config.worker_threads // 2))
@@ -302,8 +308,33 @@ class Reconciler:
             state = _node_state(report, before)
             states[report.node_name] = state
             if report.state == "Mounted":
+                await self._hand_over_credentials(identity, spec, report)
                 await self._warm(draft, spec, report, state, states, body)
         return sorted(states.values(), key=lambda s: s.name)
+
+    async def _hand_over_credentials(self, identity: VolumeIdentity, spec: RazorVolumeSpec, report: NodeReport) -> None:
+        """A node signing with other keys than the Secret holds now gets the new ones: a rotated
+        Secret reaches running mounts without a remount. Best effort: retried next resync."""
+        secret_name = spec.s3.secret_ref.name
+        try:
+            data = await self.rt.blocking(self.rt.cluster.read_secret_data, identity.namespace, secret_name)
+        except VolumeProblem:
+            return  # the S3 check reports a missing Secret; the running daemons keep their keys
+        keys = (SecretKey.ACCESS_KEY_ID, SecretKey.SECRET_ACCESS_KEY, SecretKey.SESSION_TOKEN, SecretKey.CA_BUNDLE)
+        secrets = {key: base64.b64decode(value).decode() for key, value in data.items() if key in keys}
+        digest = hashlib.sha256(json.dumps(secrets, sort_keys=True).encode()).hexdigest()
+        where = (identity.volume_handle, report.node_name)
+        if self.rt.credentials_on_nodes.get(where) == digest:
+            return
+        try:
+            updated = await self.rt.node_admin.update_credentials(report.address, identity.volume_handle, secrets)
+        except grpc.aio.AioRpcError as exc:
+            log.warning("credentials of %s/%s not handed to node %s yet: %s %s", identity.namespace,
+                        identity.name, report.node_name, exc.code().name, exc.details())
+            return
+        self.rt.credentials_on_nodes[where] = digest
+        log.info("credentials of %s/%s handed to %d daemon(s) on node %s", identity.namespace, identity.name,
+                 updated, report.node_name)
 
     async def _warm(
         self,

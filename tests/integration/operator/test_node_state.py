@@ -4,6 +4,7 @@ same proto); node plugin pods are real Pod objects whose status carries the peer
 
 from __future__ import annotations
 
+import base64
 import signal
 import subprocess
 import threading
@@ -49,6 +50,7 @@ class NodePeer(node_admin_pb2_grpc.NodeAdminServicer):  # type: ignore[misc]
     warm_path_s: float = 0.0
     warm_path_bytes: int = 0
     failing_paths: set[str] = field(default_factory=set)
+    credentials_updates: list[tuple[str, dict[str, str]]] = field(default_factory=list)
 
     def _authorize(self, context: Any) -> None:
         header = dict(context.invocation_metadata()).get("authorization", "")
@@ -65,6 +67,12 @@ class NodePeer(node_admin_pb2_grpc.NodeAdminServicer):  # type: ignore[misc]
                 for vid, (cached, dirty) in self.staged.items()
             ]
         return node_admin_pb2.ListVolumesResponse(node_id=self.node_id, volumes=volumes)
+
+    def UpdateCredentials(self, request: Any, context: Any) -> Any:
+        self._authorize(context)
+        with self.lock:
+            self.credentials_updates.append((request.volume_id, dict(request.secrets)))
+        return node_admin_pb2.UpdateCredentialsResponse(daemons_updated=1)
 
     def WarmVolume(self, request: Any, context: Any) -> Iterator[Any]:
         self._authorize(context)
@@ -329,3 +337,38 @@ def test_kubectl_get_wide_shows_nodes_cache_dirty_bytes_and_warmup_progress(
     assert (columns["NODES"], columns["CACHEDBYTES"], columns["DIRTYBYTES"]) == ("2", str(4 << 20), "4196")
     with ProtectionStandIn(kube_api_client):
         delete_razorvolumes(custom_api, core_api, kube_namespace)
+
+
+def test_a_rotated_secret_reaches_the_nodes_that_have_the_volume_mounted(
+    custom_api: Any,
+    core_api: Any,
+    kube_namespace: str,
+    s3_server: Any,
+    bucket: str,
+    s3_secret: str,
+    node_peers: tuple[int, dict[str, NodePeer], dict[str, grpc.Server]],
+    operator_with_nodes: OperatorProcess,
+) -> None:
+    _, peers, _ = node_peers
+    s3 = {"endpoint": s3_server.endpoint_url, "bucket": bucket, "prefix": "rot", "secretRef": {"name": s3_secret}}
+    volume = razorvolume("rot", {"s3": s3})
+    created = custom_api.create_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, volume)
+    handle = f"razorfs-{created['metadata']['uid']}"
+    with peers["node-a"].lock:
+        peers["node-a"].staged[handle] = (0, 0)
+
+    def updates() -> list[tuple[str, dict[str, str]]]:
+        with peers["node-a"].lock:
+            return [u for u in peers["node-a"].credentials_updates if u[0] == handle]
+
+    first = eventually(lambda: updates() or None, 30, "node-a handed the volume's keys")
+    assert first[0][1]["accessKeyID"] == s3_server.access_key
+    time.sleep(3)  # three resyncs: the same keys are not handed over again
+    assert len(updates()) == 1
+    rotated = {"secretAccessKey": base64.b64encode(b"rotated-secret-value-2").decode()}
+    core_api.patch_namespaced_secret(s3_secret, kube_namespace, {"data": rotated})
+    second = eventually(lambda: updates()[1:] or None, 30, "node-a handed the rotated keys")
+    assert second[0][1]["secretAccessKey"] == "rotated-secret-value-2"
+    with peers["node-b"].lock:
+        assert not [u for u in peers["node-b"].credentials_updates if u[0] == handle], "only nodes that mount it"
+    assert "rotated-secret-value-2" not in operator_with_nodes.log()
