@@ -12,7 +12,7 @@ from typing import Any
 
 from razorfs.csi.errors import DaemonFailed, Unavailable
 from razorfs.csi.mount_settings import Credentials
-from razorfs.mount.control import CONTROL_SOCKET_NAME, socket_address
+from razorfs.mount.control import CONTROL_SOCKET_NAME, ControlOp, socket_address
 
 _LINE_LIMIT_BYTES = 1024 * 1024
 
@@ -63,11 +63,11 @@ class ControlClient:
                 await writer.wait_closed()
 
     async def stats(self, timeout_s: float = 5.0) -> dict[str, Any]:
-        reply = await self._exchange({"op": "stats"}, timeout_s)
+        reply = await self._exchange({"op": ControlOp.STATS}, timeout_s)
         return dict(reply.get("stats", {}))
 
     async def flush(self, timeout_s: float | None = None) -> int:
-        request: dict[str, Any] = {"op": "flush"}
+        request: dict[str, Any] = {"op": ControlOp.FLUSH}
         if timeout_s:
             request["timeout_s"] = timeout_s
         reply = await self._exchange(request, None if not timeout_s else timeout_s + 5.0)
@@ -76,12 +76,12 @@ class ControlClient:
     async def shutdown(self, flush_timeout_s: float) -> None:
         """Flush everything, unmount, exit. Raises DaemonFailed when the flush fails or does not
         finish within `flush_timeout_s`; the daemon then keeps running with the data."""
-        await self._exchange({"op": "shutdown", "timeout_s": flush_timeout_s}, flush_timeout_s + 15.0)
+        await self._exchange({"op": ControlOp.SHUTDOWN, "timeout_s": flush_timeout_s}, flush_timeout_s + 15.0)
 
     async def replace_credentials(self, credentials: Credentials, timeout_s: float = 5.0) -> None:
         """Hands the daemon new keys for its next S3 requests (never logged, never in argv)."""
         request = {
-            "op": "credentials",
+            "op": ControlOp.CREDENTIALS,
             "access_key_id": credentials.access_key_id,
             "secret_access_key": credentials.secret_access_key,
             "session_token": credentials.session_token,
@@ -91,7 +91,7 @@ class ControlClient:
     async def warm(self, paths: list[str]) -> AsyncIterator[dict[str, Any]]:
         """Yields progress records while the daemon prefetches `paths`."""
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-        task = asyncio.create_task(self._exchange({"op": "warm", "paths": paths}, None, queue.put_nowait))
+        task = asyncio.create_task(self._exchange({"op": ControlOp.WARM, "paths": paths}, None, queue.put_nowait))
         task.add_done_callback(lambda _: queue.put_nowait(None))
         try:
             while (progress := await queue.get()) is not None:

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from razorfs.csi.supervisor import Supervisor, VolumeState
-from razorfs.mount.control import CONTROL_SOCKET_NAME, ControlUnavailable, request_final
+from razorfs.mount.control import CONTROL_SOCKET_NAME, ControlOp, ControlUnavailable, request_final
 from razorfs.mount.metrics import MetricSpec
 
 DAEMON_SCRAPE_TIMEOUT_S = 2.0
@@ -78,7 +78,8 @@ class SupervisorCollector(Collector):
 def _daemon_metrics(cache_dir: Path) -> str | None:
     """The daemon's exposition text, or None when it does not answer in time."""
     try:
-        reply = request_final(cache_dir / CONTROL_SOCKET_NAME, {"op": "metrics"}, timeout_s=DAEMON_SCRAPE_TIMEOUT_S)
+        socket_path = cache_dir / CONTROL_SOCKET_NAME
+        reply = request_final(socket_path, {"op": ControlOp.METRICS}, timeout_s=DAEMON_SCRAPE_TIMEOUT_S)
     except (ControlUnavailable, OSError, ValueError):
         return None
     return str(reply["metrics"]) if reply.get("ok") else None

@@ -21,7 +21,7 @@ from typing import Any
 from razorfs.errors import UsageError
 from razorfs.log_format import configure_logging
 from razorfs.mount import handover, registry, status_command, warmup_command
-from razorfs.mount.control import CONTROL_SOCKET_NAME, ControlUnavailable, request_final
+from razorfs.mount.control import CONTROL_SOCKET_NAME, ControlOp, ControlUnavailable, request_final
 from razorfs.mount.drain import request_while_draining
 from razorfs.mount.options import MountOptions, add_mount_arguments, mount_options_from_args, parse_mount_argv
 from razorfs.store.errors import StoreError
@@ -142,7 +142,7 @@ def _start_detached(args: argparse.Namespace, cache_dir: Path, mountpoint: Path)
         record = registry.read_record(mountpoint)
         if record is not None and record.pid == child.pid:
             try:
-                if request_final(socket_path, {"op": "stats"}, timeout_s=5).get("ok"):
+                if request_final(socket_path, {"op": ControlOp.STATS}, timeout_s=5).get("ok"):
                     return 0
             except ControlUnavailable:
                 pass
@@ -218,7 +218,7 @@ def _ask(record: registry.MountRecord, message: dict[str, Any], progress_label: 
 
 def run_umount_command(args: argparse.Namespace) -> int:
     record = registry.live_record(args.mountpoint)
-    message: dict[str, Any] = {"op": "shutdown"}
+    message: dict[str, Any] = {"op": ControlOp.SHUTDOWN}
     if args.timeout is not None:
         message["timeout_s"] = args.timeout
     _ask(record, message, None if args.quiet else "umount")
@@ -232,7 +232,7 @@ def run_umount_command(args: argparse.Namespace) -> int:
 
 def run_flush_command(args: argparse.Namespace) -> int:
     record = registry.live_record(args.mountpoint)
-    message: dict[str, Any] = {"op": "flush"}
+    message: dict[str, Any] = {"op": ControlOp.FLUSH}
     if args.timeout is not None:
         message["timeout_s"] = args.timeout
     reply = _ask(record, message, None if args.quiet else "flush")
@@ -241,7 +241,7 @@ def run_flush_command(args: argparse.Namespace) -> int:
 
 
 def run_stats_command(args: argparse.Namespace) -> int:
-    stats = _ask(registry.live_record(args.mountpoint), {"op": "stats"})["stats"]
+    stats = _ask(registry.live_record(args.mountpoint), {"op": ControlOp.STATS})["stats"]
     if args.json:
         print(json.dumps(stats, sort_keys=True))
         return 0

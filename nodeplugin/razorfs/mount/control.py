@@ -18,6 +18,18 @@ from typing import Any
 import trio
 
 CONTROL_SOCKET_NAME = "control.sock"
+
+
+class ControlOp:
+    """The control socket's requests (docs/mount-daemon-contract.md): the one list both ends use."""
+
+    STATS = "stats"
+    FLUSH = "flush"
+    SHUTDOWN = "shutdown"
+    METRICS = "metrics"
+    CREDENTIALS = "credentials"
+    WARM = "warm"
+    CACHED = "cached"
 MAX_REQUEST_BYTES = 1024 * 1024
 WARM_PATH_MAX_BYTES = 1024
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")

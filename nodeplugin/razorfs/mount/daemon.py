@@ -31,7 +31,7 @@ from razorfs.fs.namespace import Namespace
 from razorfs.fs.operations import FsOptions, RazorOperations
 from razorfs.log_format import FIELD_ERRNO, FIELD_OP
 from razorfs.mount import registry
-from razorfs.mount.control import CONTROL_SOCKET_NAME, ControlServer, warm_path_problem
+from razorfs.mount.control import CONTROL_SOCKET_NAME, ControlOp, ControlServer, warm_path_problem
 from razorfs.mount.handover import Session
 from razorfs.mount.kernel_readahead import set_read_ahead
 from razorfs.mount.metrics import DaemonMetrics, TimedStore, serve_metrics, volume_labels
@@ -309,9 +309,9 @@ class MountDaemon:
     async def handle_request(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         op = request.get("op")
         try:
-            if op == "stats":
+            if op == ControlOp.STATS:
                 yield {"ok": True, "stats": self.stats()}
-            elif op == "flush":
+            elif op == ControlOp.FLUSH:
                 timeout = float(request.get("timeout_s") or math.inf)
                 flushed: int | None = None
                 with trio.move_on_after(timeout):
@@ -320,21 +320,21 @@ class MountDaemon:
                     yield {"ok": False, "error": f"flush timed out after {timeout}s: {self.uploader.last_error}"}
                 else:
                     yield {"ok": True, "flushed_bytes": flushed}
-            elif op == "shutdown":
+            elif op == ControlOp.SHUTDOWN:
                 timeout = float(request.get("timeout_s") or math.inf)
                 done = await self._flush_and_terminate(timeout)
                 if done is None:
                     yield {"ok": False, "error": f"flush did not finish in {timeout}s: {self.uploader.last_error}"}
                 else:
                     yield {"ok": True, "flushed_bytes": done}
-            elif op == "metrics":
+            elif op == ControlOp.METRICS:
                 yield {"ok": True, "metrics": self.metrics.exposition()}
-            elif op == "credentials":
+            elif op == ControlOp.CREDENTIALS:
                 yield self._replace_credentials(request)
-            elif op == "warm":
+            elif op == ControlOp.WARM:
                 async for line in self._warm(request):
                     yield line
-            elif op == "cached":
+            elif op == ControlOp.CACHED:
                 yield await self._cached(request)
             else:
                 yield {"ok": False, "error": f"unknown op {op!r}"}

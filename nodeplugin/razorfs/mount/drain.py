@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from razorfs.mount.control import ControlUnavailable, request_final
+from razorfs.mount.control import ControlOp, ControlUnavailable, request_final
 from razorfs.mount.progress import TransferProgress
 
 STATS_POLL_S = 0.5
@@ -52,7 +52,7 @@ def request_while_draining(socket_path: Path, message: dict[str, Any], label: st
 
 def _dirty_bytes(socket_path: Path) -> int | None:
     try:
-        reply = request_final(socket_path, {"op": "stats"}, timeout_s=2)
+        reply = request_final(socket_path, {"op": ControlOp.STATS}, timeout_s=2)
     except (ControlUnavailable, OSError, ValueError):
         return None  # the daemon is shutting down: its socket is going away
     stats = reply.get("stats") or {}

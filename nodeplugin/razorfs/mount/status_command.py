@@ -11,7 +11,7 @@ from typing import Any
 
 from razorfs.errors import UsageError
 from razorfs.mount import registry
-from razorfs.mount.control import ControlUnavailable, request_final
+from razorfs.mount.control import ControlOp, ControlUnavailable, request_final
 from razorfs.mount.progress import human_bytes
 
 STATUS_TIMEOUT_S = 5.0
@@ -34,7 +34,7 @@ def mount_status(record: registry.MountRecord) -> dict[str, Any]:
     if not registry.pid_alive(record.pid):
         return {**entry, "state": "dead", "last_error": "the mount daemon is gone; mount again to replay its journal"}
     try:
-        reply = request_final(Path(record.control_socket), {"op": "stats"}, timeout_s=STATUS_TIMEOUT_S)
+        reply = request_final(Path(record.control_socket), {"op": ControlOp.STATS}, timeout_s=STATUS_TIMEOUT_S)
     except (ControlUnavailable, OSError, ValueError) as err:
         return {**entry, "state": "unresponsive", "last_error": str(err)}
     if not reply.get("ok"):

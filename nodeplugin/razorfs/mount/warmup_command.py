@@ -11,7 +11,7 @@ from typing import Any
 
 from razorfs.errors import UsageError
 from razorfs.mount import registry
-from razorfs.mount.control import ControlUnavailable, request, request_final, warm_path_problem
+from razorfs.mount.control import ControlOp, ControlUnavailable, request, request_final, warm_path_problem
 from razorfs.mount.progress import TransferProgress, human_bytes
 
 EXIT_NOT_ALL_CACHED = 3
@@ -100,7 +100,7 @@ def _follow_warm(socket_path: Path, message: dict[str, Any], show: bool) -> dict
 
 def _check(socket_path: Path, message: dict[str, Any], as_json: bool) -> int:
     try:
-        reply = request_final(socket_path, {**message, "op": "cached"})
+        reply = request_final(socket_path, {**message, "op": ControlOp.CACHED})
     except ControlUnavailable as err:
         raise UsageError(str(err), exit_code=1) from err
     if not reply.get("ok"):
