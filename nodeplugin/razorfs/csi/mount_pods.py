@@ -117,9 +117,10 @@ def pod_argv(argv: list[str], host_mount_dir: Path) -> list[str]:
 class MountPods:
     """The DaemonHost of the chart: mount daemons in their own pods."""
 
-    def __init__(self, template: MountPodTemplate, api: Any) -> None:
+    def __init__(self, template: MountPodTemplate, api: Any, orphan_grace_s: float = ORPHAN_GRACE_S) -> None:
         self.template = template
         self.api = api  # kubernetes.client.CoreV1Api
+        self.orphan_grace_s = orphan_grace_s
 
     @classmethod
     def in_cluster(cls, template: MountPodTemplate, kubeconfig: Path | None) -> MountPods:
@@ -332,7 +333,7 @@ class MountPods:
             created = pod.metadata.creation_timestamp
             if key in known_mounts or pod.metadata.deletion_timestamp is not None:
                 continue
-            if created is not None and now - created.timestamp() < ORPHAN_GRACE_S:
+            if created is not None and now - created.timestamp() < self.orphan_grace_s:
                 continue
             log.warning("removing mount pod %s: no volume on this node uses it", pod.metadata.name)
             await self._api(self._delete, pod.metadata.name)
