@@ -206,6 +206,10 @@ def test_a_mount_daemon_killed_with_sigkill_is_replaced_and_loses_nothing_acknow
           f"({read_error!r}); the file written and never closed now reads {unclosed!r}")
     assert write_status != "0" and "I/O error" in write_error, "a descriptor of the dead session fails with EIO"
     assert read_status != "0" and "Transport endpoint is not connected" in read_error
+    told = wait_for("a MountRecovered event on the workload pod", lambda: [
+        e for e in core.list_namespaced_event(namespace, field_selector="involvedObject.name=holder").items
+        if e.reason == "MountRecovered"])
+    assert "open them again" in told[0].message
     (replaced,) = mount_pods(core)
     assert replaced.metadata.uid == mount_pod.metadata.uid, "kubelet restarted the daemon in its pod"
     assert replaced.status.container_statuses[0].restart_count == 1
