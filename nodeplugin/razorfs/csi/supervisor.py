@@ -241,7 +241,8 @@ class Supervisor:
             record,
             "MountRecovered",
             f"RazorFS on node {self.node_id}: {reason}; a new session serves the volume again (journal "
-            "replayed, nothing close() acknowledged is lost). Files opened before fail with ENOTCONN: open them again.",
+            "replayed, nothing close() acknowledged is lost). Descriptors opened before fail (EIO on write, "
+            "ENOTCONN on read): open them again.",
         )
 
     async def _tell(self, record: VolumeRecord, reason: str, message: str, warning: bool = False) -> None:
