@@ -162,7 +162,9 @@ class MountPods:
             container["ports"] = [{"name": "metrics", "containerPort": t.metrics_port, "protocol": "TCP"}]
         spec: dict[str, Any] = {
             "nodeName": t.node_name,
-            "restartPolicy": "Always",
+            # A daemon that dies is restarted in place; one that finished (flushed for an
+            # unstage, or unmounted) leaves the pod Succeeded, and the plugin deletes or replaces it.
+            "restartPolicy": "OnFailure",
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
             "terminationGracePeriodSeconds": TERMINATION_GRACE_S,

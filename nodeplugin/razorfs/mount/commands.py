@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -78,6 +79,11 @@ def run_serve_command(args: argparse.Namespace) -> int:
     from razorfs.mount.daemon import run_mount
 
     socket_path = Path(args.handover_socket)
+    # A mount pod's daemon is its container's PID 1, for which the kernel ignores SIGTERM unless a
+    # handler is set: without one, deleting a waiting pod would take its whole grace period.
+    # Nothing is held yet, so stopping is simply exiting; once serving, the daemon's own handler
+    # (flush, then exit) takes over.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     while True:
         session = handover.wait_for_session(socket_path)
         try:
@@ -93,6 +99,10 @@ def run_serve_command(args: argparse.Namespace) -> int:
                     os.close(session.fuse_fd)
             session.refused(reason)
             print(f"razorfs serve: session refused: {reason}", file=sys.stderr, flush=True)
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _session_options(request: handover.Handover) -> MountOptions:

@@ -38,7 +38,7 @@ def record() -> VolumeRecord:
 def test_a_mount_pod_is_pinned_unprivileged_and_sees_only_its_own_directory() -> None:
     manifest = MountPods(template(), api=None).manifest(record())
     spec = manifest["spec"]
-    assert spec["nodeName"] == "node-a" and spec["restartPolicy"] == "Always"
+    assert spec["nodeName"] == "node-a" and spec["restartPolicy"] == "OnFailure"
     assert "ownerReferences" not in manifest["metadata"]
     assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] == 65532
     assert spec["automountServiceAccountToken"] is False
