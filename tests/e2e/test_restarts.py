@@ -1,7 +1,7 @@
 """The operator and the node plugin restarted as pods (`kubectl delete pod`) while a workload pod
-keeps its volume: the workload's next operations work once the plugin is back (the plugin re-adopts
-the volume and re-binds its target; the pod mounts with HostToContainer propagation), and what it
-wrote before and after reaches S3."""
+keeps its volume: what it wrote before and after reaches S3. (With mount pods the volume never stops
+serving during the plugin's restart; test_mount_pods.py checks that call by call, this test the
+plainer `kubectl delete pod` path and the operator's restart.)"""
 
 from __future__ import annotations
 
