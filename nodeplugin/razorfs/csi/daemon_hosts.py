@@ -66,6 +66,9 @@ class DaemonHost(Protocol):
     async def discard(self, record: VolumeRecord) -> None:
         """Gets rid of whatever is left of a daemon whose mount is dead, before a new session."""
 
+    async def abandon(self, record: VolumeRecord) -> None:
+        """Removes the daemon of a mount that never served (a failed stage): nothing to flush."""
+
     async def retire(self, record: VolumeRecord, timeout_s: float) -> None:
         """After a clean shutdown (everything flushed): waits for the daemon to end and removes
         what hosted it. Raises Unavailable when it does not end cleanly."""
@@ -129,6 +132,9 @@ class LocalDaemons:
         if record.daemon is not None:
             daemon.kill(record.daemon)
             await daemon.wait_exit(record.daemon, 10.0)
+
+    async def abandon(self, record: VolumeRecord) -> None:
+        await self.discard(record)
 
     async def retire(self, record: VolumeRecord, timeout_s: float) -> None:
         assert record.daemon is not None

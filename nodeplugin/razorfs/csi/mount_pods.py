@@ -315,6 +315,13 @@ class MountPods:
     async def discard(self, record: VolumeRecord) -> None:
         return None  # kubelet restarts the container; start() replaces a pod that stays stuck
 
+    async def abandon(self, record: VolumeRecord) -> None:
+        name = pod_name(self.template.node_name, mount_dir(record).name)
+        try:
+            await self._api(self._delete, name)
+        except Unavailable as exc:  # the sweep removes it later
+            log.warning("mount pod %s of a failed stage not deleted: %s", name, exc)
+
     async def retire(self, record: VolumeRecord, timeout_s: float) -> None:
         name = pod_name(self.template.node_name, mount_dir(record).name)
         await self._api(self._delete, name)

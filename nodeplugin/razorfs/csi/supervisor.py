@@ -376,7 +376,7 @@ class Supervisor:
         try:
             await self._start_daemon(volume)
         except BaseException:
-            await self.host.discard(record)
+            await self.host.abandon(record)
             await mounts.unmount(staging, lazy=True)
             self.store.remove(request.volume_id)
             raise
@@ -488,7 +488,7 @@ class Supervisor:
         try:
             await self._start_daemon(mount)
         except BaseException:
-            await self.host.discard(record)
+            await self.host.abandon(record)
             await mounts.unmount(staging, lazy=True)
             self.store.remove(key)
             raise

@@ -240,7 +240,7 @@ class PathLookup:
     async def _stat_uncached(self, path: str) -> Node | None:
         parent, name = split_path(path)
         listing = self.meta.listing(parent)
-        if listing is None:
+        if listing is None and not self._head_answers(parent, name):
             listing = await self.listings.relisted_if_small(parent)
         if listing is not None:
             # A fresh listing answers negative lookups without a request, and vouches for a HEAD
@@ -264,6 +264,27 @@ class PathLookup:
         if listing is None and await self.listings.has_children(path):
             return await self._dir_node(path)
         return None
+
+    def _head_answers(self, parent: str, name: str) -> bool:
+        """Whether a lookup in a directory whose listing expired is answered by the name's HEAD
+        rather than a new LIST: the last listing showed a file whose HEAD is fresh in the cache or
+        was never fetched (its attributes need that HEAD whatever a new listing says; the names
+        after it are HEADed ahead, as from a fresh listing). So an `ls -l` slower than the TTL
+        lists the directory once, not once per TTL. A HEAD a new listing could vouch for (fetched
+        earlier, expired) still re-lists."""
+        stale = self.meta.stale_listing(parent)
+        entry = stale.entries.get(name) if stale is not None else None
+        if stale is None or entry is None or entry.is_dir:
+            return False
+        key = self.key_for(join_path(parent, name))
+        known, info = self.meta.head(key)
+        if known:
+            return info is not None
+        if self.meta.stale_head(key)[0]:
+            return False
+        if not self.listings.head_pending(key):
+            self.listings.prefetch_heads(parent, stale, name)
+        return True
 
     def _file_node(self, path: str, info: ObjectInfo) -> Node:
         return Node(path, info.size, attrs_from_metadata(info.metadata, info.last_modified, self.defaults))
