@@ -150,9 +150,12 @@ def run(root: Path, timeout_s: float) -> dev_cluster.DevState:
                                                               if node.get("lastError") else ""))
     except DemoFailed as exc:
         say(f"   (no figures yet: {exc}; look again with kubectl get rv {rv_name} -o yaml)")
-    say("\n7. kubectl logs -n razorfs-system -l app.kubernetes.io/component=node -c node --tail=8")
+    say("\n7. kubectl get pods -n razorfs-system -l app.kubernetes.io/name=razorfs-mount   # one mount pod per volume")
+    say(_indent(state.node.kubectl("get", "pods", "-n", dev_cluster.SYSTEM_NAMESPACE, "-l",
+                                   "app.kubernetes.io/name=razorfs-mount", check=False)))
+    say("\n8. kubectl logs -n razorfs-system -l app.kubernetes.io/name=razorfs-mount --tail=4   # their daemons")
     say(_indent(state.node.kubectl("logs", "-n", dev_cluster.SYSTEM_NAMESPACE, "-l",
-                                   "app.kubernetes.io/component=node", "-c", "node", "--tail=8", check=False)))
+                                   "app.kubernetes.io/name=razorfs-mount", "--tail=4", check=False)))
     return state
 
 
@@ -199,6 +202,7 @@ Everything keeps running. Explore:
   aws s3 ls s3://{state.bucket}/demo/ --recursive
   kubectl exec demo-writer -- ls -l /data /scratch   # the pod's view of its volumes
   kubectl logs -n razorfs-system daemonset/razorfs-node -c node
+  kubectl logs -n razorfs-system -l app.kubernetes.io/name=razorfs-mount   # the mount daemons
   kubectl delete pod demo-writer; kubectl delete rv demo   # unstage flushes; reclaim Delete empties the prefix
   make dev-down                                # delete pods (flushing), stop everything, restore the host"""
         )
