@@ -1,9 +1,16 @@
-"""fsx through the mount: seeded random write/append/truncate/read/rename/unlink/fsync operations
-checked against an in-memory model after every step, then the bucket checked against the model
-after a flush. Short mode: 1,500 operations; `make soak`: 100,000 (bounded by RAZORFS_SOAK_SECONDS)."""
+"""fsx through the mount: random operations on a small tree (files up to 512 KiB and a few large
+ones up to 40 MiB, five multipart parts; nested directories, symlinks, chmod and utime; reads past
+the page cache) checked against an in-memory model after every step, then the bucket checked
+against the model after a flush. Short mode: 4 concurrent runs of 5,000 operations on one mount
+(20,000), from a fresh seed (printed and in every failure; `RAZORFS_FSX_SEED=N` replays each run's
+operations, not the interleaving of the four); `make soak`: 100,000 (bounded by
+RAZORFS_SOAK_SECONDS)."""
 
 from __future__ import annotations
 
+import os
+import random
+import threading
 from typing import Any
 
 import pytest
@@ -18,31 +25,65 @@ from tests.reliability.s3_contents import objects_under
 
 pytestmark = [pytest.mark.s3, pytest.mark.fuse]
 
+FSX_WORKERS = 4  # concurrent runs on one mount, each in its own directory with its own seed
+FSX_OPERATIONS = int(os.environ.get("RAZORFS_FSX_OPERATIONS", "5000"))  # per worker
+REPLAYED_SEED = os.environ.get("RAZORFS_FSX_SEED")
+FSX_METADATA_TTL = os.environ.get("RAZORFS_FSX_TTL", "1s")
+
+
+def fresh_seed() -> int:
+    return int(REPLAYED_SEED) if REPLAYED_SEED else random.SystemRandom().randrange(2**32)
+
 
 def run_fsx_and_compare_with_s3(
-    mount_factory: MountFactory, s3_client: Any, bucket: str, operations: int, seed: int
-) -> FsxRun:
-    mount = mount_factory(prefix="vol")
-    run = FsxRun(mount.mountpoint / "fsx", seed=seed)
+    mount_factory: MountFactory, s3_client: Any, bucket: str, operations: int, seed: int, workers: int = 1
+) -> list[FsxRun]:
+    """`workers` concurrent runs (seeds seed, seed+1, ...) in fsx-0/, fsx-1/, ... of one mount: their
+    closes share the daemon's sync rounds, as concurrent programs' do."""
+    print(f"fsx: seed {seed}; replay with RAZORFS_FSX_SEED={seed}", flush=True)
+    mount = mount_factory(prefix="vol", metadata_ttl=FSX_METADATA_TTL)
+    runs = [FsxRun(mount.mountpoint / f"fsx-{i}", seed=seed + i) for i in range(workers)]
     budget = soak.Budget()
-    done = 0
-    while done < operations and not budget.exhausted():
-        run.run(min(1000, operations - done))
-        done += min(1000, operations - done)
-    run.check_all()
+    failures: list[BaseException] = []
+
+    def drive(run: FsxRun) -> None:
+        try:
+            while run.step < operations and not budget.exhausted() and not failures:
+                run.run(min(1000, operations - run.step))
+            run.check_all()
+        except BaseException as err:  # re-raised by the test's thread below
+            failures.append(err)
+
+    threads = [threading.Thread(target=drive, args=(run,), name=f"fsx-{i}") for i, run in enumerate(runs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
     mount.flush()
-    in_s3 = objects_under(s3_client, bucket, "vol/fsx/")
-    assert sorted(in_s3) == sorted(run.model), f"seed {seed}: keys in S3 differ from the model"
-    for name, content in run.model.items():
-        assert in_s3[name] == bytes(content), f"seed {seed}: S3 object {name} differs from the model"
+    for index, run in enumerate(runs):
+        in_s3 = objects_under(s3_client, bucket, f"vol/fsx-{index}/")
+        expected = run.expected_objects()
+        assert sorted(in_s3) == sorted(expected), f"seed {run.seed}: keys in S3 differ from the model"
+        for name, content in expected.items():
+            assert in_s3[name] == content, f"seed {run.seed}: S3 object {name} differs from the model"
+        soak.report(operations=run.step, bytes_in_s3=sum(len(c) for c in expected.values()))
+        print(f"fsx: seed {run.seed}: {run.step} operations {dict(sorted(run.counts.items()))}", flush=True)
     assert mount.alive(), mount.log_tail()
-    return run
+    return runs
 
 
-@pytest.mark.timeout(240)
-def test_random_operations_match_the_model_and_s3(mount_factory: MountFactory, s3_client: Any, bucket: str) -> None:
-    run = run_fsx_and_compare_with_s3(mount_factory, s3_client, bucket, 1500, soak.BASE_SEED)
-    assert run.step == 1500
+@pytest.mark.timeout(600)
+def test_twenty_thousand_random_operations_match_the_model_and_s3(
+    mount_factory: MountFactory, s3_client: Any, bucket: str
+) -> None:
+    runs = run_fsx_and_compare_with_s3(mount_factory, s3_client, bucket, FSX_OPERATIONS, fresh_seed(), FSX_WORKERS)
+    assert [run.step for run in runs] == [FSX_OPERATIONS] * FSX_WORKERS
+    for run in runs:
+        assert all(run.counts.get(kind, 0) > 0 for kind in ("write", "read", "symlink", "mkdir", "utime")), run.counts
+    largest = max(len(content) for run in runs for content in run.model.values())
+    assert largest > 16 * 1024 * 1024, f"no file crossed the multipart threshold (largest {largest} bytes)"
 
 
 @pytest.mark.timeout(240)
@@ -76,4 +117,4 @@ def test_hypothesis_state_machine_on_the_mount_matches_its_model_and_s3(
 def test_one_hundred_thousand_random_operations_match_the_model_and_s3(
     mount_factory: MountFactory, s3_client: Any, bucket: str
 ) -> None:
-    run_fsx_and_compare_with_s3(mount_factory, s3_client, bucket, soak.pick(1500, 100_000), soak.BASE_SEED + 1)
+    run_fsx_and_compare_with_s3(mount_factory, s3_client, bucket, soak.pick(FSX_OPERATIONS, 100_000), fresh_seed())
