@@ -7,6 +7,8 @@ signatures made for the proxy's address verify upstream), except that `Expect: 1
     proxy.add_rule(Fault.SLOWDOWN_503, times=2, method="PUT")   # the next 2 PUTs get 503 SlowDown
     proxy.set_chaos(0.3, seed=7)                                # 30% of requests fail at random
     proxy.partition(5.0)                                        # every connection reset for 5 s
+    proxy.add_rule(Fault.STALL, times=3, delay_s=2.0)           # bodies pause 2 s halfway through
+    proxy.add_rule(Fault.ERROR_200, header="x-amz-copy-source") # a copy "succeeds" with an error body
 
 Standalone: `python -m tests.realparts.faultproxy --upstream URL --port N [--chaos 0.1 --seed 1]`.
 """
@@ -44,6 +46,9 @@ class Fault(enum.Enum):
     TRUNCATE = "truncate"  # forwarded, then half the response is sent and the connection closed
     LATENCY = "latency"  # forwarded, the response delayed by the rule's delay_s
     REFUSE = "refuse"  # the connection is reset before anything is forwarded
+    STALL = "stall"  # forwarded, each body (request, then response) paused for delay_s halfway through
+    ERROR_200 = "200-error"  # 200 OK whose body is an S3 InternalError (as Copy/CompleteMultipartUpload may
+    # answer); the request never reaches upstream
 
 
 _ERROR_REPLIES = {
@@ -60,10 +65,13 @@ class Rule:
     times: int | None = 1  # None: every matching request until removed
     method: str | None = None  # e.g. "GET"; None matches any
     path_contains: str | None = None  # substring of the request target (URL-decoded)
-    delay_s: float = 0.0  # for LATENCY
+    delay_s: float = 0.0  # for LATENCY and STALL
+    header: str | None = None  # only requests carrying this header (e.g. "x-amz-copy-source")
 
-    def matches(self, method: str, target: str) -> bool:
+    def matches(self, method: str, target: str, headers: _Head | None = None) -> bool:
         if self.method is not None and self.method.upper() != method:
+            return False
+        if self.header is not None and (headers is None or headers.get(self.header.lower()) is None):
             return False
         return self.path_contains is None or self.path_contains in target
 
@@ -131,8 +139,9 @@ class FaultProxy:
         method: str | None = None,
         path_contains: str | None = None,
         delay_s: float = 0.0,
+        header: str | None = None,
     ) -> Rule:
-        rule = Rule(fault, times, method, path_contains, delay_s)
+        rule = Rule(fault, times, method, path_contains, delay_s, header)
         with self._lock:
             self._rules.append(rule)
         return rule
@@ -165,7 +174,7 @@ class FaultProxy:
         with self._lock:
             return sum(self.stats.faults.values())
 
-    def _choose_fault(self, method: str, target: str) -> Rule | None:
+    def _choose_fault(self, method: str, target: str, head: _Head | None = None) -> Rule | None:
         with self._lock:
             self.stats.requests += 1
             self.stats.by_method[method] += 1
@@ -174,7 +183,7 @@ class FaultProxy:
                 chosen = Rule(Fault.REFUSE)
             else:
                 for rule in self._rules:
-                    if rule.matches(method, target):
+                    if rule.matches(method, target, head):
                         chosen = rule
                         if rule.times is not None:
                             rule.times -= 1
@@ -267,7 +276,7 @@ class FaultProxy:
         upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None,
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
         method, target = head.first_line.split(" ")[:2]
-        rule = self._choose_fault(method, urllib.parse.unquote(target))
+        rule = self._choose_fault(method, urllib.parse.unquote(target), head)
         fault = rule.fault if rule else None
         if fault is Fault.REFUSE:
             _reset(client_w)
@@ -282,6 +291,12 @@ class FaultProxy:
             client_w.write(_s3_error(status, reason, code, target))
             await client_w.drain()
             raise _Drop  # Connection: close, so the unread body does not matter
+        if fault is Fault.ERROR_200:
+            if not expects_continue:
+                await _read_body(client_r, head, is_response=False, request_method=None)
+            client_w.write(_s3_error(200, "OK", "InternalError", target))
+            await client_w.drain()
+            raise _Drop  # Connection: close, so the unread body does not matter
         if expects_continue:
             client_w.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             await client_w.drain()
@@ -293,13 +308,14 @@ class FaultProxy:
                 upstream[1].close()
             upstream = await asyncio.open_connection(*self.upstream)
         assert upstream is not None
-        resp_head = await _exchange(upstream, request_raw + body)
+        stall_s = rule.delay_s if fault is Fault.STALL and rule is not None else 0.0
+        resp_head = await _exchange(upstream, request_raw, body, stall_s)
         if resp_head is None and reused:
             # The upstream closed an idle keep-alive connection as we wrote: not an injected
             # fault, so send again on a fresh connection instead of failing the client.
             upstream[1].close()
             upstream = await asyncio.open_connection(*self.upstream)
-            resp_head = await _exchange(upstream, request_raw + body)
+            resp_head = await _exchange(upstream, request_raw, body, stall_s)
         if resp_head is None:
             _reset(client_w)
             raise _Drop
@@ -318,7 +334,13 @@ class FaultProxy:
             if fault is Fault.RESET:
                 _reset(client_w)
             raise _Drop
-        client_w.write(resp_head.raw + resp_body)
+        if stall_s and resp_body:  # the reader gets half the body, then nothing for a while
+            client_w.write(resp_head.raw + resp_body[: len(resp_body) // 2])
+            await client_w.drain()
+            await asyncio.sleep(stall_s)
+            client_w.write(resp_body[len(resp_body) // 2 :])
+        else:
+            client_w.write(resp_head.raw + resp_body)
         await client_w.drain()
         closing = (resp_head.get("connection") or "").lower() == "close" or (
             head.get("connection") or ""
@@ -328,10 +350,19 @@ class FaultProxy:
         return upstream
 
 
-async def _exchange(upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter], request: bytes) -> _Head | None:
-    """Sends a request; the response head, or None if the connection closed first."""
+async def _exchange(
+    upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter], head: bytes, body: bytes, stall_s: float = 0.0
+) -> _Head | None:
+    """Sends a request (with `stall_s`, half its body, a pause, the rest: a slow upload as the
+    server sees it); the response head, or None if the connection closed first."""
     try:
-        upstream[1].write(request)
+        if stall_s and body:
+            upstream[1].write(head + body[: len(body) // 2])
+            await upstream[1].drain()
+            await asyncio.sleep(stall_s)
+            upstream[1].write(body[len(body) // 2 :])
+        else:
+            upstream[1].write(head + body)
         await upstream[1].drain()
         return await _read_head(upstream[0])
     except ConnectionError:

@@ -11,6 +11,7 @@ import errno
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from tests.realparts.fusemount import is_mounted
 from tests.reliability import soak
 from tests.reliability.conftest import MountFactory
 from tests.reliability.s3_contents import objects_under
-from tests.reliability.workload import KiB, content_for, mixed_files, write_file
+from tests.reliability.workload import KiB, MiB, content_for, mixed_files, write_file
 
 pytestmark = [pytest.mark.s3, pytest.mark.fuse]
 
@@ -194,4 +195,72 @@ def test_fsync_during_an_outage_fails_with_eio_after_the_fsync_timeout_and_the_d
     fault_proxy.heal()
     mount.flush(timeout_s=120)
     assert objects_under(s3_client, bucket, "vol/") == {"synced.bin": data}, "the dirty data was not uploaded later"
+    assert mount.alive(), mount.log_tail()
+
+
+def write_and_expect(root: Path, names_sizes: dict[str, int], seed: int) -> dict[str, bytes]:
+    expected = {}
+    for name, size in names_sizes.items():
+        data = content_for(seed, name, size)
+        write_file(root / name, data)
+        expected[name] = data
+    return expected
+
+
+@pytest.mark.timeout(240)
+def test_bodies_stalling_halfway_lose_and_corrupt_nothing(
+    mount_factory: MountFactory, fault_proxy: FaultProxy, s3_client: Any, bucket: str
+) -> None:
+    mount = mount_factory(prefix="stall", endpoint_url=fault_proxy.endpoint_url)
+    # Uploads (a single PUT and the parts of a multipart upload) pause halfway through their body.
+    fault_proxy.add_rule(Fault.STALL, times=4, method="PUT", delay_s=2.0)
+    expected = write_and_expect(mount.mountpoint, {"small.bin": 300 * KiB, "large.bin": 20 * MiB}, 11)
+    mount.flush(timeout_s=180)
+    assert fault_proxy.stats.faults["stall"] == 4
+    assert objects_under(s3_client, bucket, "stall/") == expected
+    mount.cleanup()
+    # Downloads pause halfway through too; a fresh cache reads everything from S3.
+    fault_proxy.add_rule(Fault.STALL, times=4, method="GET", path_contains="/stall/", delay_s=2.0)
+    reader = mount_factory(prefix="stall", endpoint_url=fault_proxy.endpoint_url)
+    wrong = [name for name, data in expected.items() if (reader.mountpoint / name).read_bytes() != data]
+    assert wrong == [], f"stalled downloads returned wrong bytes for {wrong}"
+    assert fault_proxy.stats.faults["stall"] == 8
+    assert reader.alive(), reader.log_tail()
+
+
+@pytest.mark.timeout(240)
+def test_200_replies_carrying_an_error_are_retried_not_taken_for_success(
+    mount_factory: MountFactory, fault_proxy: FaultProxy, s3_client: Any, bucket: str
+) -> None:
+    mount = mount_factory(prefix="e200", endpoint_url=fault_proxy.endpoint_url)
+    # S3 may answer CompleteMultipartUpload and CopyObject (a rename) 200 OK with an error body.
+    fault_proxy.add_rule(Fault.ERROR_200, times=2, method="POST", path_contains="uploadId=")
+    expected = write_and_expect(mount.mountpoint, {"large.bin": 20 * MiB, "moved.bin": 100 * KiB}, 12)
+    mount.flush(timeout_s=180)
+    fault_proxy.add_rule(Fault.ERROR_200, times=2, method="PUT", header="x-amz-copy-source")
+    os.rename(mount.mountpoint / "moved.bin", mount.mountpoint / "renamed.bin")
+    expected["renamed.bin"] = expected.pop("moved.bin")
+    mount.flush(timeout_s=180)
+    assert fault_proxy.stats.faults["200-error"] == 4
+    assert objects_under(s3_client, bucket, "e200/") == expected
+    assert (mount.mountpoint / "renamed.bin").read_bytes() == expected["renamed.bin"]
+    assert mount.alive(), mount.log_tail()
+
+
+@pytest.mark.timeout(240)
+def test_access_denied_in_the_middle_of_a_run_loses_nothing(
+    mount_factory: MountFactory, fault_proxy: FaultProxy, s3_client: Any, bucket: str
+) -> None:
+    mount = mount_factory(prefix="denied", endpoint_url=fault_proxy.endpoint_url)
+    expected = write_and_expect(mount.mountpoint, {f"before-{i}.bin": (i + 1) * 50 * KiB for i in range(5)}, 13)
+    mount.flush()
+    # A bucket policy says no for a while (uploads refused), then the run goes on.
+    fault_proxy.add_rule(Fault.DENIED_403, times=6, method="PUT")
+    expected |= write_and_expect(mount.mountpoint, {f"during-{i}.bin": (i + 1) * 70 * KiB for i in range(5)}, 13)
+    expected |= write_and_expect(mount.mountpoint, {"during-large.bin": 18 * MiB}, 13)
+    mount.flush(timeout_s=180)
+    assert fault_proxy.stats.faults["403"] == 6
+    assert objects_under(s3_client, bucket, "denied/") == expected
+    wrong = [name for name, data in expected.items() if (mount.mountpoint / name).read_bytes() != data]
+    assert wrong == []
     assert mount.alive(), mount.log_tail()
