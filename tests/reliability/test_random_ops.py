@@ -28,7 +28,8 @@ pytestmark = [pytest.mark.s3, pytest.mark.fuse]
 FSX_WORKERS = 4  # concurrent runs on one mount, each in its own directory with its own seed
 FSX_OPERATIONS = int(os.environ.get("RAZORFS_FSX_OPERATIONS", "5000"))  # per worker
 REPLAYED_SEED = os.environ.get("RAZORFS_FSX_SEED")
-FSX_METADATA_TTL = os.environ.get("RAZORFS_FSX_TTL", "1s")
+# Listings and attributes cached 30 s: lookups revalidate now and then, not before every step.
+FSX_METADATA_TTL = os.environ.get("RAZORFS_FSX_TTL", "30s")
 
 
 def fresh_seed() -> int:
