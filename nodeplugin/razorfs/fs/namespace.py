@@ -40,10 +40,15 @@ class Namespace(PathLookup):
 
     async def unlink(self, path: str) -> None:
         f = self.cache.get(path)
-        if f is not None:
-            async with f.upload_lock:  # an upload in flight must not recreate the object
+        if f is None:
+            await self.store.delete(self.key_for(path))
+        else:
+            # Under the lock an upload in flight cannot recreate the object. The object goes first:
+            # a crash before the journal row goes leaves the acknowledged content (replayed), never
+            # an older upload of it showing through.
+            async with f.upload_lock:
+                await self.store.delete(self.key_for(path))
                 self.cache.forget(f)
-        await self.store.delete(self.key_for(path))
         self.note_gone(path)
 
     async def symlink(self, path: str, target: bytes, attrs: ObjectAttrs) -> Node:
