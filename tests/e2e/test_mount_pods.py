@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import time
+import urllib.request
 import uuid
 from typing import Any
 
@@ -114,6 +115,12 @@ def test_a_volume_keeps_serving_through_plugin_restart_upgrade_and_crash(
     assert not any(e.name.startswith("AWS_") for e in container.env or []), "credentials never in a pod spec"
     assert container.resources.limits == {"memory": "320Mi"}, "the RazorVolume's spec.mountPod applies"
     keeps_writing(dev, namespace, "the start")
+    # Its daemon's log is the pod's log, and its metrics port answers on the pod's address.
+    pod_log = dev.node.kubectl("logs", "-n", dev_cluster.SYSTEM_NAMESPACE, mount_pod.metadata.name)
+    assert "mounted s3://" in pod_log
+    fresh = core.read_namespaced_pod(mount_pod.metadata.name, dev_cluster.SYSTEM_NAMESPACE)
+    with urllib.request.urlopen(f"http://{fresh.status.pod_ip}:9813/metrics", timeout=10) as reply:
+        assert b"razorfs_" in reply.read()
 
     ns = dev_cluster.SYSTEM_NAMESPACE
     dev.node.kubectl("rollout", "restart", "daemonset/razorfs-node", "-n", ns)
