@@ -1,11 +1,13 @@
 """What `ls -l` and new names cost in S3 requests, counted at a proxy in front of the real server:
 the first `ls -l` of objects another tool wrote HEADs each once (their user metadata is needed),
 a repeat after the TTL only re-lists (the listing's ETag and LastModified vouch for the HEADs),
-a metadata change by another client is still seen, and creating files in a directory whose
-listing expired re-lists it instead of asking S3 about every new name."""
+a metadata change by another client is still seen, creating files in a directory whose
+listing expired re-lists it instead of asking S3 about every new name, and an `ls -l` slower
+than the TTL lists its folder once (each entry's HEAD answers its lookup)."""
 
 from __future__ import annotations
 
+import os
 import stat
 import subprocess
 import time
@@ -15,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.integration.fs.conftest import MountFactory
-from tests.realparts.faultproxy import FaultProxy
+from tests.realparts.faultproxy import Fault, FaultProxy
 
 pytestmark = [pytest.mark.fuse, pytest.mark.s3]
 
@@ -114,3 +116,23 @@ def test_reading_back_a_listed_folder_revalidates_from_the_listing(
     assert all(contents[f"f{i:02d}"] == bytes([i]) * 100 for i in range(40) if i != 7)
     # Before: a HEAD per file once the TTL had passed; now the changed file's and the markers'.
     assert fault_proxy.stats.by_method["HEAD"] <= 10, fault_proxy.stats.by_method
+
+
+def test_ls_long_slower_than_the_ttl_lists_its_folder_once(
+    razorfs_mount: MountFactory, fault_proxy: FaultProxy, s3_client: Any, bucket: str
+) -> None:
+    _put_objects(s3_client, bucket, "slowvol/many")
+    vol = razorfs_mount(prefix="slowvol", endpoint_url=fault_proxy.endpoint_url)
+    # Slow HEADs of the files stretch the first `ls -l` over several metadata TTLs (HEADs run 32
+    # ahead on 16 threads, so 150 files take about ten delays), each well within the deadline of
+    # a revalidation.
+    fault_proxy.add_rule(Fault.LATENCY, times=None, method="HEAD", path_contains="slowvol/many/o", delay_s=0.4)
+    folder_lists = fault_proxy.add_rule(Fault.LATENCY, times=1000, method="GET", path_contains="prefix=slowvol/many/")
+    assert os.listdir(vol.mountpoint) == ["many"]  # the volume root is listed: lookups of "many" re-list it
+    started = time.monotonic()
+    modes = _ls_long(vol.mountpoint / "many")
+    assert time.monotonic() - started > PAST_TTL_S, "the sweep was not slower than the TTL"
+    assert len(modes) == OBJECTS + 1 and modes["private"] == "-rw-------"
+    # Every entry needs its HEAD anyway (its user metadata); re-listing the folder each time the
+    # listing expired would add a LIST per TTL and spare none of them.
+    assert 1000 - (folder_lists.times or 0) == 1
