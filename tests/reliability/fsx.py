@@ -125,13 +125,6 @@ class FsxRun:
             offset = self.rng.randint(MULTIPART_THRESHOLD_BYTES, limit // 2)
         data = self._data(self.rng.randint(1, min(io, limit - offset)))
         self.last_op = f"write {name} offset={offset} len={len(data)} sync={sync}"
-        fd = os.open(self.root / name, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            _write_all(fd, data, offset)
-            if sync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
         if name not in self.model:
             self.modes[name] = 0o644
         if offset > len(current):
@@ -139,7 +132,14 @@ class FsxRun:
         current[offset : offset + len(data)] = data
         self.model[name] = current
         self.mtimes.pop(name, None)
-        self.check_range(name, offset, len(data))
+        fd = os.open(self.root / name, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            _write_all(fd, data, offset)
+            if sync:
+                os.fsync(fd)
+            self.check_range(name, offset, len(data), fd)  # read back through the same descriptor
+        finally:
+            os.close(fd)
 
     def _op_fsync_write(self) -> None:
         self._op_write(sync=True)
@@ -268,16 +268,18 @@ class FsxRun:
     def _fail(self, what: str) -> Mismatch:
         return Mismatch(f"seed {self.seed} step {self.step} ({self.last_op}): {what}")
 
-    def check_range(self, name: str, offset: int, length: int) -> None:
-        """The file's size and the bytes of [offset, offset+length), read past the page cache."""
+    def check_range(self, name: str, offset: int, length: int, open_fd: int | None = None) -> None:
+        """The file's size and the bytes of [offset, offset+length), read past the page cache
+        (through `open_fd` when given, else a descriptor of its own)."""
         want_all = self.model[name]
-        fd = os.open(self.root / name, os.O_RDONLY)
+        fd = os.open(self.root / name, os.O_RDONLY) if open_fd is None else open_fd
         try:
             size = os.fstat(fd).st_size
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # the next read asks the daemon
             got = os.pread(fd, length, offset)
         finally:
-            os.close(fd)
+            if open_fd is None:
+                os.close(fd)
         want = bytes(want_all[offset : offset + length])
         if size != len(want_all) or got != want:
             raise self._fail(
