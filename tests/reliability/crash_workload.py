@@ -223,7 +223,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 workload.one_step()
             recorder.write({"done": True})
         except OSError as err:  # the daemon died under us: the expected end of a crash run
-            recorder.write({"error": f"{type(err).__name__}: {err.strerror}", "errno": err.errno})
+            # The first failure of the operation: a close() in a `finally` after a failed fsync()
+            # raises its own error (ENOTCONN, the connection is gone) over the fsync's.
+            first = err
+            while isinstance(first.__context__, OSError):
+                first = first.__context__
+            recorder.write({"error": f"{type(first).__name__}: {first.strerror}", "errno": first.errno})
     return 0
 
 
