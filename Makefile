@@ -66,8 +66,11 @@ csi-sanity: setup test-bins
 bench: setup
 	$(PY) -m tests.bench $(BENCH_ARGS)
 
+# The long tests for DURATION of wall time (crash runs, random operations and workloads under
+# faults share it); prints operations, crashes and bytes, and fails if it ran short.
+DURATION ?= 30m
 soak: setup test-bins
-	RAZORFS_SOAK=1 $(VENV)/bin/pytest -m slow $(PYTEST_ARGS)
+	$(PY) -m tests.reliability.soak_run --duration $(DURATION) -- $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) proto/razorfs_wire .mypy_cache .ruff_cache

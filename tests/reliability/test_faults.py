@@ -53,6 +53,7 @@ def run_workload_under_faults(
     corrupt = sorted(p for p in expected if p in in_s3 and in_s3[p] != expected[p])
     extra = sorted(set(in_s3) - set(expected))
     assert (lost, corrupt, extra) == ([], [], []), f"lost {lost[:5]}, corrupt {corrupt[:5]}, unexpected {extra[:5]}"
+    soak.report(operations=len(specs) + len(specs[::5]), bytes_in_s3=sum(len(d) for d in expected.values()))
     assert fault_proxy.faults_injected() >= 10, f"only {fault_proxy.faults_injected()} faults: the test proved little"
     assert mount.alive(), mount.log_tail()
     mount.cleanup()
@@ -128,12 +129,13 @@ def test_long_workloads_under_ten_percent_faults_lose_and_corrupt_nothing(
     mount_factory: MountFactory, fault_proxy: FaultProxy, s3_client: Any, bucket: str
 ) -> None:
     budget = soak.Budget()
-    for round_index in range(soak.pick(1, 5)):
-        if budget.exhausted():
-            break
+    rounds = 0
+    while budget.keep_going(rounds, soak.pick(1, 5)):
         run_workload_under_faults(
-            mount_factory, fault_proxy, s3_client, bucket, soak.pick(100, 400), soak.BASE_SEED + round_index
+            mount_factory, fault_proxy, s3_client, bucket, soak.pick(100, 400), soak.BASE_SEED + rounds
         )
+        rounds += 1
+    budget.report_time()
 
 
 @pytest.mark.slow

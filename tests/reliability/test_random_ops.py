@@ -49,8 +49,8 @@ def run_fsx_and_compare_with_s3(
 
     def drive(run: FsxRun) -> None:
         try:
-            while run.step < operations and not budget.exhausted() and not failures:
-                run.run(min(1000, operations - run.step))
+            while budget.keep_going(run.step, operations) and not failures:
+                run.run(1000 if soak.TIMED else min(1000, operations - run.step))
             run.check_all()
         except BaseException as err:  # re-raised by the test's thread below
             failures.append(err)
@@ -72,6 +72,7 @@ def run_fsx_and_compare_with_s3(
         soak.report(operations=run.step, bytes_in_s3=sum(len(c) for c in expected.values()))
         print(f"fsx: seed {run.seed}: {run.step} operations {dict(sorted(run.counts.items()))}", flush=True)
     assert mount.alive(), mount.log_tail()
+    budget.report_time()
     return runs
 
 
