@@ -120,9 +120,11 @@ class MeteredStore:
         """Every page under `prefix` (one worker thread walks the pagination)."""
         return await self._call(lambda: list(self.store.list_pages(prefix, delimiter)), abandonable=True)
 
-    async def list_first_page(self, prefix: str, delimiter: str | None = "/") -> ListingPage | None:
+    async def list_first_page(
+        self, prefix: str, delimiter: str | None = "/", page_keys: int | None = None
+    ) -> ListingPage | None:
         def first() -> ListingPage | None:
-            return next(iter(self.store.list_pages(prefix, delimiter)), None)
+            return next(iter(self.store.list_pages(prefix, delimiter, page_keys=page_keys)), None)
 
         return await self._call(first, abandonable=True)
 

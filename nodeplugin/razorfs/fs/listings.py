@@ -147,11 +147,13 @@ class Listings:
         return False
 
     async def has_children(self, path: str) -> bool:
-        """Whether anything is below `path` (an implicit directory): its marker, or one LIST page."""
+        """Whether anything is below `path` (an implicit directory): its marker, or a LIST of one
+        key (the kernel asks this of a path's directories again each TTL; a full page of a large
+        directory costs far more to parse than the HEADs of its entries)."""
         known, marker = self.meta.head(self.dir_key(path))
         if known and marker is not None:
             return True
-        page = await self.store.list_first_page(self.dir_key(path), "/")
+        page = await self.store.list_first_page(self.dir_key(path), "/", page_keys=1)
         return page is not None and bool(page.objects or page.prefixes)
 
     # -- HEADs ------------------------------------------------------------------------------------

@@ -89,9 +89,14 @@ class ObjectStore(Protocol):
         ...
 
     def list_pages(
-        self, prefix: str, delimiter: str | None = "/", start_after: str | None = None
+        self,
+        prefix: str,
+        delimiter: str | None = "/",
+        start_after: str | None = None,
+        page_keys: int | None = None,
     ) -> Iterator[ListingPage]:
-        """Paginated listing under `prefix`, in key order. (Without a delimiter SeaweedFS walks its
+        """Paginated listing under `prefix`, in key order, at most `page_keys` keys and prefixes a
+        page (default: the store's usual page, 1000 on S3). (Without a delimiter SeaweedFS walks its
         directory tree instead: `a/x` comes before `a-c`; do not rely on a flat listing's order.)"""
         ...
 

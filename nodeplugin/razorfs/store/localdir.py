@@ -209,13 +209,18 @@ class LocalDirStore:
     # -- listing ------------------------------------------------------------------------------
 
     def list_pages(
-        self, prefix: str, delimiter: str | None = "/", start_after: str | None = None
+        self,
+        prefix: str,
+        delimiter: str | None = "/",
+        start_after: str | None = None,
+        page_keys: int | None = None,
     ) -> Iterator[ListingPage]:
         entries = sorted(self._collect(prefix, delimiter))
         if start_after is not None:
             entries = [e for e in entries if e[0] > start_after]
-        for i in range(0, max(len(entries), 1), self._page_keys):
-            chunk = entries[i : i + self._page_keys]
+        step = page_keys or self._page_keys
+        for i in range(0, max(len(entries), 1), step):
+            chunk = entries[i : i + step]
             objects: list[ObjectInfo] = []
             prefixes: list[str] = []
             for name, path in chunk:

@@ -371,9 +371,13 @@ class S3Store:
     # -- listing ------------------------------------------------------------------------------
 
     def list_pages(
-        self, prefix: str, delimiter: str | None = "/", start_after: str | None = None
+        self,
+        prefix: str,
+        delimiter: str | None = "/",
+        start_after: str | None = None,
+        page_keys: int | None = None,
     ) -> Iterator[ListingPage]:
-        args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": LIST_PAGE_KEYS}
+        args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": page_keys or LIST_PAGE_KEYS}
         if delimiter:
             args["Delimiter"] = delimiter
         if start_after:

@@ -136,3 +136,26 @@ def test_ls_long_slower_than_the_ttl_lists_its_folder_once(
     # Every entry needs its HEAD anyway (its user metadata); re-listing the folder each time the
     # listing expired would add a LIST per TTL and spare none of them.
     assert 1000 - (folder_lists.times or 0) == 1
+
+
+def test_lookups_of_a_folder_in_an_unlisted_directory_ask_for_one_key(
+    razorfs_mount: MountFactory, fault_proxy: FaultProxy, s3_client: Any, bucket: str
+) -> None:
+    _put_objects(s3_client, bucket, "unlisted/many")
+    vol = razorfs_mount(prefix="unlisted", endpoint_url=fault_proxy.endpoint_url)
+    # As above, an `ls -l` over several TTLs; the volume root is never listed, so each lookup of
+    # "many" (again once its entry expired) asks S3 whether anything is below it.
+    fault_proxy.add_rule(Fault.LATENCY, times=None, method="HEAD", path_contains="unlisted/many/o", delay_s=0.4)
+    full_pages = fault_proxy.add_rule(
+        Fault.LATENCY, times=1000, method="GET", path_contains="prefix=unlisted/many/&max-keys=1000&"
+    )
+    one_key = fault_proxy.add_rule(
+        Fault.LATENCY, times=1000, method="GET", path_contains="prefix=unlisted/many/&max-keys=1&"
+    )
+    started = time.monotonic()
+    modes = _ls_long(vol.mountpoint / "many")
+    assert time.monotonic() - started > PAST_TTL_S, "the sweep was not slower than the TTL"
+    assert len(modes) == OBJECTS + 1 and modes["private"] == "-rw-------"
+    assert 1000 - (one_key.times or 0) >= 2, "the folder's lookups did not ask S3"
+    # Only the folder's own listing fetches a full page; "is anything below?" fetches one key.
+    assert 1000 - (full_pages.times or 0) == 1

@@ -43,6 +43,19 @@ def test_listing_order_and_rollup_match_s3(store: ObjectStore) -> None:
     assert sorted(keys_and_prefixes(store, "", None)[0]) == sorted(keys)
 
 
+def test_pages_of_one_key_answer_whether_anything_is_below_a_prefix(store: ObjectStore) -> None:
+    for key in ["d/a/x", "d/b", "d/c"]:
+        store.put_bytes(key, b"", {})
+    first = next(iter(store.list_pages("d/", "/", page_keys=1)))
+    assert 1 <= len(first.objects) + len(first.prefixes) <= 1
+    assert keys_and_prefixes(store, "d/") == (["d/b", "d/c"], ["d/a/"])
+    pages = list(store.list_pages("d/", "/", page_keys=1))
+    assert [o.key for p in pages for o in p.objects] == ["d/b", "d/c"]
+    assert [x for p in pages for x in p.prefixes] == ["d/a/"]
+    empty = next(iter(store.list_pages("e/", "/", page_keys=1)))
+    assert not empty.objects and not empty.prefixes
+
+
 def test_a_key_that_is_both_a_file_and_a_prefix_coexists_or_is_a_key_conflict(store: ObjectStore) -> None:
     store.put_bytes("x/y", b"child", {})
     try:

@@ -54,10 +54,10 @@ class OutageStore:
         return self.inner.head(key)
 
     def list_pages(
-        self, prefix: str, delimiter: str | None = "/", start_after: str | None = None
+        self, prefix: str, delimiter: str | None = "/", start_after: str | None = None, page_keys: int | None = None
     ) -> Iterator[ListingPage]:
         self._read()
-        pages = list(self.inner.list_pages(prefix, delimiter, start_after))
+        pages = list(self.inner.list_pages(prefix, delimiter, start_after, page_keys))
         extra = [o for o in self.extra_objects if o.key.startswith(prefix)]
         return iter([*pages, ListingPage(extra, [])])
 
