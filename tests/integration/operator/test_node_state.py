@@ -342,6 +342,7 @@ def test_kubectl_get_wide_shows_nodes_cache_dirty_bytes_and_warmup_progress(
 def test_a_rotated_secret_reaches_the_nodes_that_have_the_volume_mounted(
     custom_api: Any,
     core_api: Any,
+    kube_api_client: Any,
     kube_namespace: str,
     s3_server: Any,
     bucket: str,
@@ -361,14 +362,18 @@ def test_a_rotated_secret_reaches_the_nodes_that_have_the_volume_mounted(
         with peers["node-a"].lock:
             return [u for u in peers["node-a"].credentials_updates if u[0] == handle]
 
-    first = eventually(lambda: updates() or None, 30, "node-a handed the volume's keys")
-    assert first[0][1]["accessKeyID"] == s3_server.access_key
-    time.sleep(3)  # three resyncs: the same keys are not handed over again
-    assert len(updates()) == 1
-    rotated = {"secretAccessKey": base64.b64encode(b"rotated-secret-value-2").decode()}
-    core_api.patch_namespaced_secret(s3_secret, kube_namespace, {"data": rotated})
-    second = eventually(lambda: updates()[1:] or None, 30, "node-a handed the rotated keys")
-    assert second[0][1]["secretAccessKey"] == "rotated-secret-value-2"
-    with peers["node-b"].lock:
-        assert not [u for u in peers["node-b"].credentials_updates if u[0] == handle], "only nodes that mount it"
-    assert "rotated-secret-value-2" not in operator_with_nodes.log()
+    try:
+        first = eventually(lambda: updates() or None, 30, "node-a handed the volume's keys")
+        assert first[0][1]["accessKeyID"] == s3_server.access_key
+        time.sleep(3)  # three resyncs: the same keys are not handed over again
+        assert len(updates()) == 1
+        rotated = {"secretAccessKey": base64.b64encode(b"rotated-secret-value-2").decode()}
+        core_api.patch_namespaced_secret(s3_secret, kube_namespace, {"data": rotated})
+        second = eventually(lambda: updates()[1:] or None, 30, "node-a handed the rotated keys")
+        assert second[0][1]["secretAccessKey"] == "rotated-secret-value-2"
+        with peers["node-b"].lock:
+            assert not [u for u in peers["node-b"].credentials_updates if u[0] == handle], "only nodes that mount it"
+        assert "rotated-secret-value-2" not in operator_with_nodes.log()
+    finally:
+        with ProtectionStandIn(kube_api_client):
+            delete_razorvolumes(custom_api, core_api, kube_namespace)
