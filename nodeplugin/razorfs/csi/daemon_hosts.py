@@ -52,6 +52,9 @@ def handover_socket(record: VolumeRecord) -> Path:
 
 
 class DaemonHost(Protocol):
+    # True when the daemons write no registry record the plugin's `razorfs` CLI can see.
+    registers_mounts: bool
+
     async def start(self, record: VolumeRecord, request: Handover, fuse_fd: int, log_path: Path) -> None:
         """Brings up the mount's daemon and hands it the session; returns once it serves (raises
         DaemonFailed with the daemon's reason otherwise). May set `record.daemon`."""
@@ -79,6 +82,8 @@ class DaemonHost(Protocol):
 
 
 class LocalDaemons:
+    registers_mounts = False
+
     def __init__(self, mount_command: list[str], spares: SpareDaemons | None) -> None:
         self.mount_command = mount_command
         # A pre-started process for the next mount (None: always start fresh).

@@ -117,6 +117,8 @@ def pod_argv(argv: list[str], host_mount_dir: Path) -> list[str]:
 class MountPods:
     """The DaemonHost of the chart: mount daemons in their own pods."""
 
+    registers_mounts = True
+
     def __init__(self, template: MountPodTemplate, api: Any, orphan_grace_s: float = ORPHAN_GRACE_S) -> None:
         self.template = template
         self.api = api  # kubernetes.client.CoreV1Api

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from razorfs.csi import daemon, fuse_session, mounts
-from razorfs.csi.control_client import ControlClient
+from razorfs.csi.control_client import ControlClient, control_socket
 from razorfs.csi.daemon import DaemonProcess
 from razorfs.csi.daemon_hosts import CA_BUNDLE_NAME, CACHE_SUBDIR, DaemonHost, mount_dir
 from razorfs.csi.errors import AlreadyExists, DaemonFailed, FailedPrecondition, NotFound, Unavailable
@@ -31,6 +31,7 @@ from razorfs.csi.mount_settings import Credentials, MountSettings
 from razorfs.csi.private_files import write_private_file
 from razorfs.csi.state_store import StateStore, VolumeRecord, volume_key
 from razorfs.errors import UsageError
+from razorfs.mount import registry
 from razorfs.mount.handover import Handover
 from razorfs.mount.kernel_readahead import set_read_ahead
 from razorfs.mount.options import parse_mount_argv
@@ -135,6 +136,7 @@ class Supervisor:
                 try:
                     if await self._daemon_healthy(volume):
                         await self._ensure_targets_bound(volume)
+                        self._register(volume)
                         log.info("re-adopted volume %s (%s)", record.volume_id, self.host.describe(record))
                     else:
                         await self._recover(volume, "daemon found dead at plugin start")
@@ -288,6 +290,24 @@ class Supervisor:
         # The first stat waits for the daemon's INIT reply, which fixes the readahead window.
         await mounts.mount_health(volume.staging_path)
         await asyncio.to_thread(set_read_ahead, volume.staging_path)
+        self._register(volume)
+
+    def _register(self, volume: StagedVolume) -> None:
+        """A daemon elsewhere (a mount pod) writes no registry record this container can see: the
+        plugin writes it, so `razorfs status`, `flush` and `warmup` in the plugin's container find
+        the mount by its staging path (through the control socket; the pid is the plugin's)."""
+        if not self.host.registers_mounts:
+            return
+        record = registry.MountRecord(
+            mountpoint=volume.record.staging_path,
+            cache_dir=volume.record.cache_dir,
+            control_socket=str(control_socket(volume.cache_dir)),
+            pid=os.getpid(),
+        )
+        try:
+            registry.write_record(record)
+        except OSError as exc:
+            log.warning("no registry record for %s (razorfs status will not list it): %s", volume.staging_path, exc)
 
     async def _ensure_targets_bound(self, volume: StagedVolume) -> None:
         """Binds the staging mount at every recorded target that is missing or dead (a fresh
@@ -428,6 +448,8 @@ class Supervisor:
             volume.state = VolumeState.MOUNTED
             raise
         await mounts.unmount(volume.staging_path, lazy=True)
+        if self.host.registers_mounts:
+            registry.remove_record(volume.record.staging_path, os.getpid())
         if volume.record.parent:
             with contextlib.suppress(OSError):
                 volume.staging_path.rmdir()  # our own directory beside the kubelet's globalmount

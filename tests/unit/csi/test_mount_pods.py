@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from razorfs.csi.mount_pods import MountPods, MountPodTemplate, pod_argv, pod_name
 from razorfs.csi.state_store import VolumeRecord
@@ -94,3 +95,16 @@ def test_a_volumes_own_mount_pod_settings_replace_the_templates() -> None:
     assert manifest["spec"]["tolerations"] == [{"key": "storage", "operator": "Exists"}]
     plain = MountPods(template(priority_class_name="system-node-critical"), api=None).manifest(record())
     assert plain["spec"]["priorityClassName"] == "system-node-critical"
+
+
+def test_the_plugin_records_a_mount_pods_mount_for_its_razorfs_cli(tmp_path: Path, monkeypatch: Any) -> None:
+    from razorfs.csi.state_store import StateStore
+    from razorfs.csi.supervisor import StagedVolume, Supervisor
+    from razorfs.mount import registry
+
+    monkeypatch.setenv("RAZORFS_RUN_DIR", str(tmp_path / "run"))
+    supervisor = Supervisor(StateStore(tmp_path / "state"), CACHE_ROOT, MountPods(template(), api=None))
+    supervisor._register(StagedVolume(record()))
+    (found,) = registry.list_records()
+    assert found.mountpoint == record().staging_path
+    assert found.control_socket == str(CACHE_ROOT / "v-0123" / "cache" / "control.sock")
