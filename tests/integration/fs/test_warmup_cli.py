@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.integration.fs.conftest import MountedVolume, MountFactory
-from tests.realparts.faultproxy import FaultProxy
+from tests.realparts.faultproxy import Fault, FaultProxy
 from tests.realparts.s3server import S3Server
 
 MIB = 1024 * 1024
@@ -161,14 +161,16 @@ def test_flush_and_umount_show_dirty_data_draining_on_a_terminal(
 ) -> None:
     with FaultProxy(s3_server.endpoint_url).start() as proxy:
         vol = razorfs_mount(endpoint_url=proxy.endpoint_url)
+        # The file's upload is refused until the command shows its bar, so it has dirty bytes to
+        # drain whatever the machine's speed. (Cutting S3 off after the write raced the upload: a
+        # quick upload left nothing to drain and no bar.)
+        for method in ("PUT", "POST"):
+            proxy.add_rule(Fault.REFUSE, times=None, method=method, path_contains="big.bin")
         (vol.mountpoint / "big.bin").write_bytes(os.urandom(8 * MIB))
-        # S3 is cut off until the command shows its bar: it has dirty bytes to drain, whatever
-        # the machine's speed.
-        proxy.partition(600)
 
         def heal_once_the_bar_shows(output: str) -> None:
             if f"{command}:" in output:
-                proxy.heal()
+                proxy.clear()
 
         code, output = _run_in_pty(vol.env, command, str(vol.mountpoint), on_output=heal_once_the_bar_shows)
 
