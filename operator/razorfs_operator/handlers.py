@@ -19,7 +19,8 @@ from .errors import VolumeProblem
 from .metrics import count_reconcile
 from .node_admin import NodeAdminClient
 from .outcome import retry_later
-from .reconciler import FINALIZER, Reconciler, Runtime
+from .reconciler import FINALIZER, Reconciler
+from .runtime import Runtime
 
 ANNOTATION_PREFIX = "razorfs.io"
 RESOURCE = (CRD_GROUP, CRD_VERSION, CRD_PLURAL)

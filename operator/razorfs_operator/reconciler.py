@@ -1,29 +1,22 @@
 """Level-based reconciliation of one RazorVolume: from the object as the API server has it and the
-state of the cluster and S3, converge the PV and PVC and write the status. Every step re-reads what
-it acts on, so running it again from any state (an interrupted earlier run included) converges and
-never duplicates: the PV and PVC have names derived from the RazorVolume's uid and name."""
+state of the cluster and S3, converge the PV and PVC and write the status, and, behind the
+finalizer, release them and (reclaimPolicy Delete) the objects. Every step re-reads what it acts
+on, so running it again from any state (an interrupted earlier run included) converges and never
+duplicates: the PV and PVC have names derived from the RazorVolume's uid and name. The volume's
+state on each node (NodeAdmin reports, credential hand-over, warm-up) is node_states.py's."""
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import hashlib
-import json
 import logging
-import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
-import grpc.aio
 import kopf
 import pydantic
 
-from razorfs.volume_spec import NodeVolumeState, RazorVolumeSpec, RazorVolumeStatus, SecretKey
+from razorfs.volume_spec import RazorVolumeSpec, SecretKey
 
-from .cluster import Cluster, NodePluginPod, claim_users
-from .config import OperatorConfig
+from .cluster import claim_users
 from .credentials import ca_bundle_from_secret_data, credentials_from_secret_data
 from .endpoint_policy import EndpointPolicy
 from .errors import (
@@ -33,11 +26,11 @@ from .errors import (
     ObjectsStillTerminating,
     VolumeProblem,
 )
-from .node_admin import NodeAdminClient, NodeReport
+from .node_states import NodeStates
 from .outcome import report_problem
-from .recent_listings import RecentListings
+from .runtime import Runtime
 from .s3_bucket import VolumeBucket
-from .status_draft import StatusDraft, summarize_nodes, warmup_progress
+from .status_draft import StatusDraft
 from .volume_objects import (
     Manifest,
     VolumeIdentity,
@@ -53,54 +46,7 @@ from .volume_objects import (
 log = logging.getLogger("razorfs_operator")
 # kopf's finalizer marker (set in handlers.configure); named in messages about stuck deletions.
 FINALIZER = "razorfs.io/cleanup"
-T = TypeVar("T")
 MAX_PODS_NAMED = 5
-# While a warm-up streams, its progress reaches the status at most this often.
-WARMUP_PROGRESS_INTERVAL_S = 1.0
-
-
-@dataclass
-class Runtime:
-    """What every handler needs; built once at operator startup and kept in kopf's memo."""
-
-    config: OperatorConfig
-    cluster: Cluster
-    executor: ThreadPoolExecutor
-    node_admin: NodeAdminClient
-    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
-    # Resync runs hold at most half the worker threads, so a burst of new or changed volumes is
-    # never queued behind the periodic refresh of the volumes that are fine already.
-    resync_slots: asyncio.Semaphore = field(init=False)
-    recent_node_pods: RecentListings[list[NodePluginPod]] = field(default_factory=RecentListings)
-    recent_namespace_pods: RecentListings[list[Manifest]] = field(default_factory=RecentListings)
-    # (volume handle, node) -> digest of the Secret data that node's daemons sign with, as far as
-    # this operator process knows (a restarted operator hands every node the keys once more).
-    credentials_on_nodes: dict[tuple[str, str], str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.resync_slots = asyncio.Semaphore(max(1, self.config.worker_threads // 2))
-
-    async def blocking(self, call: Callable[..., T], *args: Any) -> T:
-        """Runs a blocking call (boto3, the Kubernetes client) on the bounded worker pool."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, call, *args)
-
-    async def node_plugin_pods(self) -> list[NodePluginPod]:
-        """The node plugin pods; the same answer for every volume's resync of one round."""
-        config = self.config
-        return await self.recent_node_pods.get(
-            None, lambda: self.blocking(self.cluster.node_plugin_pods, config.node_namespace, config.node_selector)
-        )
-
-    async def recent_pods(self, namespace: str) -> list[Manifest]:
-        """The pods of a namespace, shared by the resyncs of its volumes for a moment."""
-        return await self.recent_namespace_pods.get(namespace, lambda: self.blocking(self.cluster.list_pods, namespace))
-
-    def volume_lock(self, uid: str) -> asyncio.Lock:
-        """Mutual exclusion of the runs for one volume (no state is kept in it)."""
-        return self._locks.setdefault(uid, asyncio.Lock())
-
-    def forget_volume(self, uid: str) -> None:
-        self._locks.pop(uid, None)
 
 
 def parse_spec(body: Any) -> RazorVolumeSpec:
@@ -221,7 +167,7 @@ class Reconciler:
 
     async def _refresh(self, draft: StatusDraft, spec: RazorVolumeSpec, body: Any) -> None:
         try:
-            draft.status.nodes = await self._node_states(draft, spec, body)
+            draft.status.nodes = await NodeStates(self.rt).gather(draft, spec, body)
         except VolumeProblem as exc:
             # Node discovery failing must not hide the volume's own state; keep the last report.
             log.warning("RazorVolume %s: node state not refreshed: %s", draft.identity.name, exc.message)
@@ -294,106 +240,6 @@ class Reconciler:
             )
             log.info("claim %s/%s now reports %s", identity.namespace, identity.claim_name, spec.capacity)
         return claim, volume
-
-    async def _node_states(self, draft: StatusDraft, spec: RazorVolumeSpec, body: Any) -> list[NodeVolumeState]:
-        identity = draft.identity
-        pods = await self.rt.node_plugin_pods()
-        reports = await self.rt.node_admin.volume_on_nodes(pods, identity.volume_handle)
-        known = {node.name: node for node in draft.old.nodes}
-        states: dict[str, NodeVolumeState] = {}
-        for report in reports:
-            before = known.get(report.node_name)
-            if report.state == "Unreachable" and before is None:
-                continue  # a node we never saw the volume on: nothing to report about it
-            state = _node_state(report, before)
-            states[report.node_name] = state
-            if report.state == "Mounted":
-                await self._hand_over_credentials(identity, spec, report)
-                await self._warm(draft, spec, report, state, states, body)
-        return sorted(states.values(), key=lambda s: s.name)
-
-    async def _hand_over_credentials(self, identity: VolumeIdentity, spec: RazorVolumeSpec, report: NodeReport) -> None:
-        """A node signing with other keys than the Secret holds now gets the new ones: a rotated
-        Secret reaches running mounts without a remount. Best effort: retried next resync."""
-        secret_name = spec.s3.secret_ref.name
-        try:
-            data = await self.rt.blocking(self.rt.cluster.read_secret_data, identity.namespace, secret_name)
-        except VolumeProblem:
-            return  # the S3 check reports a missing Secret; the running daemons keep their keys
-        keys = (SecretKey.ACCESS_KEY_ID, SecretKey.SECRET_ACCESS_KEY, SecretKey.SESSION_TOKEN, SecretKey.CA_BUNDLE)
-        secrets = {key: base64.b64decode(value).decode() for key, value in data.items() if key in keys}
-        digest = hashlib.sha256(json.dumps(secrets, sort_keys=True).encode()).hexdigest()
-        where = (identity.volume_handle, report.node_name)
-        if self.rt.credentials_on_nodes.get(where) == digest:
-            return
-        try:
-            updated = await self.rt.node_admin.update_credentials(report.address, identity.volume_handle, secrets)
-        except grpc.aio.AioRpcError as exc:
-            log.warning("credentials of %s/%s not handed to node %s yet: %s %s", identity.namespace,
-                        identity.name, report.node_name, exc.code().name, exc.details())
-            return
-        self.rt.credentials_on_nodes[where] = digest
-        log.info("credentials of %s/%s handed to %d daemon(s) on node %s", identity.namespace, identity.name,
-                 updated, report.node_name)
-
-    async def _warm(
-        self,
-        draft: StatusDraft,
-        spec: RazorVolumeSpec,
-        report: NodeReport,
-        state: NodeVolumeState,
-        states: dict[str, NodeVolumeState],
-        body: Any,
-    ) -> None:
-        """Prefetches the spec's warmup paths on one node unless it has them already; its progress
-        goes into `state.warmup` and, every WARMUP_PROGRESS_INTERVAL_S, into the status."""
-        wanted = spec.cache.warmup.paths if spec.cache.warmup else []
-        if not wanted:
-            state.warmup = None
-            return
-        if sorted(wanted) == sorted(state.warmed_paths):
-            if state.warmup is None or state.warmup.state != "Warmed":
-                # Warmed before progress was kept, or before a later change of paths failed.
-                state.warmup = warmup_progress("Warmed")
-            return
-        state.warmup = warmup_progress("Warming")
-        await self._write_progress(draft, states)
-        published = time.monotonic()
-        try:
-            async for progress in self.rt.node_admin.warm(
-                report.address, draft.identity.volume_handle, wanted, self.rt.config.warmup_timeout_s
-            ):
-                state.warmup = progress
-                if time.monotonic() - published >= WARMUP_PROGRESS_INTERVAL_S:
-                    await self._write_progress(draft, states)
-                    published = time.monotonic()
-        except grpc.aio.AioRpcError as exc:
-            message = f"{exc.code().name}: {exc.details()}"
-            last = state.warmup
-            state.warmup = warmup_progress(
-                "Failed", last.files_done, last.files_total, last.bytes_done, last.bytes_total, message
-            )
-            kopf.warn(body, reason="WarmupFailed", message=f"node {report.node_name}: {message}")
-            return
-        last = state.warmup
-        state.warmup = warmup_progress("Warmed", last.files_done, last.files_total, last.bytes_done, last.bytes_total)
-        state.warmed_paths = sorted(wanted)
-        kopf.info(
-            body,
-            reason="WarmedUp",
-            message=f"node {report.node_name} prefetched {last.files_done} file(s) of {', '.join(wanted)}",
-        )
-
-    async def _write_progress(self, draft: StatusDraft, states: dict[str, NodeVolumeState]) -> None:
-        """Patches the node states known so far (the others as the status had them) and their
-        totals, while a warm-up runs; the run's full status follows when it ends."""
-        nodes = {**{node.name: node for node in draft.old.nodes}, **states}
-        progress = RazorVolumeStatus(nodes=sorted(nodes.values(), key=lambda s: s.name))
-        summarize_nodes(progress)
-        fields = {"nodes", "mounted_nodes", "cached_bytes", "dirty_bytes", "warmup"}
-        payload = progress.model_dump(by_alias=True, mode="json", exclude_none=True, include=fields)
-        identity = draft.identity
-        await self.rt.blocking(self.rt.cluster.patch_razorvolume_status, identity.namespace, identity.name, payload)
 
     async def _write_status(self, draft: StatusDraft) -> None:
         if not draft.changed():
@@ -476,21 +322,6 @@ def _volume_drift(volume: Manifest, spec: RazorVolumeSpec, identity: VolumeIdent
     if any(ref.get(key) != wanted[key] for key in ("namespace", "name", "uid")):
         patch.setdefault("spec", {})["claimRef"] = wanted
     return patch
-
-
-def _node_state(report: NodeReport, before: NodeVolumeState | None) -> NodeVolumeState:
-    """A node's state from its report; an Unreachable node keeps the figures it reported last,
-    so dirty bytes still on it are not hidden, and every node keeps what it has warmed."""
-    figures = before if report.state == "Unreachable" and before is not None else report
-    return NodeVolumeState(
-        name=report.node_name,
-        state=report.state,  # type: ignore[arg-type]  # validated by NodeAdminClient
-        cached_bytes=figures.cached_bytes,
-        dirty_bytes=figures.dirty_bytes,
-        last_error=report.last_error,
-        warmed_paths=before.warmed_paths if before else [],
-        warmup=before.warmup if before else None,
-    )
 
 
 def _names(pods: Sequence[str]) -> str:
