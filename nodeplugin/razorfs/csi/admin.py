@@ -17,7 +17,8 @@ import grpc
 from razorfs.csi.admin_auth import AdminAuth, bearer_token
 from razorfs.csi.errors import CsiError, DeadlineExceeded, InvalidArgument, translate_errors
 from razorfs.csi.mount_settings import Credentials
-from razorfs.csi.supervisor import StagedVolume, Supervisor, VolumeState
+from razorfs.csi.staged_volume import StagedVolume, VolumeState
+from razorfs.csi.supervisor import Supervisor
 from razorfs.mount.control import warm_path_problem
 from razorfs_wire.razorfs.v1 import node_admin_pb2, node_admin_pb2_grpc
 

@@ -14,6 +14,8 @@ bundle and its cache (`cache/`); a mount pod sees that directory, and nothing el
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Protocol
@@ -79,6 +81,14 @@ class DaemonHost(Protocol):
     async def sweep(self, known_mounts: set[str]) -> None:
         """Removes daemons of mounts no longer recorded (a stage that died half-way, a record
         removed by hand); `known_mounts` are mount directory names."""
+
+
+def default_mount_command() -> list[str]:
+    """The `razorfs` CLI installed next to our interpreter, else the module."""
+    beside = Path(sys.executable).with_name("razorfs")
+    if beside.exists() and os.access(beside, os.X_OK):
+        return [str(beside)]
+    return [sys.executable, "-m", "razorfs.cli"]
 
 
 class LocalDaemons:

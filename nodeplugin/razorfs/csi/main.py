@@ -24,21 +24,18 @@ from razorfs.csi.admin import NodeAdminService
 from razorfs.csi.admin_auth import DEFAULT_AUDIENCE, AdminAuth, SharedTokenAuth, TokenReviewAuth, kubernetes_reviewer
 from razorfs.csi.admin_tls import make_server_identity
 from razorfs.csi.controller import ControllerService
-from razorfs.csi.daemon_hosts import DaemonHost, LocalDaemons
+from razorfs.csi.daemon_hosts import DaemonHost, LocalDaemons, default_mount_command
 from razorfs.csi.daemon_logs import DaemonLogRelay
 from razorfs.csi.events import KubernetesEvents
+from razorfs.csi.health_loop import HEALTH_CHECK_INTERVAL_S
 from razorfs.csi.identity import IdentityService
 from razorfs.csi.metrics import serve_metrics
 from razorfs.csi.mount_pods import MountPods, MountPodTemplate
+from razorfs.csi.mount_shutdown import UNSTAGE_FLUSH_TIMEOUT_S
 from razorfs.csi.node import NodeService
 from razorfs.csi.spare_daemon import SpareDaemons
 from razorfs.csi.state_store import StateStore
-from razorfs.csi.supervisor import (
-    HEALTH_CHECK_INTERVAL_S,
-    UNSTAGE_FLUSH_TIMEOUT_S,
-    Supervisor,
-    default_mount_command,
-)
+from razorfs.csi.supervisor import Supervisor
 from razorfs.log_format import LOG_FORMAT_ENV, add_log_format_argument, configure_logging
 from razorfs_wire.csi.v1 import csi_pb2_grpc
 from razorfs_wire.razorfs.v1 import node_admin_pb2_grpc

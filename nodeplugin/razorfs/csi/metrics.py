@@ -13,7 +13,8 @@ from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFam
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from razorfs.csi.supervisor import Supervisor, VolumeState
+from razorfs.csi.staged_volume import VolumeState
+from razorfs.csi.supervisor import Supervisor
 from razorfs.mount.control import CONTROL_SOCKET_NAME, ControlOp, ControlUnavailable, request_final
 from razorfs.mount.metrics import MetricSpec
 
@@ -39,7 +40,7 @@ class SupervisorCollector(Collector):
         self.node_id = node_id
 
     def collect(self) -> Iterator[Metric]:
-        volumes = list(self.supervisor.volumes.values())
+        volumes = self.supervisor.volumes.all()
         node = self.node_id
         by_state = GaugeMetricFamily("razorfs_node_volumes", _HELP["razorfs_node_volumes"], labels=["node", "state"])
         for state in VolumeState:

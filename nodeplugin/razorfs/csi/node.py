@@ -15,8 +15,9 @@ import grpc
 
 from razorfs.csi import validation
 from razorfs.csi.errors import InvalidArgument, Unavailable, translate_errors
+from razorfs.csi.mount_records import StageRequest
 from razorfs.csi.mount_settings import Credentials, MountSettings
-from razorfs.csi.supervisor import StageRequest, Supervisor
+from razorfs.csi.supervisor import Supervisor
 from razorfs_wire.csi.v1 import csi_pb2, csi_pb2_grpc
 
 RpcType = csi_pb2.NodeServiceCapability.RPC.Type

@@ -98,13 +98,14 @@ def test_a_volumes_own_mount_pod_settings_replace_the_templates() -> None:
 
 
 def test_the_plugin_records_a_mount_pods_mount_for_its_razorfs_cli(tmp_path: Path, monkeypatch: Any) -> None:
+    from razorfs.csi.daemon_launcher import DaemonLauncher
+    from razorfs.csi.staged_volume import StagedVolume
     from razorfs.csi.state_store import StateStore
-    from razorfs.csi.supervisor import StagedVolume, Supervisor
     from razorfs.mount import registry
 
     monkeypatch.setenv("RAZORFS_RUN_DIR", str(tmp_path / "run"))
-    supervisor = Supervisor(StateStore(tmp_path / "state"), CACHE_ROOT, MountPods(template(), api=None))
-    supervisor._register(StagedVolume(record()))
+    launcher = DaemonLauncher(StateStore(tmp_path / "state"), MountPods(template(), api=None))
+    launcher.register(StagedVolume(record()))
     (found,) = registry.list_records()
     assert found.mountpoint == record().staging_path
     assert found.control_socket == str(CACHE_ROOT / "v-0123" / "cache" / "control.sock")
