@@ -4,13 +4,15 @@ the page cache) checked against an in-memory model after every step, then the bu
 against the model after a flush. Short mode: 4 concurrent runs of 5,000 operations on one mount
 (20,000), from a fresh seed (printed and in every failure; `RAZORFS_FSX_SEED=N` replays each run's
 operations, not the interleaving of the four); `make soak`: 100,000 (bounded by
-RAZORFS_SOAK_SECONDS)."""
+RAZORFS_SOAK_SECONDS). And two mounts of one prefix taking turns on one tree, close-to-open: what
+one flushed, the other sees in full once the metadata TTL has passed."""
 
 from __future__ import annotations
 
 import os
 import random
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -120,3 +122,45 @@ def test_one_hundred_thousand_random_operations_match_the_model_and_s3(
     mount_factory: MountFactory, s3_client: Any, bucket: str
 ) -> None:
     run_fsx_and_compare_with_s3(mount_factory, s3_client, bucket, soak.pick(FSX_OPERATIONS, 100_000), fresh_seed())
+
+
+TURNS = 8  # mount A, then B, then A ...: each turn starts by checking the whole tree there
+TWO_MOUNT_TTL_S = 1.0
+
+
+@pytest.mark.timeout(600)
+def test_two_mounts_on_one_prefix_take_turns_and_each_sees_the_others_flushed_tree(
+    mount_factory: MountFactory, s3_client: Any, bucket: str
+) -> None:
+    """Close-to-open across mounts: a turn of random operations on one mount ends with a flush (all
+    in S3); after the metadata TTL the other mount must show the whole tree as the model has it:
+    names, contents (read past the page cache), modes, mtimes and symlinks, though it has cached
+    older versions of many of those files in its own earlier turns."""
+    seed = fresh_seed()
+    print(f"two mounts: seed {seed}; replay with RAZORFS_FSX_SEED={seed}", flush=True)
+    mounts = [mount_factory(prefix="shared", metadata_ttl=f"{TWO_MOUNT_TTL_S}s") for _ in range(2)]
+    run = FsxRun(mounts[0].mountpoint / "tree", seed=seed)
+    turns = random.Random(seed)
+    took: dict[str, float] = {"check": 0.0, "operations": 0.0, "flush": 0.0}
+    for turn in range(TURNS):
+        mount = mounts[turn % 2]
+        run.root = mount.mountpoint / "tree"
+        run.last_op = f"turn {turn} begins on mount {'AB'[turn % 2]}"
+        started = time.monotonic()
+        run.check_all()
+        took["check"] += time.monotonic() - started
+        started = time.monotonic()
+        run.run(turns.randint(30, 100))
+        run.check_all()
+        took["operations"] += time.monotonic() - started
+        started = time.monotonic()
+        mount.flush()
+        took["flush"] += time.monotonic() - started
+        time.sleep(TWO_MOUNT_TTL_S * 1.5)
+    run.root = mounts[TURNS % 2].mountpoint / "tree"
+    run.check_all()
+    in_s3 = objects_under(s3_client, bucket, "shared/tree/")
+    assert in_s3 == run.expected_objects(), f"seed {seed}: S3 differs from the model"
+    assert all(m.alive() for m in mounts), [m.log_tail() for m in mounts]
+    print(f"two mounts: seed {seed}: {run.step} operations {dict(sorted(run.counts.items()))}; "
+          f"seconds {({k: round(v, 1) for k, v in took.items()})}", flush=True)
