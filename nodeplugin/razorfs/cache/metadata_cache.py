@@ -7,14 +7,18 @@ when S3 cannot be reached.
 A HEAD result outlives the TTL while listings confirm it: an object's user metadata cannot change
 without a new ETag or a new LastModified (a metadata rewrite is a copy onto itself), so a fresh
 listing showing both unchanged vouches for the whole HEAD, and `ls -l` of a listed directory
-needs no HEAD per entry twice."""
+needs no HEAD per entry twice. With `SavedHeads`, those answers also outlive the mount: each one
+S3's time is known for is queued there, and `adopt_saved` brings them back as expired answers that
+only a listing can vouch for."""
 
 from __future__ import annotations
 
 import bisect
+import math
 import time
 from dataclasses import dataclass, field
 
+from razorfs.cache.saved_heads import SavedHeads
 from razorfs.store.base import ObjectInfo
 
 
@@ -54,13 +58,14 @@ class Listing:
 
 
 class MetadataCache:
-    def __init__(self, ttl_s: float) -> None:
+    def __init__(self, ttl_s: float, saved: SavedHeads | None = None) -> None:
         self.ttl_s = ttl_s
+        self.saved = saved
         self._listings: dict[str, Listing] = {}
-        # key -> (info, when fetched, S3's LastModified of it when known). Records made from this
-        # node's own writes carry the local clock instead (S3 does not return the time of a PUT):
-        # the first listing with the same ETag supplies S3's time.
-        self._heads: dict[str, tuple[ObjectInfo | None, float, float | None]] = {}
+        # key -> (info, when fetched, S3's LastModified of it when known, whether `saved` has it).
+        # Records made from this node's own writes carry the local clock instead (S3 does not
+        # return the time of a PUT): the first listing with the same ETag supplies S3's time.
+        self._heads: dict[str, tuple[ObjectInfo | None, float, float | None, bool]] = {}
 
     def _fresh(self, fetched_at: float) -> bool:
         return time.monotonic() - fetched_at < self.ttl_s
@@ -113,7 +118,21 @@ class MetadataCache:
     def put_head(self, key: str, info: ObjectInfo | None, *, s3_time: bool = True) -> None:
         """`s3_time`: the record's last_modified is S3's (a HEAD), not this node's clock (a write)."""
         s3_modified = info.last_modified if info is not None and s3_time else None
-        self._heads[key] = (info, time.monotonic(), s3_modified)
+        saved = False
+        if self.saved is not None:
+            if info is not None and s3_modified is not None and not key.endswith("/"):
+                saved = self.saved.save(info, s3_modified)
+            else:
+                # Gone, or changed here and S3's time of it not known yet. (Directory markers are
+                # never saved: a listing shows them as prefixes, without an ETag to vouch.)
+                self.saved.drop(key)
+        self._heads[key] = (info, time.monotonic(), s3_modified, saved)
+
+    def adopt_saved(self, info: ObjectInfo, s3_modified: float) -> None:
+        """An answer saved by an earlier mount, kept as expired (only a listing that shows the
+        same ETag and LastModified vouches for it); what this mount learned itself wins."""
+        if info.key not in self._heads:
+            self._heads[info.key] = (info, -math.inf, s3_modified, True)
 
     def head_confirmed_by(self, key: str, entry: DirEntry) -> ObjectInfo | None:
         """The cached HEAD of `key`, however old, if the listing `entry` shows the same object
@@ -121,20 +140,24 @@ class MetadataCache:
         found = self._heads.get(key)
         if found is None or not entry.etag:
             return None
-        info, fetched_at, s3_modified = found
+        info, fetched_at, s3_modified, saved = found
         if info is None or info.etag != entry.etag:
             return None
         if s3_modified is None:
             # Our own write: adopt S3's time from the first listing that shows our ETag.
-            self._heads[key] = (info, fetched_at, entry.last_modified)
-            return info
-        # HEAD's Last-Modified has whole seconds, a listing's has milliseconds.
-        if int(s3_modified) != int(entry.last_modified):
+            s3_modified = entry.last_modified
+        elif int(s3_modified) != int(entry.last_modified):
+            # HEAD's Last-Modified has whole seconds, a listing's may have milliseconds.
             return None
+        if not saved and self.saved is not None:
+            saved = self.saved.save(info, s3_modified)
+        self._heads[key] = (info, fetched_at, s3_modified, saved)
         return info
 
     def forget_head(self, key: str) -> None:
         self._heads.pop(key, None)
+        if self.saved is not None:
+            self.saved.drop(key)
 
     def forget_all(self) -> None:
         self._listings.clear()

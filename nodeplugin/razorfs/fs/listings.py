@@ -4,10 +4,12 @@ the `MetadataCache`; the first stat of a listed entry starts HEADs of the entrie
 
 Attributes of listed entries: a fresh listing answers negative lookups, and its ETag and
 LastModified vouch for a HEAD fetched earlier (see `MetadataCache`), so only objects never seen
-(or changed since) are HEADed. Those HEADs run in parallel: the first stat of a listed entry also
-fetches the next HEAD_PREFETCH_WINDOW entries in readdir order, which is the order `ls -l` and
-`find -ls` stat them in. Keys whose last component cannot be a file name (empty, `.`, `..`, longer
-than NAME_MAX, with a NUL) are left out of listings: no lookup of them could succeed."""
+(or changed since) are HEADed; the first listing of a directory in a mount brings back the
+answers an earlier mount saved for its keys (`SavedHeads`), so after a remount too. Those HEADs
+run in parallel: the first stat of a listed entry also fetches the next HEAD_PREFETCH_WINDOW
+entries in readdir order, which is the order `ls -l` and `find -ls` stat them in. Keys whose
+last component cannot be a file name (empty, `.`, `..`, longer than NAME_MAX, with a NUL) are
+left out of listings: no lookup of them could succeed."""
 
 from __future__ import annotations
 
@@ -59,6 +61,8 @@ class Listings:
         self._heads_in_flight: dict[str, trio.Event] = {}
         self._listings_in_flight: dict[str, trio.Event] = {}
         self._nursery: trio.Nursery | None = None
+        # Directory keys whose saved HEAD answers were brought back in this mount.
+        self._saved_adopted: set[str] = set()
 
     def bind_nursery(self, nursery: trio.Nursery) -> None:
         """Where HEAD prefetches run; without one, nothing is fetched ahead."""
@@ -132,8 +136,22 @@ class Listings:
             if self._listable(name, dkey + name):  # "" is the listed directory's own companion
                 entries[name] = DirEntry(name, True, folder=True)
         listing = Listing(entries, fetched_at=started)
+        await self._adopt_saved_heads(dkey, entries)
         self.meta.put_listing(dir_path, listing)
         return listing
+
+    async def _adopt_saved_heads(self, dkey: str, entries: dict[str, DirEntry]) -> None:
+        """Before the first listing of a directory in this mount answers: the HEADs an earlier
+        mount saved for its listed files, which the listing's ETags and LastModified then vouch
+        for (one read of the cache's database, on a worker thread)."""
+        saved = self.meta.saved
+        if saved is None or not saved.enabled or dkey in self._saved_adopted:
+            return
+        self._saved_adopted.add(dkey)
+        for info, s3_modified in await saved.saved_under(dkey):
+            entry = entries.get(info.key[len(dkey) :])
+            if entry is not None and not entry.is_dir:
+                self.meta.adopt_saved(info, s3_modified)
 
     def _listable(self, name: str, key: str) -> bool:
         if is_valid_name(name):

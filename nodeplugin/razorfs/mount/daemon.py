@@ -25,6 +25,7 @@ from razorfs.cache.file_cache import FileCache
 from razorfs.cache.journal import Journal
 from razorfs.cache.metadata_cache import MetadataCache
 from razorfs.cache.metered_store import MeteredStore
+from razorfs.cache.saved_heads import SavedHeads
 from razorfs.cache.uploader import Uploader
 from razorfs.errors import UsageError
 from razorfs.fs.namespace import Namespace
@@ -151,7 +152,9 @@ class MountDaemon:
             options.cache_dir, self.store, self.journal, options.cache_size_bytes, key_for, options.metadata_ttl_s
         )
         self.uploader = Uploader(self.cache)
-        self.meta = MetadataCache(options.metadata_ttl_s)
+        # HEAD answers kept across mounts of this cache dir (`ls -l` after a remount needs no HEAD).
+        self.saved_heads = SavedHeads(options.cache_dir, options.location.url)
+        self.meta = MetadataCache(options.metadata_ttl_s, self.saved_heads)
         self.namespace = Namespace(self.store, self.cache, self.meta, key_for, options.defaults)
         self.ops = RazorOperations(
             self.namespace,
@@ -204,6 +207,7 @@ class MountDaemon:
             if not self.handed_over:
                 nursery.start_soon(self._widen_read_ahead)
             nursery.start_soon(self.uploader.run)
+            nursery.start_soon(self.saved_heads.run)
             await nursery.start(self.control.serve)
             nursery.start_soon(self._watch_signals)
             if not self.handed_over:
@@ -433,6 +437,7 @@ def run_mount(options: MountOptions, session: Session | None = None) -> int:
         if daemon is not None and session is None:
             registry.remove_record(daemon.real_mountpoint, os.getpid())
         if daemon is not None:
+            daemon.saved_heads.close()
             daemon.journal.close()
         os.close(lock_fd)
 
