@@ -9,6 +9,9 @@ signatures made for the proxy's address verify upstream), except that `Expect: 1
     proxy.partition(5.0)                                        # every connection reset for 5 s
     proxy.add_rule(Fault.STALL, times=3, delay_s=2.0)           # bodies pause 2 s halfway through
     proxy.add_rule(Fault.ERROR_200, header="x-amz-copy-source") # a copy "succeeds" with an error body
+    proxy.add_rule(Fault.CORRUPT, times=2, method="GET")        # 2 GET bodies with bytes flipped
+    proxy.add_rule(Fault.SLOW_LORIS, method="PUT", delay_s=3.0) # an upload read at a trickle, then 400
+    rule = proxy.add_rule(Fault.DENIED_403, times=None); ...; proxy.remove_rule(rule)  # 403s for a while
 
 Standalone: `python -m tests.realparts.faultproxy --upstream URL --port N [--chaos 0.1 --seed 1]`.
 """
@@ -49,6 +52,9 @@ class Fault(enum.Enum):
     STALL = "stall"  # forwarded, each body (request, then response) paused for delay_s halfway through
     ERROR_200 = "200-error"  # 200 OK whose body is an S3 InternalError (as Copy/CompleteMultipartUpload may
     # answer); the request never reaches upstream
+    CORRUPT = "corrupt"  # forwarded, a few bytes of a 2xx response body flipped (Content-Length unchanged)
+    SLOW_LORIS = "slow-loris"  # the request body read at a trickle for delay_s; if it is not all in by
+    # then, 400 RequestTimeout (what S3 answers a client that stops sending) and the connection closed
 
 
 _ERROR_REPLIES = {
@@ -145,6 +151,12 @@ class FaultProxy:
         with self._lock:
             self._rules.append(rule)
         return rule
+
+    def remove_rule(self, rule: Rule) -> None:
+        """Switches a rule off (a `times=None` rule runs until this)."""
+        with self._lock:
+            if rule in self._rules:
+                self._rules.remove(rule)
 
     def set_chaos(self, probability: float, seed: int = 0, kinds: Sequence[Fault] = RANDOM_FAULTS) -> None:
         """Each request (not matched by a rule) fails with probability `probability` with a fault
@@ -300,7 +312,14 @@ class FaultProxy:
         if expects_continue:
             client_w.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             await client_w.drain()
-        body = await _read_body(client_r, head, is_response=False, request_method=None)
+        if fault is Fault.SLOW_LORIS and rule is not None:
+            body = await _read_body_slowly(client_r, head, rule.delay_s)
+            if body is None:
+                client_w.write(_s3_error(400, "Bad Request", "RequestTimeout", target))
+                await client_w.drain()
+                raise _Drop
+        else:
+            body = await _read_body(client_r, head, is_response=False, request_method=None)
         request_raw = _without_expect(head) if expects_continue else head.raw
         reused = upstream is not None and not upstream[0].at_eof()
         if not reused:
@@ -334,6 +353,8 @@ class FaultProxy:
             if fault is Fault.RESET:
                 _reset(client_w)
             raise _Drop
+        if fault is Fault.CORRUPT:
+            resp_body = _corrupted(resp_head, resp_body)
         if stall_s and resp_body:  # the reader gets half the body, then nothing for a while
             client_w.write(resp_head.raw + resp_body[: len(resp_body) // 2])
             await client_w.drain()
@@ -422,6 +443,40 @@ async def _read_body(reader: asyncio.StreamReader, head: _Head, is_response: boo
     if is_response:
         return await reader.read()  # framed by the connection's end
     return b""
+
+
+_TRICKLE_BYTES = 1024
+_TRICKLE_PAUSE_S = 0.05
+
+
+async def _read_body_slowly(reader: asyncio.StreamReader, head: _Head, window_s: float) -> bytes | None:
+    """A request body with a Content-Length, read _TRICKLE_BYTES at a time with pauses (the
+    client's sends soon block on full socket buffers) for at most `window_s`; None if it was not
+    all in by then. A chunked body is not read at all: None after `window_s`."""
+    length = int(head.get("content-length") or 0)
+    if (head.get("transfer-encoding") or "").lower() == "chunked":
+        await asyncio.sleep(window_s)
+        return None
+    out = bytearray()
+    deadline = time.monotonic() + window_s
+    while len(out) < length:
+        if time.monotonic() >= deadline:
+            return None
+        out += await reader.readexactly(min(_TRICKLE_BYTES, length - len(out)))
+        await asyncio.sleep(_TRICKLE_PAUSE_S)
+    return bytes(out)
+
+
+def _corrupted(head: _Head, body: bytes) -> bytes:
+    """`body` with 3 bytes inverted in its middle (same length, so the framing still holds); a
+    non-2xx reply, an empty or chunked body is left alone (its framing would break instead)."""
+    status = int(head.first_line.split(" ")[1])
+    if not 200 <= status < 300 or not body or head.get("content-length") is None:
+        return body
+    damaged = bytearray(body)
+    for offset in {len(body) // 2, len(body) // 3, len(body) - 1}:
+        damaged[offset] ^= 0xFF
+    return bytes(damaged)
 
 
 def _without_expect(head: _Head) -> bytes:
