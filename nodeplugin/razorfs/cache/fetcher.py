@@ -28,6 +28,10 @@ UNITS_PER_BLOCK = BLOCK_BYTES // FETCH_UNIT_BYTES
 # A sequential stream fetches chunks of this size (aligned), several in flight ahead of the reader.
 SEQ_FETCH_BYTES = 8 * 1024 * 1024
 MAX_FILL_ATTEMPTS = 8
+# An object this small is fetched whole, with one unranged GET the store checks against the
+# object's stored checksum (S3 returns no checksum with a range); larger ones are fetched in
+# ranges, unchecked (docs/architecture.md, "End-to-end checksums").
+WHOLE_OBJECT_FETCH_BYTES = BLOCK_BYTES
 
 
 @dataclass
@@ -46,6 +50,15 @@ def missing_in_base(f: CachedFile, start: int, end: int) -> list[tuple[int, int]
     """The ranges of [start, end) that must come from the base object (not present locally)."""
     end = min(end, f.base_size)
     return f.present.missing(start, end) if start < end else []
+
+
+def to_fetch(f: CachedFile, start: int, end: int) -> list[tuple[int, int]]:
+    """`missing_in_base`, widened to the whole base object when that is small and any of it is
+    missing (so it arrives in one checked GET)."""
+    missing = missing_in_base(f, start, end)
+    if missing and f.base_size <= WHOLE_OBJECT_FETCH_BYTES:
+        return missing_in_base(f, 0, f.base_size)
+    return missing
 
 
 class RangeFetcher:
@@ -90,7 +103,7 @@ class RangeFetcher:
             # From the read to the window's end, rounded up to the stream's granule (so a sliding
             # window never issues small GETs at its edge); the fill below waits for them.
             ahead_end = -(-(end + ahead) // granule) * granule
-            self._start_readahead(f, missing_in_base(f, offset, ahead_end), self._nursery)
+            self._start_readahead(f, to_fetch(f, offset, ahead_end), self._nursery)
         await self.fill(f, offset, end, granule)
         end = min(end, f.size)  # a truncate may have run while we fetched
         data = f.pread(offset, max(0, end - offset))
@@ -133,10 +146,10 @@ class RangeFetcher:
         if not missing_in_base(f, start, end):
             return []
         if granule:
-            return missing_in_base(f, start, -(-end // granule) * granule)
+            return to_fetch(f, start, -(-end // granule) * granule)
         lo = start // FETCH_UNIT_BYTES * FETCH_UNIT_BYTES
         hi = -(-end // FETCH_UNIT_BYTES) * FETCH_UNIT_BYTES
-        return missing_in_base(f, lo, hi)
+        return to_fetch(f, lo, hi)
 
     # -- fetching ---------------------------------------------------------------------------------
 
@@ -228,7 +241,10 @@ class RangeFetcher:
             if end <= start or f.base_key is None or not missing_in_base(f, start, end):
                 return
             base_key, base_etag = f.base_key, f.base_etag
-            data = await self.store.get_range(base_key, start, end - start, if_match=base_etag)
+            if start == 0 and end == f.base_size:
+                data = await self.store.get_object(base_key, if_match=base_etag)
+            else:
+                data = await self.store.get_range(base_key, start, end - start, if_match=base_etag)
             if f.deleted or f.base_key != base_key or f.base_etag != base_etag:
                 return  # the caller's loop looks again
             # Written on a worker thread (a chunk is megabytes: copying it into the page cache on

@@ -95,6 +95,9 @@ class MeteredStore:
     async def get_range(self, key: str, start: int, length: int, if_match: str | None = None) -> bytes:
         return await self._call(lambda: self.store.get_range(key, start, length, if_match))
 
+    async def get_object(self, key: str, if_match: str | None = None) -> bytes:
+        return await self._call(lambda: self.store.get_object(key, if_match))
+
     async def put_bytes(self, key: str, data: bytes, metadata: Mapping[str, str]) -> ObjectInfo:
         return await self._call(lambda: self.store.put_bytes(key, data, metadata), uploaded=len(data))
 

@@ -62,6 +62,11 @@ class ObjectStore(Protocol):
         PreconditionFailed when the object's ETag differs."""
         ...
 
+    def get_object(self, key: str, if_match: str | None = None) -> bytes:
+        """The whole object, checked against the checksum stored with it when it has one (raises
+        ChecksumMismatch if the bytes stay corrupted through retries). `if_match` as in get_range."""
+        ...
+
     def put_bytes(self, key: str, data: bytes, metadata: Mapping[str, str]) -> ObjectInfo: ...
 
     def put_file(self, key: str, path: Path, metadata: Mapping[str, str]) -> ObjectInfo:

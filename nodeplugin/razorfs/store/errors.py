@@ -38,6 +38,11 @@ class StoreUnavailable(StoreError):
     """The endpoint could not be reached or kept failing (5xx, resets, timeouts) after retries."""
 
 
+class ChecksumMismatch(StoreError):
+    """The bytes received do not match the checksum stored with the object (corrupted in transit
+    or at rest); retried like any failed read, and after retries never handed out as content."""
+
+
 class InvalidRequest(StoreError):
     """The store rejected the request as malformed (bad key, bad range, entity too large)."""
 

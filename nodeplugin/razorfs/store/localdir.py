@@ -91,6 +91,15 @@ class LocalDirStore:
             f.seek(data_offset + start)
             return f.read(min(length, info.size - start))
 
+    def get_object(self, key: str, if_match: str | None = None) -> bytes:
+        # Local files carry no checksum to check: the local disk is the cache's own trust domain.
+        with self._open(key) as f:
+            info, data_offset = _read_header(f, key)
+            if if_match is not None and normalize_etag(if_match) != info.etag:
+                raise PreconditionFailed(f"get_object {key}: ETag is {info.etag}, expected {if_match}")
+            f.seek(data_offset)
+            return f.read(info.size)
+
     def _open(self, key: str) -> BinaryIO:
         try:
             return open(self._object_path(key), "rb")

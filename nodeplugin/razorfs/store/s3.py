@@ -4,15 +4,24 @@ Every request goes through `_request`, which counts it, retries throttling, 5xx 
 failures (including a response body cut short, which botocore's own retries never see) with
 exponential backoff and jitter, and translates what is left into the typed errors of `errors.py`.
 Large uploads and `compose` are multipart uploads with parallel parts; unchanged ranges of an
-existing object are copied server-side (UploadPartCopy) instead of re-uploaded."""
+existing object are copied server-side (UploadPartCopy) instead of re-uploaded.
+
+End-to-end checksums: a single PUT carries the body's CRC32 (`x-amz-checksum-crc32`), which the
+server checks on arrival and keeps; `get_object` (a whole, unranged GET) asks for it back and
+botocore checks the body against it; a mismatch is `ChecksumMismatch`, retried. Each multipart part
+carries its Content-MD5, checked on arrival only. Ranged GETs and multipart objects are not checked
+when read (docs/architecture.md, "End-to-end checksums")."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
+import hashlib
 import logging
 import os
 import time
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -42,6 +51,16 @@ DELETE_BATCH_KEYS = 1000
 # object): not failures of the store, so not counted in `errors`.
 ANSWERS_NOT_ERRORS = (ObjectNotFound, PreconditionFailed)
 LIST_PAGE_KEYS = 1000
+
+
+def crc32_checksum(data: bytes) -> str:
+    """CRC32 in S3's `x-amz-checksum-crc32` form (base64 of the big-endian 4 bytes)."""
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode("ascii")
+
+
+def content_md5(data: bytes) -> str:
+    """The `Content-MD5` header's value: base64 of the body's MD5."""
+    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode("ascii")
 
 
 def strip_etag(etag: str) -> str:
@@ -152,6 +171,25 @@ class S3Store:
         self.counters.count_downloaded(len(data))
         return data
 
+    def get_object(self, key: str, if_match: str | None = None) -> bytes:
+        # Not ranged: S3 returns the stored checksum only with a whole object, and botocore then
+        # checks the body against it as it is read (FlexibleChecksumError -> ChecksumMismatch,
+        # retried like a broken body).
+        extra: dict[str, Any] = {"IfMatch": quote_etag(if_match)} if if_match is not None else {}
+
+        def fetch() -> bytes:
+            resp = self._client.get_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED", **extra)
+            body = resp["Body"]
+            try:
+                data: bytes = body.read()
+            finally:
+                body.close()
+            return data
+
+        data = self._request("get", key, fetch)
+        self.counters.count_downloaded(len(data))
+        return data
+
     # -- writes -------------------------------------------------------------------------------
 
     def _sse_args(self) -> dict[str, Any]:
@@ -171,7 +209,15 @@ class S3Store:
             key,
             lambda: _with_etag(
                 self._client.put_object(
-                    Bucket=self.bucket, Key=key, Body=data, Metadata=dict(metadata), **self._sse_args()
+                    Bucket=self.bucket,
+                    Key=key,
+                    Body=data,
+                    Metadata=dict(metadata),
+                    # The server checks the body against it (BadDigest, retried) and keeps it
+                    # for readers; the algorithm header is what makes moto keep it too.
+                    ChecksumAlgorithm="CRC32",
+                    ChecksumCRC32=crc32_checksum(data),
+                    **self._sse_args(),
                 )
             ),
         )
@@ -282,7 +328,14 @@ class S3Store:
             key,
             lambda: _with_etag(
                 self._client.upload_part(
-                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=data,
+                    # Checked by the server on arrival (BadDigest, retried). Not a CRC32: S3
+                    # refuses part checksums on an upload created without that algorithm.
+                    ContentMD5=content_md5(data),
                 )
             ),
         )

@@ -14,6 +14,7 @@ import urllib3.exceptions
 from razorfs.store.errors import (
     AccessDenied,
     BucketNotFound,
+    ChecksumMismatch,
     InvalidCredentials,
     InvalidRequest,
     KeyConflict,
@@ -114,6 +115,9 @@ def translate(exc: BaseException, operation: str, bucket: str, key: str | None =
         return Translated(StoreUnavailable(f"{where}: {exc}"), True)
     if isinstance(exc, MissingCredentials):
         return Translated(InvalidCredentials(f"{where}: {exc}"), False)
+    if isinstance(exc, botocore.exceptions.FlexibleChecksumError):
+        # The body read does not match the object's stored checksum: fetch it again.
+        return Translated(ChecksumMismatch(f"{where}: body corrupted: {_short(exc)}"), True)
     if isinstance(exc, botocore.exceptions.SSLError | ssl.SSLError):
         return Translated(TlsFailure(f"{where}: TLS failure: {_short(exc)}"), False)
     if isinstance(exc, _CONNECTION_ERRORS):
