@@ -5,16 +5,21 @@ Building a client loads and parses botocore's service model, which costs more CP
 requests a reconcile makes, so shared clients are built once per connection settings and
 credentials from one session and reused (clients are thread-safe; a session is not, hence the
 lock around creation). A store with explicit, swappable or web identity credentials (a mount
-daemon) always owns its client: its keys change under it."""
+daemon) always owns its client: its keys change under it. Every client parses S3's timestamps
+with the standard library (`parse_s3_timestamp`), not botocore's dateutil path."""
 
 from __future__ import annotations
 
+import email.utils
 import threading
 from collections import OrderedDict
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import boto3
 import botocore.credentials
+import botocore.session
+import botocore.utils
 from botocore.config import Config
 
 from razorfs.store.s3_credentials import SwappableCredentials, WebIdentityCredentials, explicit_session
@@ -28,6 +33,32 @@ MAX_SHARED_CLIENTS = 64
 _SHARED_SESSION = boto3.session.Session()
 _SHARED: OrderedDict[tuple[object, ...], S3Client] = OrderedDict()
 _SHARED_LOCK = threading.Lock()
+
+
+def parse_s3_timestamp(value: str) -> datetime:
+    """A timestamp of an S3 reply: ISO 8601 in XML bodies (a listing's LastModified), RFC 1123 in
+    headers (a HEAD's Last-Modified). botocore's own parser goes through dateutil at about 0.1 ms
+    a value: half the CPU of parsing a 1,000-key listing page. Other forms go to botocore."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        try:
+            parsed = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            fallback: datetime = botocore.utils.parse_timestamp(value)
+            return fallback
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _with_fast_timestamps(session: boto3.session.Session) -> boto3.session.Session:
+    """The session, its clients' replies parsed with `parse_s3_timestamp` (the parser factory is
+    asked for a parser per request, so this holds for clients made before too)."""
+    core: botocore.session.Session = session._session
+    core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_s3_timestamp)
+    return session
+
+
+_with_fast_timestamps(_SHARED_SESSION)
 
 
 def _client_config(settings: S3Settings) -> Config:
@@ -68,7 +99,7 @@ def new_client(settings: S3Settings, credentials: botocore.credentials.Credentia
     config = _client_config(settings)
     if settings.credential_source in _OWN_KEYS:
         assert credentials is not None  # S3Settings refuses these without their credentials
-        session = explicit_session(credentials, settings.region)
+        session = _with_fast_timestamps(explicit_session(credentials, settings.region))
         explicit: S3Client = session.client(
             "s3", endpoint_url=settings.endpoint_url, verify=_verify(settings), config=config
         )
@@ -80,6 +111,7 @@ def new_client(settings: S3Settings, credentials: botocore.credentials.Credentia
         aws_session_token=settings.session_token,
         region_name=settings.region,
     )
+    _with_fast_timestamps(session)
     client: S3Client = session.client("s3", endpoint_url=settings.endpoint_url, verify=_verify(settings), config=config)
     return client
 

@@ -1,12 +1,14 @@
 """Stores built per request share one boto3 client per connection settings; a daemon's store
-with swappable credentials keeps its own."""
+with swappable credentials keeps its own. Every client reads S3's timestamps as botocore would,
+without its dateutil path."""
 
 from __future__ import annotations
 
+import botocore.utils
 import pytest
 
 from razorfs.store.s3 import S3Store
-from razorfs.store.s3_clients import shared_client
+from razorfs.store.s3_clients import parse_s3_timestamp, shared_client
 from razorfs.store.s3_credentials import StaticKeys
 from razorfs.store.s3_settings import S3Settings
 
@@ -42,3 +44,26 @@ def test_explicit_credentials_are_never_shared() -> None:
     explicit = _settings(credential_source="explicit", credentials=StaticKeys("k1", "s1"))
     with pytest.raises(ValueError, match="owns its client"):
         shared_client(explicit)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-11-28T15:04:36.000Z",  # a listing's LastModified
+        "2026-11-28T15:04:36Z",
+        "2026-11-28T15:04:36.123+02:00",
+        "Sat, 28 Nov 2026 15:04:36 GMT",  # a HEAD's Last-Modified header
+        "1795875476",  # epoch seconds: botocore's own parser answers
+        "1795875476.5",
+    ],
+)
+def test_timestamps_parse_to_the_instant_botocore_reads(value: str) -> None:
+    ours = parse_s3_timestamp(value)
+    assert ours.tzinfo is not None
+    assert ours.timestamp() == botocore.utils.parse_timestamp(value).timestamp()
+
+
+def test_clients_parse_timestamps_without_dateutil() -> None:
+    for client in (S3Store(_settings())._client, shared_client(_settings())):
+        factory = client._endpoint._response_parser_factory  # type: ignore[attr-defined]
+        assert factory.create_parser("rest-xml")._timestamp_parser is parse_s3_timestamp
