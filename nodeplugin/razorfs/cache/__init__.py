@@ -9,6 +9,7 @@ Modules, one noun each:
 - `sync_rounds`: `SyncRounds`, journal rows and the group-commit rounds close() waits for.
 - `upload_builder`: `UploadBuilder`, one upload of a file (PUT or compose) and its bookkeeping.
 - `uploader`: `Uploader`, the background workers that run uploads with retries, and flush.
+- `saved_heads`: `SavedHeads`, HEAD answers kept across mounts in their own SQLite file.
 - `cached_file`, `range_map`, `readahead`, `journal`, `metadata_cache`, `metered_store`, `errors`.
 
 Concurrency contract
@@ -23,6 +24,9 @@ Threads. Everything above runs on the mount daemon's trio thread, except:
   upload snapshot, also under `write_lock`), `_fsync_paths` and `Journal.sync_wal` (a sync round;
   they touch only files and the WAL, and take no SQLite lock, so the trio thread keeps
   journaling meanwhile). None of them reads or writes the cache's Python state.
+- `SavedHeads`' reads (`_read_parent`) and batched writes (`_write`): its own SQLite connection,
+  used by one worker thread at a time under `SavedHeads._lock`; the trio thread only fills and
+  swaps the queue of rows to write, which the worker gets as an argument.
 - The metrics HTTP thread calls the daemon's `stats()`: it reads `cached_bytes`,
   `uploading_bytes`, `counters`, `files_under("")`, `dirty_files()` and `dirty_bytes` without a
   lock. Those copy the registry's dict before iterating; the numbers are a best-effort snapshot.
@@ -54,6 +58,7 @@ Locks (trio.Lock, per `CachedFile`); take `upload_lock` before `write_lock`, nev
 
 Tasks and their owners: readahead GETs (`RangeFetcher`) and HEAD prefetches (`fs.listings`) run in
 the nursery the daemon binds (`bind_nursery`); the upload workers and the sync loop run in
-`Uploader.run`, started by the daemon. The daemon cancels and awaits both on shutdown. Waiters
-(back-pressure, fsync, flush) sleep on the registry's change event, which is set by create,
-commit, forget, a revalidation that dropped data, and every finished upload."""
+`Uploader.run`, and the saved-HEADs writer in `SavedHeads.run`, both started by the daemon. The
+daemon cancels and awaits them all on shutdown (then `SavedHeads.close` writes what is left).
+Waiters (back-pressure, fsync, flush) sleep on the registry's change event, which is set by
+create, commit, forget, a revalidation that dropped data, and every finished upload."""
