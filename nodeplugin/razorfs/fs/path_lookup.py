@@ -326,7 +326,8 @@ class PathLookup:
         info = await self.head(self.key_for(path))
         if info is None:
             raise pyfuse3.FUSEError(errno.ENOENT)
-        return await self.store.get_range(self.key_for(path), 0, info.size)
+        # Whole and pinned to the version looked at: the target is checked against its checksum.
+        return await self.store.get_object(self.key_for(path), if_match=info.etag)
 
     # -- recording what changed -----------------------------------------------------------------
 
