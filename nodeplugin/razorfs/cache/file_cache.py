@@ -10,7 +10,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import trio
@@ -26,6 +26,7 @@ from razorfs.cache.space import CacheCounters, CacheSpace
 from razorfs.cache.sync_rounds import SyncRounds
 from razorfs.cache.upload_builder import UploadBuilder
 from razorfs.store.base import ObjectInfo
+from razorfs.store.errors import ObjectNotFound, StoreError
 from razorfs.store.object_attrs import ObjectAttrs
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 # part buffers are carved from per-thread arenas that keep the memory (measured: +32 MiB RSS that
 # stays after a multipart upload, which malloc_trim does not give back).
 MMAP_THRESHOLD_BYTES = 1024 * 1024
+# A rename whose new object is in S3 retries deleting the old one this often (at most), until done.
+MOVE_DELETE_RETRY_MAX_S = 5.0
 
 
 class FileCache:
@@ -222,21 +225,121 @@ class FileCache:
         self.registry.notify()
 
     def forget(self, f: CachedFile) -> None:
-        """Drops a file's local state entirely (unlink, or replaced by a rename)."""
+        """Drops a file's local state entirely (unlink, or replaced by a rename). The row goes
+        first: a row must never outlive the cache file it describes."""
+        self.rounds.unjournal(f)
+        self._drop(f)
+
+    def _drop(self, f: CachedFile) -> None:
+        """A forgotten file's memory and cache file (its row is gone already)."""
         f.deleted = True
         f.base_size = 0  # an open unlinked file reads what it has locally
         self.registry.remove(f)
         self.space.drop_present(f)
         if f.open_handles == 0:  # an open unlinked file keeps its bytes until release
             f.data_path.unlink(missing_ok=True)
-        self.rounds.unjournal(f)
         self.registry.notify()
 
-    def move(self, f: CachedFile, new_path: str) -> None:
-        """Re-keys a cached file after its object moved (the caller copied the S3 side)."""
-        self.registry.rekey(f, new_path)
+    # -- renames ----------------------------------------------------------------------------------
+
+    async def move(
+        self,
+        f: CachedFile,
+        new_path: str,
+        replaced: CachedFile | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        """Renames a cached file and its S3 object (the caller holds `f.upload_lock`, and that of
+        `replaced`, the cached file at `new_path` if any), in an order a kill at any point
+        converges from: the new name ends up with the newest acknowledged content, the old name
+        gone (docs/architecture.md, "Renames"):
+        1. one journal transaction drops `replaced`'s row and writes f's under the new name, its
+           base still the old object (a rename in progress: a row whose base is not its own key);
+        2. the base object is copied to the new key (`metadata`: new attributes for a clean file;
+           a dirty one's follow with its upload, which then overwrites the copy);
+        3. one transaction points f's row at the copy (or drops the row when nothing is left to
+           upload) and records a pending delete of the old key;
+        4. the old key is deleted (retried until it is), then its pending delete.
+        Killed before 3, the restarted daemon redoes 2-4 (`finish_moves`), before it serves; after
+        3, it does 4. A failed copy moves the file back and raises (nothing changed in S3)."""
+        old_path = f.path
+        base_moves = f.base_key not in (None, self.key_for(new_path))
+        with self.journal.transaction():
+            if replaced is not None:
+                self.rounds.unjournal(replaced)
+            self.registry.rekey(f, new_path)
+            if base_moves or f.journaled_version > f.uploaded_version:
+                self.rounds.journal_file(f)
+        if replaced is not None:
+            self._drop(replaced)
+        if not base_moves:
+            return
+        try:
+            old_key = await self._copy_base(f, metadata)
+        except StoreError:
+            self._move_back(f, old_path)
+            raise
+        await self._delete_moved_object(old_key, retry=True)
+
+    def _move_back(self, f: CachedFile, old_path: str) -> None:
+        self.registry.rekey(f, old_path)
         if f.journaled_version > f.uploaded_version:
             self.rounds.journal_file(f)
+        else:
+            self.rounds.unjournal(f)
+
+    async def _copy_base(self, f: CachedFile, metadata: Mapping[str, str] | None) -> str:
+        """Steps 2 and 3 of `move`: the base object copied to f's key and f's row pointed at it,
+        with the old key recorded for deletion (returned)."""
+        assert f.base_key is not None
+        old_key = f.base_key
+        info = await self.store.copy(old_key, self.key_for(f.path), metadata)
+        f.base_key, f.base_etag = info.key, info.etag
+        with self.journal.transaction():
+            self.journal.add_pending_delete(old_key)
+            if f.journaled_version > f.uploaded_version:
+                self.rounds.journal_file(f)
+            else:
+                self.rounds.unjournal(f)
+        return old_key
+
+    async def _delete_moved_object(self, key: str, retry: bool) -> None:
+        """Step 4 of `move`: the old object is nobody's base any more. `retry`: until it is
+        deleted (a pending delete must not outlive the rename: a file created later under the old
+        name would go with it)."""
+        delay = 0.2
+        while True:
+            try:
+                await self.store.delete(key)
+                break
+            except StoreError as err:
+                if not retry:
+                    raise
+                log.warning("deleting %s after a rename failed (%s: %s): retrying", key, type(err).__name__, err)
+                await trio.sleep(delay)
+                delay = min(delay * 2, MOVE_DELETE_RETRY_MAX_S)
+        self.journal.remove_pending_delete(key)
+
+    async def finish_moves(self) -> None:
+        """Before a restarted daemon serves: finishes the renames its predecessor was killed in
+        (see `move`), so no old name shows through and no later file at an old name is deleted.
+        Raises StoreError when S3 fails meanwhile (the daemon does not start; the next start
+        finishes them)."""
+        for f in list(self.registry.files()):
+            if f.base_key is None or f.base_key == self.key_for(f.path):
+                continue
+            log.info("%s: finishing its rename from %s (interrupted by a restart)", f.path, f.base_key)
+            async with f.upload_lock:
+                try:
+                    old_key = await self._copy_base(f, None)
+                except ObjectNotFound:
+                    # Only if the journal lost a commit (power loss) or someone deleted the object:
+                    # the upload retries, and says why in stats if the bytes it needs are gone.
+                    log.error("%s: its rename's source %s is gone from S3", f.path, f.base_key)
+                    continue
+                await self._delete_moved_object(old_key, retry=False)
+        for key in self.journal.pending_deletes():
+            await self._delete_moved_object(key, retry=False)
 
     # -- reading and writing ----------------------------------------------------------------------
 

@@ -15,15 +15,21 @@ close() returns only after such a round (group commit: the closes that arrive du
 the next), so what close() acknowledged survives a power loss too. A row
 found unsynced after a reboot (another `boot_id`) belongs to a close() that never returned, or to
 an attribute change nobody waited on; it may describe bytes that never reached the disk, so the
-cache quarantines it instead of uploading it."""
+cache quarantines it instead of uploading it.
+
+Renames: a row whose `base_key` is not its own path's key belongs to a rename in progress (its
+base object still sits under the old name), and `pending_deletes` holds old objects that are no
+longer anyone's base and must be deleted; `FileCache.move` writes both, and a restarted daemon
+finishes both before it serves (docs/architecture.md, "Renames")."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +51,9 @@ CREATE TABLE IF NOT EXISTS dirty_files (
     mtime REAL NOT NULL
 );
 """
+# Old objects of renamed files, to delete (written in the same transaction as the row that stopped
+# needing them as a base).
+_PENDING_DELETES_SCHEMA = "CREATE TABLE IF NOT EXISTS pending_deletes (key TEXT PRIMARY KEY);"
 # Added after the first release; rows of an older journal were written with synchronous=FULL
 # after an fsync of their cache file, so they count as synced.
 _ADDED_COLUMNS = {
@@ -105,6 +114,7 @@ class Journal:
         # `sync_wal` makes a whole round of commits power-safe with one fsync.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._db.executescript(_PENDING_DELETES_SCHEMA)
         have = {row[1] for row in self._db.execute("PRAGMA table_info(dirty_files)")}
         for name, decl in _ADDED_COLUMNS.items():
             if name not in have:
@@ -150,6 +160,27 @@ class Journal:
                 rec.ctime,
             ),
         )
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """The calls inside (no await among them) commit together or not at all: a kill between
+        two of them leaves none."""
+        self._db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def add_pending_delete(self, key: str) -> None:
+        self._db.execute("INSERT OR IGNORE INTO pending_deletes (key) VALUES (?)", (key,))
+
+    def remove_pending_delete(self, key: str) -> None:
+        self._db.execute("DELETE FROM pending_deletes WHERE key = ?", (key,))
+
+    def pending_deletes(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT key FROM pending_deletes ORDER BY key")]
 
     def mark_synced(self, file_ids: Iterable[int]) -> None:
         """Marks rows whose cache files the caller fsync'd. Durable only after `sync_wal`; a mark

@@ -104,17 +104,24 @@ class UploadBuilder:
         if fixed is None:
             return
         info = await self._send(f, key, fixed)
-        if fixed.base_key is not None and fixed.base_key != key:
-            await self.store.delete(fixed.base_key)
         f.base_key, f.base_etag = key, info.etag
         f.base_size = min(fixed.size, f.shrunk_to)
         f.uploaded_version = max(f.uploaded_version, fixed.version)
         f.validated_at = time.monotonic()
-        if not f.dirty:
-            f.written = RangeMap()
-            self.rounds.unjournal(f)
-        elif f.journaled_version > f.uploaded_version:
-            self.rounds.journal_file(f)
+        # A base under another key (a rename that could not finish its copy) is deleted only once
+        # the row no longer needs it, through a pending delete written with the row's change.
+        moved_from = fixed.base_key if fixed.base_key not in (None, key) else None
+        with self.rounds.journal.transaction():
+            if moved_from is not None:
+                self.rounds.journal.add_pending_delete(moved_from)
+            if not f.dirty:
+                f.written = RangeMap()
+                self.rounds.unjournal(f)
+            elif f.journaled_version > f.uploaded_version:
+                self.rounds.journal_file(f)
+        if moved_from is not None:
+            await self.store.delete(moved_from)
+            self.rounds.journal.remove_pending_delete(moved_from)
         log.debug("uploaded %s (%d bytes, ETag %s, base was %s)", f.path, fixed.size, info.etag, fixed.base_etag)
         self.registry.notify()
 

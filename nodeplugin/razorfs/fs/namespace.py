@@ -1,11 +1,13 @@
 """`Namespace`: the volume's names, read side (`PathLookup`) plus the operations that change S3
 directly: mkdir/rmdir (markers), unlink, symlink, metadata updates and rename. A file rename is a
-server-side copy plus delete; a directory rename moves every object below it one by one and is
+server-side copy plus delete (for a cached file journaled first, in an order a kill at any step
+converges from: `FileCache.move`); a directory rename moves every object below it one by one and is
 therefore NOT atomic: a crash midway leaves some entries under the old name and some under the new
 one, none lost."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import time
 
@@ -92,37 +94,38 @@ class Namespace(PathLookup):
 
     async def _rename_file(self, old: str, new: str, attrs: ObjectAttrs | None = None) -> None:
         """Moves a file; `attrs` (the renamed file's, new ctime) replace its metadata, None keeps it
-        (files below a renamed directory keep their ctime, as in POSIX)."""
+        (files below a renamed directory keep their ctime, as in POSIX). Crash-safe at every step:
+        a kill leaves the file under the old name, the new one or both, each with its newest
+        acknowledged content, and a file it replaced with its content until the move is journaled
+        (docs/architecture.md, "Renames")."""
         replaced = self.cache.get(new)
-        if replaced is not None:
-            async with replaced.upload_lock:
-                self.cache.forget(replaced)
         new_key = self.key_for(new)
         f = self.cache.get(old)
         metadata = None if attrs is None else metadata_from_attrs(attrs)
-        if f is None:
-            await self.store.copy(self.key_for(old), new_key, metadata)
-            await self.store.delete(self.key_for(old))
-        else:
-            # Waits for an upload in flight; the object moves with its last uploaded content and
-            # the dirty local version follows under the new name (never a half file in S3).
-            async with f.upload_lock:
+        async with contextlib.AsyncExitStack() as locks:
+            # No upload in flight may land at either name meanwhile (the replaced file's would
+            # overwrite the moved object, ours would land at the old key).
+            for held in (replaced, f):
+                if held is not None:
+                    await locks.enter_async_context(held.upload_lock)
+            if f is None:
+                # The replaced file's row goes only once its name holds the moved object: a kill
+                # before that still uploads its acknowledged content there.
+                await self.store.copy(self.key_for(old), new_key, metadata)
+                if replaced is not None:
+                    self.cache.forget(replaced)
+                await self.store.delete(self.key_for(old))
+            else:
                 if attrs is not None:
                     # Kept in the dirty state too: the next upload (or journal replay) carries it.
                     f.attrs = f.attrs.replace(ctime=attrs.change_time) if f.dirty else attrs
-                if f.base_key is not None:
-                    info = await self.store.copy(f.base_key, new_key, None if f.dirty else metadata)
-                    await self.store.delete(f.base_key)
-                    f.base_key, f.base_etag = new_key, info.etag
-                    self.cache.move(f, new)
-                else:
-                    # The new name's object (the replaced file's upload, or one not cached here)
-                    # would show through until our upload, and stay if the file moves on before
-                    # it: removed once the file is journaled under the new name.
-                    stale = replaced is not None or await self.head(new_key) is not None
-                    self.cache.move(f, new)
-                    if stale:
-                        await self.store.delete(new_key)
+                # The new name's object (the replaced file's upload, or one not cached here) would
+                # show through until our upload, and stay if the file moves on before it: removed
+                # once the file is journaled under the new name.
+                stale = f.base_key is None and (replaced is not None or await self.head(new_key) is not None)
+                await self.cache.move(f, new, replaced, None if f.dirty else metadata)
+                if stale:
+                    await self.store.delete(new_key)
         self.note_gone(old)
         node = await self.stat(new) if f is None else self.node_of_cached(f)
         self.note_file(new, node.size if node else 0, time.time())

@@ -200,6 +200,9 @@ class MountDaemon:
 
     async def main(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self._trio_token = trio.lowlevel.current_trio_token()
+        # Renames a kill cut short are finished before anything is served or uploaded: until
+        # then an old name would show through (FileCache.move).
+        await self.cache.finish_moves()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self.cache.bind_nursery(nursery)
