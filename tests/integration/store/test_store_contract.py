@@ -86,6 +86,21 @@ def test_if_match_and_missing_keys_raise_the_same_typed_errors(store: ObjectStor
     store.delete("nope")
 
 
+def test_get_object_returns_the_whole_object_and_honours_if_match(store: ObjectStore, tmp_path: Path) -> None:
+    small = store.put_bytes("k", b"whole", {})
+    assert store.get_object("k") == b"whole"
+    assert store.get_object("k", if_match=small.etag) == b"whole"
+    store.put_bytes("k", b"changed", {})
+    with pytest.raises(PreconditionFailed):
+        store.get_object("k", if_match=small.etag)
+    with pytest.raises(ObjectNotFound):
+        store.get_object("nope")
+    big = os.urandom(6 * 1024 * 1024 + 3)  # a multipart object (no whole-object checksum on S3)
+    (tmp_path / "big").write_bytes(big)
+    store.compose("big", [FileRange(tmp_path / "big", 0, len(big))], {})
+    assert store.get_object("big") == big
+
+
 def test_metadata_is_lower_case_and_copy_keeps_or_replaces_it(store: ObjectStore) -> None:
     store.put_bytes("src", b"x", {"Mode": "33188", "uid": "7"})
     assert store.head("src").metadata == {"mode": "33188", "uid": "7"}
