@@ -9,6 +9,7 @@ import urllib3.exceptions
 from razorfs.store.errors import (
     AccessDenied,
     BucketNotFound,
+    ChecksumMismatch,
     InvalidCredentials,
     InvalidRequest,
     ObjectNotFound,
@@ -95,3 +96,11 @@ def test_web_identity_failures_at_a_refresh_are_credentials_or_unavailable() -> 
     assert isinstance(away.error, StoreUnavailable) and away.retryable
     gone = translate(MissingCredentials("web identity token file /t is empty"), "GET", "b")
     assert isinstance(gone.error, InvalidCredentials) and not gone.retryable
+
+
+def test_a_body_that_fails_its_checksum_is_a_retryable_checksum_mismatch() -> None:
+    error = botocore.exceptions.FlexibleChecksumError(error_msg="Expected checksum AAAAAA== did not match")
+    result = translate(error, "get", "bucket", "dir/file")
+    assert isinstance(result.error, ChecksumMismatch)
+    assert result.retryable
+    assert "get s3://bucket/dir/file" in str(result.error)
