@@ -31,9 +31,15 @@ class ContextKey:
     FILE_MODE = "fileMode"
     DIR_MODE = "dirMode"
     READ_ONLY = "readOnly"
-    # Whose identity signs the volume's S3 requests: AUTHENTICATION_SECRET (the default) or
-    # AUTHENTICATION_NODE (the node's own chain, only when asked for by name).
+    # Whose identity signs the volume's S3 requests: AUTHENTICATION_SECRET (the default),
+    # AUTHENTICATION_NODE (the node's own chain, only when asked for by name) or AUTHENTICATION_POD
+    # (each workload pod's ServiceAccount token, exchanged at STS_ENDPOINT for ROLE_ARN's keys).
     AUTHENTICATION = "authentication"
+    ROLE_ARN = "roleArn"
+    STS_ENDPOINT = "stsEndpoint"
+    # Which of the tokens kubelet hands over (CSIDriver tokenRequests) is the volume's; may be
+    # left out when the driver asks for one audience only.
+    AUDIENCE = "audience"
     # The RazorVolume a PV serves ("namespace", "name"): labels of its daemon's logs and metrics.
     RAZOR_VOLUME_NAMESPACE = "razorVolumeNamespace"
     # The RazorVolume's spec.mountPod as JSON ({"resources", "priorityClassName", "tolerations"}).
@@ -53,7 +59,10 @@ CACHE_MODES = ("writeback", "writethrough", "readonly")
 
 AUTHENTICATION_SECRET = "secret"  # the keys of the volume's Secret (stage secrets), nothing else
 AUTHENTICATION_NODE = "node"  # the node plugin's own credential chain (instance role, IRSA of its SA)
-AUTHENTICATION_MODES = (AUTHENTICATION_SECRET, AUTHENTICATION_NODE)
+# Each workload pod's own identity: the projected ServiceAccount token kubelet gives the node
+# plugin at publish, exchanged at STS (AssumeRoleWithWebIdentity); one mount per ServiceAccount.
+AUTHENTICATION_POD = "pod"
+AUTHENTICATION_MODES = (AUTHENTICATION_SECRET, AUTHENTICATION_NODE, AUTHENTICATION_POD)
 
 _SIZE_UNITS = {
     "": 1,
@@ -115,6 +124,8 @@ AccessMode = Literal["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWrit
 ReclaimPolicy = Literal["Retain", "Delete"]
 CacheMode = Literal["writeback", "writethrough", "readonly"]
 SseType = Literal["AES256", "aws:kms"]
+# spec.s3.authentication (`node` is a StorageClass / volume-context setting only).
+Authentication = Literal["secret", "pod"]
 Phase = Literal["Pending", "Ready", "Failed", "Terminating"]
 ConditionStatus = Literal["True", "False", "Unknown"]
 ConditionType = Literal["Ready", "S3Reachable", "Bound", "InUse"]
@@ -142,15 +153,30 @@ class ServerSideEncryption(_Model):
     kms_key_id: str | None = Field(default=None, alias="kmsKeyID")
 
 
+class WebIdentitySpec(_Model):
+    """`spec.s3.webIdentity`: the role a pod's ServiceAccount token is exchanged for, and where."""
+
+    role_arn: str
+    sts_endpoint: str
+    audience: str | None = None
+
+
 class S3Location(_Model):
     endpoint: str
     bucket: str
     prefix: str = ""
     region: str = "us-east-1"
     force_path_style: bool = True
-    secret_ref: SecretRef
+    authentication: Authentication = "secret"
+    # Required with authentication "secret", absent with "pod" (the CRD's rules say so).
+    secret_ref: SecretRef | None = None
+    web_identity: WebIdentitySpec | None = None
     ca_bundle_secret_ref: CaBundleSecretRef | None = None
     sse: ServerSideEncryption | None = None
+
+    @property
+    def uses_pod_identity(self) -> bool:
+        return self.authentication == AUTHENTICATION_POD
 
     @property
     def key_prefix(self) -> str:

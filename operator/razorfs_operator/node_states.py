@@ -52,6 +52,8 @@ class NodeStates:
     async def _hand_over_credentials(self, identity: VolumeIdentity, spec: RazorVolumeSpec, report: NodeReport) -> None:
         """A node signing with other keys than the Secret holds now gets the new ones: a rotated
         Secret reaches running mounts without a remount. Best effort: retried next resync."""
+        if spec.s3.secret_ref is None:
+            return  # authentication pod: no keys to hand over (each daemon asks STS itself)
         secret_name = spec.s3.secret_ref.name
         try:
             data = await self.rt.blocking(self.rt.cluster.read_secret_data, identity.namespace, secret_name)

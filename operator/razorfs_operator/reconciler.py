@@ -30,7 +30,7 @@ from .node_states import NodeStates
 from .outcome import report_problem
 from .runtime import Runtime
 from .s3_bucket import VolumeBucket
-from .status_draft import StatusDraft
+from .status_draft import POD_IDENTITY_MESSAGE, POD_IDENTITY_REASON, StatusDraft
 from .volume_objects import (
     Manifest,
     VolumeIdentity,
@@ -114,6 +114,12 @@ class Reconciler:
         return draft.problem
 
     async def _check_s3(self, draft: StatusDraft, spec: RazorVolumeSpec) -> None:
+        if spec.s3.uses_pod_identity:
+            # Each pod signs with its own ServiceAccount's role; the operator has none of those
+            # identities and will not check with an anonymous or borrowed one. Mounts report S3
+            # trouble themselves (FailedMount events on the pods).
+            draft.set_unknown("S3Reachable", POD_IDENTITY_REASON, POD_IDENTITY_MESSAGE)
+            return
         try:
             bucket = await self._bucket(draft.identity, spec)
             await self.rt.blocking(bucket.check_writable)
@@ -185,6 +191,8 @@ class Reconciler:
     async def _bucket(self, identity: VolumeIdentity, spec: RazorVolumeSpec) -> VolumeBucket:
         # Before the Secret is read or anything is sent: the endpoint must be one we may call.
         EndpointPolicy.parse(self.rt.config.allowed_endpoints).check(spec.s3.endpoint)
+        if spec.s3.secret_ref is None:  # authentication pod (the CRD lets no other spec lack it)
+            raise InvalidSpec("the operator has no credentials for a volume without s3.secretRef")
         secret_name = spec.s3.secret_ref.name
         data = await self.rt.blocking(self.rt.cluster.read_secret_data, identity.namespace, secret_name)
         credentials = credentials_from_secret_data(f"{identity.namespace}/{secret_name}", data)

@@ -16,6 +16,15 @@ from .conditions import find_condition, is_true, now, phase_of, set_condition
 from .errors import VolumeProblem
 from .volume_objects import VolumeIdentity
 
+# S3Reachable of an `authentication: pod` volume: Unknown, never checked by the operator, which has
+# no identity of the volume's pods (docs/security.md); such a volume becomes Ready without it.
+POD_IDENTITY_REASON = "NotCheckedPodIdentity"
+POD_IDENTITY_MESSAGE = (
+    "not checked by the operator: with authentication pod each pod signs with its own ServiceAccount's "
+    "role, which the operator does not have; bucket access, usage and warmup are not checked or measured, "
+    "and a pod whose role cannot reach the bucket fails to mount (FailedMount event)"
+)
+
 
 def parse_status(body: Any) -> RazorVolumeStatus:
     try:
@@ -46,6 +55,11 @@ class StatusDraft:
             self.status.conditions, type_, "True" if ok else "False", reason, message, self.generation, self.at
         )
 
+    def set_unknown(self, type_: ConditionType, reason: str, message: str) -> None:
+        self.status.conditions = set_condition(
+            self.status.conditions, type_, "Unknown", reason, message, self.generation, self.at
+        )
+
     def fail(self, problem: VolumeProblem, condition: ConditionType | None = None) -> None:
         """Records a problem (the first one wins for Ready) and, if given, the condition it falsifies."""
         if condition is not None:
@@ -55,9 +69,15 @@ class StatusDraft:
     def is_true(self, type_: ConditionType) -> bool:
         return is_true(self.status.conditions, type_)
 
+    def _s3_usable(self) -> bool:
+        """S3 answered the operator's check, or the volume is one the operator cannot check (pod
+        identity): its pods find out at mount time."""
+        s3 = find_condition(self.status.conditions, "S3Reachable")
+        return s3 is not None and (s3.status == "True" or s3.reason == POD_IDENTITY_REASON)
+
     def conclude(self, has_claim: bool, has_volume: bool) -> bool:
         """Sets Ready, phase and the object names; returns whether the volume is Ready."""
-        ready = self.problem is None and self.is_true("S3Reachable") and self.is_true("Bound")
+        ready = self.problem is None and self._s3_usable() and self.is_true("Bound")
         if ready:
             self.set("Ready", True, "VolumeReady", f"claim {self.identity.claim_name} is ready to be mounted")
         elif self.problem is not None:

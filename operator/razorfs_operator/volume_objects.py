@@ -87,6 +87,13 @@ def volume_attributes(spec: RazorVolumeSpec) -> dict[str, str]:
         attributes[ContextKey.UID] = str(mount.uid)
     if mount.gid is not None:
         attributes[ContextKey.GID] = str(mount.gid)
+    if s3.uses_pod_identity and s3.web_identity is not None:
+        # Only for such volumes: the attributes of existing PVs (which cannot change) stay as they are.
+        attributes[ContextKey.AUTHENTICATION] = s3.authentication
+        attributes[ContextKey.ROLE_ARN] = s3.web_identity.role_arn
+        attributes[ContextKey.STS_ENDPOINT] = s3.web_identity.sts_endpoint
+        if s3.web_identity.audience:
+            attributes[ContextKey.AUDIENCE] = s3.web_identity.audience
     if spec.mount_pod is not None:
         pod = spec.mount_pod.model_dump(by_alias=True, exclude_none=True)
         if pod:
@@ -150,10 +157,17 @@ def desired_volume(identity: VolumeIdentity, spec: RazorVolumeSpec, claim_uid: s
                     ContextKey.RAZOR_VOLUME_NAMESPACE: identity.namespace,
                     ContextKey.RAZOR_VOLUME_NAME: identity.name,
                 },
-                "nodeStageSecretRef": {"name": spec.s3.secret_ref.name, "namespace": identity.namespace},
+                # None with authentication pod: the node stages without a Secret.
+                **_stage_secret_ref(identity, spec),
             },
         },
     }
+
+
+def _stage_secret_ref(identity: VolumeIdentity, spec: RazorVolumeSpec) -> Manifest:
+    if spec.s3.secret_ref is None:
+        return {}
+    return {"nodeStageSecretRef": {"name": spec.s3.secret_ref.name, "namespace": identity.namespace}}
 
 
 def claim_reference(identity: VolumeIdentity, claim_uid: str) -> Manifest:

@@ -26,9 +26,10 @@ TEST_SESSION_TOKEN = "razorfs-test-session-token-Hx4Jm9Qe2Wd7Lr5T"
 _registered: list[bytes] = [SECRET, TEST_SESSION_TOKEN.encode()]
 _CHUNK_BYTES = 4 * 1024 * 1024
 # Where the secret is stored on purpose: SeaweedFS's identity config, the node plugin's per-volume
-# credentials (mode 0600, needed to restart a dead mount daemon), etcd's data (Secrets), SeaweedFS's
-# data dir (objects and filer metadata).
-_EXEMPT_FILE_NAMES = frozenset({"s3.json", "credentials.json"})
+# credentials (mode 0600, needed to restart a dead mount daemon) and ServiceAccount tokens (mode
+# 0600, what an `authentication: pod` mount's daemon reads; razorfs.csi.mount_records.TOKEN_FILE_NAME),
+# etcd's data (Secrets), SeaweedFS's data dir (objects and filer metadata).
+_EXEMPT_FILE_NAMES = frozenset({"s3.json", "credentials.json", "serviceaccount-token"})
 _EXEMPT_DIR_NAMES = frozenset({"weed-data", "member"})
 
 _leaks_in_reports: list[str] = []

@@ -59,7 +59,8 @@ class NodeAdminService(node_admin_pb2_grpc.NodeAdminServicer):  # type: ignore[m
             published_paths=sorted(record.targets),
             daemon_pid=record.daemon.pid if record.daemon else 0,
         )
-        if volume.state is VolumeState.MOUNTED:
+        # A stage without a daemon (authentication pod) has no figures: its ServiceAccounts' mounts do.
+        if volume.state is VolumeState.MOUNTED and not record.per_service_account:
             try:
                 stats = await self.supervisor.stats(record.volume_id, STATS_TIMEOUT_S)
             except CsiError as exc:

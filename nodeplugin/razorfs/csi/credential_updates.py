@@ -24,8 +24,10 @@ async def update_credentials(
 ) -> int:
     """Returns how many daemons took the new keys."""
     volume = volumes.get(volume_id)
-    if credential_source(volume.record.argv) not in (None, "explicit"):
-        raise FailedPrecondition(f"volume {volume_id} signs with the node's identity: it has no keys to replace")
+    source = credential_source(volume.record.argv)
+    if source not in (None, "explicit"):
+        whose = "each pod's ServiceAccount" if source == "web-identity" else "the node's identity"
+        raise FailedPrecondition(f"volume {volume_id} signs with {whose}: it has no keys to replace")
     credentials.require_complete()
     updated = 0
     async with volumes.lock(volume_id):

@@ -55,6 +55,8 @@ class HealthLoop:
         for record in self.store.load_all():
             volume = StagedVolume(record)
             self.volumes.add(volume)
+            if record.per_service_account:
+                continue  # no daemon of its own: its ServiceAccount mounts are records of their own
             async with self.volumes.lock(record.volume_id):
                 try:
                     if await self.launcher.is_healthy(volume):
@@ -89,14 +91,15 @@ class HealthLoop:
             await asyncio.sleep(self.interval_s)
 
     async def _check_volume(self, volume: StagedVolume, mounted: frozenset[str]) -> None:
-        if volume.state is VolumeState.UNMOUNTING:
+        if volume.state is VolumeState.UNMOUNTING or volume.record.per_service_account:
             return
         if volume.record.parent and not volume.record.targets:
-            # An fsGroup mount whose last unpublish could not flush: tried again until it can.
+            # An fsGroup or ServiceAccount mount whose last unpublish could not flush: tried again
+            # until it can.
             try:
                 await self.shutdown.shut_down(volume)
             except Unavailable as exc:
-                log.warning("fsGroup mount %s not released yet: %s", volume.record.volume_id, exc)
+                log.warning("mount %s not released yet: %s", volume.record.volume_id, exc)
             return
         # None: the host cannot see the process (a mount pod); a dead mount then means a dead daemon.
         alive = self.host.is_alive(volume.record)

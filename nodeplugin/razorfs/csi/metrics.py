@@ -64,6 +64,8 @@ class SupervisorCollector(Collector):
         up = GaugeMetricFamily("razorfs_node_daemon_up", _HELP["razorfs_node_daemon_up"], labels=["node", "volume"])
         families: dict[str, Metric] = {}
         for volume in volumes:
+            if volume.record.per_service_account:
+                continue  # no daemon of its own (authentication pod): its ServiceAccount mounts report
             text = _daemon_metrics(volume.cache_dir) if volume.state is VolumeState.MOUNTED else None
             answered = 0.0 if text is None else 1.0
             up.add_metric([node, volume_label(volume.record.argv, volume.record.volume_id)], answered)

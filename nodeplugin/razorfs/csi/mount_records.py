@@ -1,13 +1,15 @@
 """How a mount's record (state_store.VolumeRecord) and its own directory are made: for a stage
-from the CSI request, for another fsGroup from the staged volume's record. Both go through
-`make_mount_dir`, so every mount's directory (`<cache-root>/<mount key>/`: its cache and CA
-bundle, all a mount pod sees of the node) is laid out the same way.
+from the CSI request, for another fsGroup or (`authentication: pod`) another ServiceAccount from
+the staged volume's record. All go through `make_mount_dir`, so every mount's directory
+(`<cache-root>/<mount key>/`: its cache, CA bundle and ServiceAccount token, all a mount pod sees
+of the node) is laid out the same way.
 
 Also the daemon flags the plugin itself reads or fills in (credential source, volume name) on a
 record's `razorfs mount` arguments."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,10 +17,12 @@ from razorfs.csi.daemon_hosts import CA_BUNDLE_NAME, CACHE_SUBDIR
 from razorfs.csi.mount_settings import Credentials, MountSettings
 from razorfs.csi.private_files import write_private_file
 from razorfs.csi.state_store import VolumeRecord, volume_key
+from razorfs.mount.options import CREDENTIAL_SOURCE_FLAG, ROLE_SESSION_NAME_FLAG, TOKEN_FILE_FLAG
 
-CREDENTIAL_SOURCE_FLAG = "--credential-source"
 VOLUME_NAME_FLAG = "--volume-name"
 CA_BUNDLE_FLAG = "--ca-bundle"
+# A ServiceAccount mount's token, in its own directory (a mount pod sees it at /razorfs/<name>).
+TOKEN_FILE_NAME = "serviceaccount-token"
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ def make_mount_dir(cache_root: Path, mount_id: str, ca_bundle_pem: str) -> Mount
     return MountDir(cache_dir, bundle)
 
 
-def stage_record(request: StageRequest, mount_dir: MountDir) -> VolumeRecord:
+def stage_record(request: StageRequest, mount_dir: MountDir, per_service_account: bool = False) -> VolumeRecord:
     argv = request.settings.mount_argv(
         [],
         request.staging_path,
@@ -70,6 +74,7 @@ def stage_record(request: StageRequest, mount_dir: MountDir) -> VolumeRecord:
         mount_group=request.mount_group,
         razor_volume=request.razor_volume,
         mount_pod=request.mount_pod,
+        per_service_account=per_service_account,
     )
 
 
@@ -85,24 +90,59 @@ def group_staging_path(staging_path: Path, group: int) -> Path:
 def group_record(parent: VolumeRecord, group: int, staging: Path, mount_dir: MountDir) -> VolumeRecord:
     """The record of the mount showing `parent`'s volume with files of `group`: the parent's
     arguments with its own mount point, cache, CA bundle, group and name."""
+    return _child_record(parent, group_mount_id(parent.volume_id, group), group, staging, mount_dir)
+
+
+def service_account_mount_id(volume_id: str, service_account: str, group: int | None) -> str:
+    """`<volume id>#sa=<namespace>/<name>[#fsgroup=<gid>]`: one mount per ServiceAccount (and fsGroup)."""
+    mount_id = f"{volume_id}#sa={service_account}"
+    return mount_id if group is None else group_mount_id(mount_id, group)
+
+
+def service_account_staging_path(staging_path: Path, mount_id: str) -> Path:
+    """Beside the kubelet's staging path, named by a digest (ServiceAccount names are long)."""
+    return staging_path.parent / f"razorfs-sa-{hashlib.sha256(mount_id.encode()).hexdigest()[:16]}"
+
+
+def role_session_name(service_account: str) -> str:
+    """"<namespace>.<name>", a role session name STS accepts (2 to 64 letters, digits or + = , . @ _ -)."""
+    return service_account.replace("/", ".")[:64]
+
+
+def service_account_record(
+    parent: VolumeRecord, mount_id: str, service_account: str, group: int | None, staging: Path, mount_dir: MountDir
+) -> VolumeRecord:
+    """The record of the mount serving `parent`'s volume to the pods of one ServiceAccount: the
+    parent's arguments (role, STS endpoint) with its own mount point, cache, name, token file and
+    role session name, and the pods' fsGroup when it differs from the stage's."""
+    record = _child_record(parent, mount_id, group, staging, mount_dir)
+    set_flag(record.argv, TOKEN_FILE_FLAG, str(mount_dir.cache_dir.parent / TOKEN_FILE_NAME))
+    set_flag(record.argv, ROLE_SESSION_NAME_FLAG, role_session_name(service_account))
+    return record
+
+
+def _child_record(
+    parent: VolumeRecord, mount_id: str, group: int | None, staging: Path, mount_dir: MountDir
+) -> VolumeRecord:
     argv = list(parent.argv)
     argv[2] = str(staging)  # mount URL MOUNTPOINT ...
     set_flag(argv, "--cache-dir", str(mount_dir.cache_dir))
-    set_flag(argv, "--gid", str(group))
+    if group is not None:
+        set_flag(argv, "--gid", str(group))
     # Its own name in logs and metrics: two daemons must never export the same series.
     name = flag_value(argv, VOLUME_NAME_FLAG)
     if name is None:
         name = parent.volume_id
-    set_flag(argv, VOLUME_NAME_FLAG, group_mount_id(name, group))
+    set_flag(argv, VOLUME_NAME_FLAG, name + mount_id[len(parent.volume_id) :])
     if mount_dir.ca_bundle is not None:
         set_flag(argv, CA_BUNDLE_FLAG, str(mount_dir.ca_bundle))
     return VolumeRecord(
-        volume_id=group_mount_id(parent.volume_id, group),
+        volume_id=mount_id,
         staging_path=str(staging),
         cache_dir=str(mount_dir.cache_dir),
         argv=argv,
         capability=parent.capability,
-        mount_group=group,
+        mount_group=group if group is not None else parent.mount_group,
         parent=parent.volume_id,
         razor_volume=parent.razor_volume,
         mount_pod=parent.mount_pod,

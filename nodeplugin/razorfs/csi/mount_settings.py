@@ -3,8 +3,10 @@ what CreateVolume returned) and turned into the `razorfs mount` argv of the daem
 
 Credentials are kept apart (`Credentials`): they go into the daemon's environment only, never
 into argv, logs or the state file's plain records. A volume authenticates with its Secret's keys
-(the default: incomplete keys fail the stage, there is no fallback) or, only when its context
-says `authentication: node`, with the node's own credential chain."""
+(the default: incomplete keys fail the stage, there is no fallback), only when its context says
+`authentication: node` with the node's own credential chain, or with `authentication: pod` with
+each workload pod's ServiceAccount token exchanged at STS (`roleArn`, `stsEndpoint`; the token
+file is the pod's mount's, see service_account_mounts.py)."""
 
 from __future__ import annotations
 
@@ -15,9 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from razorfs.csi.errors import FailedPrecondition, InvalidArgument
+from razorfs.mount.options import CREDENTIAL_SOURCE_FLAG, ROLE_ARN_FLAG, STS_ENDPOINT_FLAG
 from razorfs.volume_spec import (
     AUTHENTICATION_MODES,
     AUTHENTICATION_NODE,
+    AUTHENTICATION_POD,
     AUTHENTICATION_SECRET,
     CACHE_MODES,
     ContextKey,
@@ -125,6 +129,38 @@ def _razor_volume_name(context: Mapping[str, str]) -> str:
     return f"{namespace}/{name}"
 
 
+_WEB_IDENTITY_KEYS = (ContextKey.ROLE_ARN, ContextKey.STS_ENDPOINT, ContextKey.AUDIENCE)
+_ROLE_ARN = re.compile(r"arn:[^:\s]+:iam::[^:\s]*:role/\S+")
+_TOKEN_AUDIENCE = re.compile(r"\S{1,253}")
+
+
+def _web_identity(context: Mapping[str, str], authentication: str) -> tuple[str, str, str]:
+    """(role ARN, STS endpoint, audience) of an `authentication: pod` volume, checked; the keys are
+    refused on any other volume, where they would silently mean nothing."""
+    values = {key: context.get(key, "").strip() for key in _WEB_IDENTITY_KEYS}
+    if authentication != AUTHENTICATION_POD:
+        given = [key for key, value in values.items() if value]
+        if given:
+            raise InvalidArgument(
+                f"volume context {', '.join(given)} only apply with {ContextKey.AUTHENTICATION}: {AUTHENTICATION_POD}"
+            )
+        return "", "", ""
+    role_arn, sts_endpoint, audience = (values[key] for key in _WEB_IDENTITY_KEYS)
+    if not _ROLE_ARN.fullmatch(role_arn):
+        raise InvalidArgument(
+            f"volume context {ContextKey.ROLE_ARN} must be an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME) "
+            f"with {ContextKey.AUTHENTICATION}: {AUTHENTICATION_POD}"
+        )
+    if not sts_endpoint.startswith(("http://", "https://")) or any(c.isspace() for c in sts_endpoint):
+        raise InvalidArgument(
+            f"volume context {ContextKey.STS_ENDPOINT} must be an http(s) URL with {ContextKey.AUTHENTICATION}: "
+            f"{AUTHENTICATION_POD}"
+        )
+    if audience and not _TOKEN_AUDIENCE.fullmatch(audience):
+        raise InvalidArgument(f"volume context {ContextKey.AUDIENCE} must be a token audience without spaces")
+    return role_arn, sts_endpoint, audience
+
+
 MOUNT_POD_FIELDS = ("priorityClassName", "resources", "tolerations")
 
 
@@ -168,10 +204,19 @@ class MountSettings:
     volume_name: str = ""
     # The volume's spec.mountPod (JSON, checked): over the chart's template for its mount pods.
     mount_pod: str = ""
+    # With authentication pod: the role each pod's token is exchanged for, where, and which of
+    # kubelet's tokens ("" : the only one) is the volume's.
+    role_arn: str = ""
+    sts_endpoint: str = ""
+    audience: str = ""
 
     @property
     def uses_node_identity(self) -> bool:
         return self.authentication == AUTHENTICATION_NODE
+
+    @property
+    def uses_pod_identity(self) -> bool:
+        return self.authentication == AUTHENTICATION_POD
 
     @classmethod
     def from_context(cls, context: Mapping[str, str]) -> MountSettings:
@@ -199,6 +244,7 @@ class MountSettings:
             raise InvalidArgument(
                 f"volume context {ContextKey.AUTHENTICATION}={authentication!r}: expected one of {AUTHENTICATION_MODES}"
             )
+        role_arn, sts_endpoint, audience = _web_identity(context, authentication)
         return cls(
             endpoint=endpoint,
             bucket=bucket,
@@ -218,6 +264,9 @@ class MountSettings:
             authentication=authentication,
             volume_name=_razor_volume_name(context),
             mount_pod=_mount_pod(context),
+            role_arn=role_arn,
+            sts_endpoint=sts_endpoint,
+            audience=audience,
         )
 
     @property
@@ -266,7 +315,12 @@ class MountSettings:
             argv += ["--gid", str(gid)]
         if read_only or self.read_only:
             argv.append("--read-only")
-        argv += ["--credential-source", "default-chain" if self.uses_node_identity else "explicit"]
+        if self.uses_pod_identity:
+            # The token file and session name are each ServiceAccount mount's own (mount_records.py).
+            argv += [CREDENTIAL_SOURCE_FLAG, "web-identity", ROLE_ARN_FLAG, self.role_arn]
+            argv += [STS_ENDPOINT_FLAG, self.sts_endpoint]
+        else:
+            argv += [CREDENTIAL_SOURCE_FLAG, "default-chain" if self.uses_node_identity else "explicit"]
         if self.volume_name:
             argv += ["--volume-name", self.volume_name]
         return argv

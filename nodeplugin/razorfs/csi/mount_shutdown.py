@@ -69,3 +69,9 @@ class MountShutdown:
         self.store.remove(volume_id)
         shutil.rmtree(mount_dir(volume.record), ignore_errors=True)
         self.volumes.remove(volume_id)
+
+    def forget(self, volume: StagedVolume) -> None:
+        """The end of a stage with no daemon of its own (`authentication: pod`; its ServiceAccount
+        mounts are shut down first): only its record goes."""
+        self.store.remove(volume.record.volume_id)
+        self.volumes.remove(volume.record.volume_id)

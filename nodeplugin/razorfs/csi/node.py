@@ -17,7 +17,9 @@ from razorfs.csi import validation
 from razorfs.csi.errors import InvalidArgument, Unavailable, translate_errors
 from razorfs.csi.mount_records import StageRequest
 from razorfs.csi.mount_settings import Credentials, MountSettings
+from razorfs.csi.pod_identity import pod_identity
 from razorfs.csi.supervisor import Supervisor
+from razorfs.volume_spec import AUTHENTICATION_POD, ContextKey
 from razorfs_wire.csi.v1 import csi_pb2, csi_pb2_grpc
 
 RpcType = csi_pb2.NodeServiceCapability.RPC.Type
@@ -102,9 +104,21 @@ class NodeService(csi_pb2_grpc.NodeServicer):  # type: ignore[misc]
         # Staging is required (we advertise STAGE_UNSTAGE_VOLUME): the bind source is the stage.
         staging = validation.check_kubelet_path("staging_target_path", request.staging_target_path, self.kubelet_dir)
         read_only = request.readonly or flags.read_only or validation.is_read_only_mode(request.volume_capability)
+        volume_context = request.volume_context
+        identity = None
+        # Kubelet sends the tokens with every publish of the driver's volumes; only a volume that
+        # signs as its pods (its PV attributes are in the context too) looks at them.
+        if volume_context.get(ContextKey.AUTHENTICATION, "").strip() == AUTHENTICATION_POD:
+            identity = pod_identity(volume_context, volume_context.get(ContextKey.AUDIENCE, "").strip())
         self._require_ready()
         await self.supervisor.publish(
-            volume_id, staging, target, read_only, _mount_group(request.volume_capability), _pod(request.volume_context)
+            volume_id,
+            staging,
+            target,
+            read_only,
+            _mount_group(request.volume_capability),
+            _pod(volume_context),
+            identity,
         )
         return csi_pb2.NodePublishVolumeResponse()
 

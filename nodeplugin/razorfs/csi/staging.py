@@ -1,7 +1,10 @@
 """NodeStageVolume and NodeUnstageVolume: a staged volume is a FUSE mount at the kubelet's
 staging path, served by its own daemon. A repeated stage with the same path and capability
 answers OK (restarting a dead daemon); an unstage refuses while targets are still published,
-then shuts down the volume's fsGroup mounts and the volume itself (flushing all to S3 first)."""
+then shuts down the volume's fsGroup mounts and the volume itself (flushing all to S3 first).
+
+An `authentication: pod` volume is staged without a daemon or a Secret: only its record is kept,
+and its pods' ServiceAccounts get the mounts (service_account_mounts.py)."""
 
 from __future__ import annotations
 
@@ -9,15 +12,15 @@ import logging
 from pathlib import Path
 
 from razorfs.csi import mounts
-from razorfs.csi.daemon_hosts import DaemonHost
+from razorfs.csi.daemon_hosts import CACHE_SUBDIR, DaemonHost
 from razorfs.csi.daemon_launcher import DaemonLauncher
 from razorfs.csi.errors import AlreadyExists, FailedPrecondition, NotFound
-from razorfs.csi.mount_records import StageRequest, make_mount_dir, stage_record
+from razorfs.csi.mount_records import MountDir, StageRequest, make_mount_dir, stage_record
 from razorfs.csi.mount_settings import Credentials
 from razorfs.csi.mount_shutdown import MountShutdown
 from razorfs.csi.recovery import Recovery
-from razorfs.csi.staged_volume import StagedVolumes
-from razorfs.csi.state_store import StateStore
+from razorfs.csi.staged_volume import StagedVolume, StagedVolumes, VolumeState
+from razorfs.csi.state_store import StateStore, volume_key
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +45,7 @@ class Staging:
         self.cache_root = cache_root
 
     async def stage(self, request: StageRequest) -> None:
-        if not request.settings.uses_node_identity:
+        if not request.settings.uses_node_identity and not request.settings.uses_pod_identity:
             # Checked on every stage, a repeated one too: a Secret emptied after the PV exists
             # must fail here, not leave the daemon to find some other identity.
             request.credentials.require_complete()
@@ -55,8 +58,11 @@ class Staging:
                     )
                 if existing.record.capability != request.capability:
                     raise AlreadyExists(f"volume {request.volume_id} is staged with another capability")
-                if not await self.launcher.is_healthy(existing):
+                if not existing.record.per_service_account and not await self.launcher.is_healthy(existing):
                     await self.recovery.recover(existing, "stage called while the daemon was down")
+                return
+            if request.settings.uses_pod_identity:
+                self._stage_per_service_account(request)
                 return
             await self._stage_new(request)
 
@@ -77,6 +83,15 @@ class Staging:
         self.volumes.add(volume)
         log.info("staged volume %s at %s (%s)", request.volume_id, staging, self.host.describe(volume.record))
 
+    def _stage_per_service_account(self, request: StageRequest) -> None:
+        """Records the volume and nothing more: no token exists before a pod publishes it."""
+        request.staging_path.mkdir(parents=True, exist_ok=True)
+        own_dir = self.cache_root / volume_key(request.volume_id)  # never made: no daemon, no cache
+        record = stage_record(request, MountDir(own_dir / CACHE_SUBDIR, None), per_service_account=True)
+        self.store.save(record)
+        self.volumes.add(StagedVolume(record, VolumeState.MOUNTED))
+        log.info("staged volume %s at %s (mounts per ServiceAccount)", request.volume_id, request.staging_path)
+
     async def unstage(self, volume_id: str, staging_path: Path) -> None:
         async with self.volumes.lock(volume_id):
             volume = self.volumes.find(volume_id)
@@ -96,5 +111,8 @@ class Staging:
             for group_mount in group_mounts:
                 async with self.volumes.lock(group_mount.record.volume_id):
                     await self.shutdown.shut_down(group_mount)
-            await self.shutdown.shut_down(volume)
+            if volume.record.per_service_account:
+                self.shutdown.forget(volume)
+            else:
+                await self.shutdown.shut_down(volume)
             log.info("unstaged volume %s", volume_id)

@@ -55,6 +55,9 @@ class VolumeRecord:
     mount_pod: str = ""  # the volume's own mount pod settings (JSON), over the plugin's template
     # target path -> the workload pod using it {"namespace", "name", "uid"} (told what happens)
     target_pods: dict[str, dict[str, str]] = field(default_factory=dict)
+    # The stage of an `authentication: pod` volume: no daemon of its own (there is no token before
+    # a pod comes); each ServiceAccount publishing it gets a mount whose `parent` names this one.
+    per_service_account: bool = False
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> VolumeRecord:
@@ -73,6 +76,7 @@ class VolumeRecord:
             razor_volume=str(data.get("razor_volume", "")),
             mount_pod=str(data.get("mount_pod", "")),
             target_pods={str(k): dict(v) for k, v in data.get("target_pods", {}).items()},
+            per_service_account=bool(data.get("per_service_account", False)),
         )
 
 

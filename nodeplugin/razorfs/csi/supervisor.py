@@ -4,7 +4,8 @@ parts that keep one mount daemon per staged volume (and per other fsGroup) and a
 - `staged_volume.py`: the mounts in memory, their states and per-mount locks
 - `mount_records.py`: a new mount's record and directory (stage, fsGroup)
 - `daemon_launcher.py`: a new FUSE session handed to a daemon brought up by the DaemonHost
-- `staging.py`, `publishing.py` (with `target_binds.py`, `group_mounts.py`): the CSI node calls
+- `staging.py`, `publishing.py` (with `target_binds.py`, `group_mounts.py`,
+  `service_account_mounts.py`): the CSI node calls
 - `health_loop.py`, `recovery.py`: re-adoption at start, the health loop, recovery of dead daemons
 - `mount_shutdown.py`: flush, end the daemon, unmount, forget
 - `credential_updates.py`: new keys for running mounts
@@ -21,15 +22,17 @@ from razorfs.csi import credential_updates
 from razorfs.csi.control_client import ControlClient
 from razorfs.csi.daemon_hosts import DaemonHost
 from razorfs.csi.daemon_launcher import DaemonLauncher
-from razorfs.csi.errors import Unavailable
+from razorfs.csi.errors import FailedPrecondition, Unavailable
 from razorfs.csi.events import EventRecorder, NoEvents
 from razorfs.csi.group_mounts import GroupMounts
 from razorfs.csi.health_loop import HEALTH_CHECK_INTERVAL_S, HealthLoop
 from razorfs.csi.mount_records import StageRequest
 from razorfs.csi.mount_settings import Credentials
 from razorfs.csi.mount_shutdown import UNSTAGE_FLUSH_TIMEOUT_S, MountShutdown
+from razorfs.csi.pod_identity import PodIdentity
 from razorfs.csi.publishing import Publishing
 from razorfs.csi.recovery import Recovery
+from razorfs.csi.service_account_mounts import ServiceAccountMounts
 from razorfs.csi.staged_volume import StagedVolume, StagedVolumes, VolumeState
 from razorfs.csi.staging import Staging
 from razorfs.csi.state_store import StateStore
@@ -56,7 +59,8 @@ class Supervisor:
         self._health = HealthLoop(self.volumes, store, host, self.launcher, recovery, shutdown, health_check_interval_s)
         self._staging = Staging(self.volumes, store, host, self.launcher, recovery, shutdown, cache_root)
         groups = GroupMounts(self.volumes, store, self.launcher, cache_root)
-        self._publishing = Publishing(self.volumes, store, groups, shutdown)
+        service_accounts = ServiceAccountMounts(self.volumes, self.launcher, cache_root)
+        self._publishing = Publishing(self.volumes, store, groups, service_accounts, shutdown)
 
     def daemon_logs(self) -> dict[str, Path]:
         """The log file of each mount's daemon, by mount id (for the log relay)."""
@@ -87,8 +91,9 @@ class Supervisor:
         read_only: bool,
         mount_group: int | None = None,
         pod: dict[str, str] | None = None,
+        identity: PodIdentity | None = None,
     ) -> None:
-        await self._publishing.publish(volume_id, staging_path, target, read_only, mount_group, pod)
+        await self._publishing.publish(volume_id, staging_path, target, read_only, mount_group, pod, identity)
 
     async def unpublish(self, volume_id: str, target: Path) -> None:
         await self._publishing.unpublish(volume_id, target)
@@ -101,27 +106,33 @@ class Supervisor:
     def get(self, volume_id: str) -> StagedVolume:
         return self.volumes.get(volume_id)
 
+    def _served(self, volume_id: str, mount: StagedVolume | None = None) -> StagedVolume:
+        """The mount whose daemon answers for `volume_id`, or Unavailable / FailedPrecondition."""
+        volume = mount or self.get(volume_id)
+        if volume.record.per_service_account:
+            raise FailedPrecondition(
+                f"volume {volume_id} has no daemon of its own: with authentication pod each ServiceAccount's pods "
+                "have their own mount"
+            )
+        if volume.state is not VolumeState.MOUNTED:
+            raise Unavailable(f"volume {volume_id} is {volume.state.value}")
+        return volume
+
     def staged(self) -> list[StagedVolume]:
         return self.volumes.staged()
 
     async def stats(self, volume_id: str, timeout_s: float = 5.0, mount: StagedVolume | None = None) -> dict[str, Any]:
-        volume = mount or self.get(volume_id)
-        if volume.state is not VolumeState.MOUNTED:
-            raise Unavailable(f"volume {volume_id} is {volume.state.value}")
+        volume = self._served(volume_id, mount)
         return await ControlClient(volume.cache_dir).stats(timeout_s)
 
     async def flush(self, volume_id: str, timeout_s: float | None) -> int:
-        volume = self.get(volume_id)
-        if volume.state is not VolumeState.MOUNTED:
-            raise Unavailable(f"volume {volume_id} is {volume.state.value}")
+        volume = self._served(volume_id)
         return await ControlClient(volume.cache_dir).flush(timeout_s)
 
     async def update_credentials(self, volume_id: str, credentials: Credentials) -> int:
         return await credential_updates.update_credentials(self.volumes, self.store, volume_id, credentials)
 
     async def warm(self, volume_id: str, paths: list[str]) -> AsyncIterator[dict[str, Any]]:
-        volume = self.get(volume_id)
-        if volume.state is not VolumeState.MOUNTED:
-            raise Unavailable(f"volume {volume_id} is {volume.state.value}")
+        volume = self._served(volume_id)
         async for progress in ControlClient(volume.cache_dir).warm(paths):
             yield progress

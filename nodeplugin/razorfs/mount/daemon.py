@@ -54,15 +54,19 @@ def build_store(options: MountOptions) -> ObjectStore:
 
         return LocalDirStore(options.local_store)
     from razorfs.store.s3 import S3Store
-    from razorfs.store.s3_credentials import MissingCredentials, StaticKeys
+    from razorfs.store.s3_credentials import CredentialSource, MissingCredentials, StaticKeys, WebIdentityFailed
     from razorfs.store.s3_settings import S3Settings
 
     keys = None
+    source: CredentialSource = "default-chain"
     if options.credential_source == "explicit":
         try:
             keys = StaticKeys.from_environment()
         except MissingCredentials as err:
             raise UsageError(str(err)) from None
+        source = "explicit"
+    elif options.credential_source == "web-identity":
+        source = "web-identity"
     settings = S3Settings(
         bucket=options.location.bucket,
         endpoint_url=options.endpoint_url,
@@ -71,10 +75,14 @@ def build_store(options: MountOptions) -> ObjectStore:
         ca_bundle=options.ca_bundle,
         sse=options.sse,  # type: ignore[arg-type]  # validated by argparse choices
         sse_kms_key_id=options.sse_kms_key_id,
-        credential_source="explicit" if keys is not None else "default-chain",
+        credential_source=source,
         credentials=keys,
+        web_identity=options.web_identity if source == "web-identity" else None,
     )
-    return S3Store(settings)
+    try:
+        return S3Store(settings)
+    except (MissingCredentials, WebIdentityFailed) as err:  # a missing or refused token, STS unreachable
+        raise UsageError(str(err), exit_code=1) from None
 
 
 def _is_dead_mount(mountpoint: Path) -> bool:

@@ -14,7 +14,7 @@ from razorfs.fs.operations import DEFAULT_FSYNC_TIMEOUT_S
 from razorfs.log_format import add_log_format_argument
 from razorfs.store.location import S3Url, parse_s3_url
 from razorfs.store.object_attrs import AttrDefaults
-from razorfs.store.s3_credentials import CREDENTIAL_SOURCES
+from razorfs.store.s3_credentials import CREDENTIAL_SOURCES, WebIdentity
 from razorfs.volume_spec import CACHE_MODES, parse_duration, parse_mode, parse_size
 
 DEFAULT_CACHE_SIZE = "10GiB"
@@ -46,7 +46,9 @@ class MountOptions:
     local_store: Path | None  # objects in a local directory instead of S3 (demo, tests)
     # "explicit": sign only with the keys in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (and those
     # the control socket's `credentials` op delivers later); never boto3's default chain.
+    # "web-identity": only the keys STS issues for `web_identity`'s token file.
     credential_source: str = "default-chain"
+    web_identity: WebIdentity | None = None
     log_format: str = "text"
     # Labels of the volume's logs and metrics: "NAMESPACE/NAME" of its RazorVolume (or any name
     # the user picks; default the s3:// URL) and the node it runs on. Never a secret.
@@ -58,6 +60,15 @@ class MountOptions:
     @property
     def volume_label(self) -> str:
         return self.volume_name or self.location.url
+
+
+# The web identity flags (a `pod`-authenticated volume's daemon): one spelling for the CLI and the
+# node plugin, which builds and rewrites these arguments.
+CREDENTIAL_SOURCE_FLAG = "--credential-source"
+ROLE_ARN_FLAG = "--role-arn"
+TOKEN_FILE_FLAG = "--web-identity-token-file"
+STS_ENDPOINT_FLAG = "--sts-endpoint"
+ROLE_SESSION_NAME_FLAG = "--role-session-name"
 
 
 def add_mount_arguments(parser: argparse.ArgumentParser) -> None:
@@ -100,13 +111,22 @@ def add_mount_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--local-store", help=argparse.SUPPRESS)
     parser.add_argument(
-        "--credential-source",
+        CREDENTIAL_SOURCE_FLAG,
         choices=CREDENTIAL_SOURCES,
         default="default-chain",
         help="default-chain: boto3's usual chain (environment, config files, instance metadata); "
         "explicit: only AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY[/AWS_SESSION_TOKEN] of the "
-        "environment, nothing else (the CSI plugin's choice)",
+        "environment, nothing else (the CSI plugin's choice); web-identity: only the keys STS "
+        "issues for --web-identity-token-file (AssumeRoleWithWebIdentity of --role-arn)",
     )
+    parser.add_argument(ROLE_ARN_FLAG, help="with web-identity: the IAM role to assume")
+    parser.add_argument(
+        TOKEN_FILE_FLAG,
+        metavar="PATH",
+        help="with web-identity: the file holding the ServiceAccount token, read again at every refresh",
+    )
+    parser.add_argument(STS_ENDPOINT_FLAG, metavar="URL", help="with web-identity: the STS endpoint")
+    parser.add_argument(ROLE_SESSION_NAME_FLAG, help="with web-identity: the role session name (default razorfs)")
 
 
 def mount_options_from_args(args: argparse.Namespace) -> MountOptions:
@@ -144,11 +164,46 @@ def mount_options_from_args(args: argparse.Namespace) -> MountOptions:
         foreground=bool(args.foreground),
         local_store=Path(args.local_store).absolute() if args.local_store else None,
         credential_source=args.credential_source,
+        web_identity=web_identity_from_args(args),
         log_format=args.log_format,
         volume_name=args.volume_name,
         node_name=args.node_name,
         fsync_timeout_s=fsync_timeout,
     )
+
+
+def web_identity_from_args(args: argparse.Namespace) -> WebIdentity | None:
+    """The web identity of `--credential-source web-identity` (role and token file required, STS
+    endpoint and session name optional); its flags are refused with any other source."""
+    given = [
+        flag
+        for flag, value in (
+            (ROLE_ARN_FLAG, args.role_arn),
+            (TOKEN_FILE_FLAG, args.web_identity_token_file),
+            (STS_ENDPOINT_FLAG, args.sts_endpoint),
+            (ROLE_SESSION_NAME_FLAG, args.role_session_name),
+        )
+        if value
+    ]
+    if args.credential_source != "web-identity":
+        if given:
+            raise UsageError(f"{' and '.join(given)} need {CREDENTIAL_SOURCE_FLAG} web-identity")
+        return None
+    missing = [flag for flag in (ROLE_ARN_FLAG, TOKEN_FILE_FLAG) if flag not in given]
+    if missing:
+        raise UsageError(f"{CREDENTIAL_SOURCE_FLAG} web-identity needs {' and '.join(missing)}")
+    if args.sts_endpoint and not args.sts_endpoint.startswith(("http://", "https://")):
+        raise UsageError(f"{STS_ENDPOINT_FLAG} must be an http(s) URL")
+    try:
+        return WebIdentity(
+            token_file=Path(args.web_identity_token_file).absolute(),
+            role_arn=args.role_arn,
+            sts_endpoint_url=args.sts_endpoint or None,
+            region=args.region,
+            session_name=args.role_session_name or "razorfs",
+        )
+    except ValueError as err:
+        raise UsageError(str(err)) from None
 
 
 def parse_fsync_timeout(text: str) -> float | None:

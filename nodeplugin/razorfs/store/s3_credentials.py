@@ -33,9 +33,8 @@ log = logging.getLogger(__name__)
 
 # "web-identity": WebIdentityCredentials (S3Settings.web_identity), nothing else.
 CredentialSource = Literal["default-chain", "explicit", "web-identity"]
-# What `razorfs mount --credential-source` offers: web-identity joins once the mount daemon builds
-# its store from it (until then the daemon would treat it as the default chain).
-CREDENTIAL_SOURCES: tuple[CredentialSource, ...] = ("default-chain", "explicit")
+# What `razorfs mount --credential-source` offers.
+CREDENTIAL_SOURCES: tuple[CredentialSource, ...] = ("default-chain", "explicit", "web-identity")
 
 # The environment variables an explicit-credential daemon reads its first keys from (the node
 # plugin sets them; nothing else of the environment is consulted).

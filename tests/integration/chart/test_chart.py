@@ -150,6 +150,14 @@ def test_csidriver_needs_no_attach_wants_pod_info_and_serves_persistent_volumes(
     assert driver["spec"]["volumeLifecycleModes"] == ["Persistent"]
 
 
+def test_csidriver_asks_kubelet_for_the_pods_token_and_a_republish_before_it_expires() -> None:
+    spec = one(render(), "CSIDriver")["spec"]
+    assert spec["tokenRequests"] == [{"audience": "sts.amazonaws.com", "expirationSeconds": 3600}]
+    assert spec["requiresRepublish"] is True
+    custom = one(render(sets={"node.tokenAudience": "minio-sts"}), "CSIDriver")["spec"]
+    assert custom["tokenRequests"][0]["audience"] == "minio-sts"
+
+
 def test_controller_runs_external_provisioner_next_to_the_plugin_in_controller_mode() -> None:
     deploy = one(render(), "Deployment", "-controller")
     assert "--mode=controller" in container(deploy, "controller")["args"]

@@ -41,3 +41,12 @@ def test_capacity_is_what_was_asked_for(required: int, limit: int, expected: int
 def test_impossible_capacity_ranges_are_invalid(required: int, limit: int) -> None:
     with pytest.raises(InvalidArgument):
         requested_capacity(csi_pb2.CapacityRange(required_bytes=required, limit_bytes=limit))
+
+
+def test_a_storage_class_may_ask_for_pod_authentication_with_its_web_identity_and_is_checked() -> None:
+    pod = {**BASE, "authentication": "pod", "roleArn": "arn:aws:iam::123456789012:role/a", "stsEndpoint": "https://sts"}
+    assert volume_parameters(pod) == pod  # the volume context every PV of the class carries
+    with pytest.raises(InvalidArgument, match="stsEndpoint"):
+        volume_parameters({**BASE, "authentication": "pod", "roleArn": "arn:aws:iam::123456789012:role/a"})
+    with pytest.raises(InvalidArgument, match="only apply with authentication: pod"):
+        volume_parameters({**BASE, "roleArn": "arn:aws:iam::123456789012:role/a"})

@@ -112,6 +112,7 @@ def test_defaulted_spec_round_trips_through_the_model() -> None:
             "prefix": "team/vol",
             "region": "us-east-1",
             "forcePathStyle": True,
+            "authentication": "secret",
             "secretRef": {"name": "creds"},
             "sse": {"type": "aws:kms", "kmsKeyID": "k"},
         },
