@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -251,4 +253,40 @@ def test_a_publish_without_a_token_is_refused_and_says_what_is_missing(
         details = info.value.details() or ""
         assert "no ServiceAccount token" in details and "tokenRequests" in details, details
         assert node_plugin.daemon_pids() == [] and sts.tokens == []
+        pod_volume.unstage(node)
+
+
+def test_a_restarted_plugin_keeps_the_service_account_mount_and_a_killed_daemon_comes_back_with_its_token(
+    node_plugin: NodePlugin, pod_volume: KubeletVolume, sts: StsRecorder, fuse_available: None
+) -> None:
+    with node_plugin.channel() as channel:
+        pod_volume.stage(node_plugin.node(channel))
+        target = publish_as(node_plugin.node(channel), pod_volume, "app-1", "app", TOKEN_APP)
+    (target / "kept.txt").write_text("before")
+    (daemon,) = node_plugin.daemon_pids()
+
+    node_plugin.kill(signal.SIGKILL)
+    node_plugin.start()  # ready once it has re-adopted the stage (no daemon) and the mount
+    assert node_plugin.daemon_pids() == [daemon]
+    with node_plugin.channel() as channel:
+        node = node_plugin.node(channel)
+        publish_as(node, pod_volume, "app-1", "app", TOKEN_APP_FRESH)  # kubelet's republish
+        assert (target / "kept.txt").read_text() == "before"
+
+        # A dead daemon is replaced; the new one asks STS with the token file as it is now.
+        os.killpg(daemon, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and set(node_plugin.daemon_pids()) in (set(), {daemon}):
+            time.sleep(0.1)
+        while time.monotonic() < deadline:
+            try:
+                if (target / "kept.txt").read_text() == "before":
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        assert (target / "kept.txt").read_text() == "before", node_plugin.log_tail()
+        assert sts.tokens[-1] == TOKEN_APP_FRESH, "the new daemon read the refreshed token"
+
+        pod_volume.unpublish(node, target)
         pod_volume.unstage(node)

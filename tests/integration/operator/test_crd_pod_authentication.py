@@ -76,6 +76,12 @@ def test_reclaim_policy_delete_is_refused_for_a_pod_volume(custom_api: Any, kube
     assert "reclaimPolicy Delete is not available with s3.authentication pod" in message
 
 
+def test_warmup_paths_are_refused_for_a_pod_volume(custom_api: Any, kube_namespace: str) -> None:
+    spec = {**pod_spec(), "cache": {"warmup": {"paths": ["models/"]}}}
+    message = rejection(lambda: create(custom_api, kube_namespace, "podwarm", spec))
+    assert "cache.warmup is not available with s3.authentication pod yet" in message
+
+
 def test_authentication_and_web_identity_are_immutable(custom_api: Any, kube_namespace: str) -> None:
     create(custom_api, kube_namespace, "frozen", pod_spec())
     other_role = {"s3": {"webIdentity": {**WEB_IDENTITY, "roleArn": "arn:aws:iam::123456789012:role/team-b"}}}

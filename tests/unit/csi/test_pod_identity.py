@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from razorfs.csi.errors import InvalidArgument
+from razorfs.csi.mount_pods import pod_argv
 from razorfs.csi.mount_records import (
     TOKEN_FILE_NAME,
     MountDir,
@@ -81,6 +82,11 @@ def test_a_service_account_mount_runs_a_web_identity_daemon_with_its_own_token_f
     assert options.volume_name == "vol-1#sa=team-a/app"  # its own series in logs and metrics
 
 
+def test_a_mount_pod_finds_the_token_in_its_own_directory(tmp_path: Path) -> None:
+    argv = pod_argv(service_account_argv(tmp_path), tmp_path / "sa")
+    assert argv[argv.index("--web-identity-token-file") + 1] == f"/razorfs/{TOKEN_FILE_NAME}"
+
+
 def test_service_account_mounts_of_other_fs_groups_are_apart() -> None:
     assert service_account_mount_id("v", "ns/app", 2000) == "v#sa=ns/app#fsgroup=2000"
     assert service_account_mount_id("v", "ns/app", None) != service_account_mount_id("v", "ns/other", None)
@@ -119,3 +125,11 @@ def test_the_token_file_is_created_private_and_replaced_by_a_rename(tmp_path: Pa
     assert path.read_text() == "second" and path.stat().st_ino != inode
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert sorted(p.name for p in tmp_path.iterdir()) == [TOKEN_FILE_NAME]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root, as the node plugin has")
+def test_a_fresh_token_belongs_to_the_mount_pods_user_who_owns_the_directory(tmp_path: Path) -> None:
+    os.chown(tmp_path, 65532, 65532)  # what MountPods does to a mount's directory
+    write_token(tmp_path, "fresh")
+    owner = (tmp_path / TOKEN_FILE_NAME).stat()
+    assert (owner.st_uid, owner.st_gid) == (65532, 65532)
