@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 BIN_CACHE ?= $(HOME)/.cache/razorfs/bin
 # The local Kubernetes node (tests/realparts/cluster/) runs containerd + runc with the CNI bridge
 # plugin, iptables for kube-proxy, and builds its images with debootstrap and buildah.
-APT_PACKAGES := fuse3 libfuse3-dev pkg-config rclone s3fs openssl util-linux gcc iproute2 iptables \
+APT_PACKAGES := fuse3 libfuse3-dev pkg-config rclone s3fs openssl util-linux gcc iproute2 iptables strace \
   containerd runc containernetworking-plugins buildah debootstrap prometheus
 PYTEST_ARGS ?=
 

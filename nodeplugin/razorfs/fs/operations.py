@@ -21,7 +21,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import pyfuse3
@@ -77,8 +77,16 @@ class RazorOperations(pyfuse3.Operations):  # type: ignore[misc]
     supports_dot_lookup = False
     enable_writeback_cache = False
 
-    def __init__(self, namespace: Namespace, cache: FileCache, uploader: Uploader, options: FsOptions) -> None:
+    def __init__(
+        self,
+        namespace: Namespace,
+        cache: FileCache,
+        uploader: Uploader,
+        options: FsOptions,
+        on_init: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__()
+        self.on_init = on_init
         self.ns = namespace
         self.cache = cache
         self.uploader = uploader
@@ -89,6 +97,13 @@ class RazorOperations(pyfuse3.Operations):  # type: ignore[misc]
         self._page_cache_tokens: dict[int, tuple[int, str | None, int]] = {}
         self._dir_handles: dict[int, list[tuple[str, Node]]] = {}
         self._next_fh = itertools.count(1)
+
+    def init(self) -> None:
+        # pyfuse3 calls this on the loop when FUSE's INIT arrives, and sends the reply (which sets
+        # the connection's parameters in the kernel) as soon as it returns, before the loop runs
+        # anything else: a task `on_init` starts sees the mount initialized.
+        if self.on_init is not None:
+            self.on_init()
 
     # -- helpers ----------------------------------------------------------------------------------
 

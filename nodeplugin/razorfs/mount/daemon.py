@@ -173,6 +173,7 @@ class MountDaemon:
                 metadata_ttl_s=options.metadata_ttl_s,
                 fsync_timeout_s=options.fsync_timeout_s,
             ),
+            on_init=self._on_fuse_init,
         )
         self.metrics.time_fuse_operations(self.ops)
         # When each file now dirty was first seen dirty (by a stats call): the oldest dirty age.
@@ -215,8 +216,6 @@ class MountDaemon:
             self._nursery = nursery
             self.cache.bind_nursery(nursery)
             self.namespace.bind_nursery(nursery)
-            if not self.handed_over:
-                nursery.start_soon(self._widen_read_ahead)
             nursery.start_soon(self.uploader.run)
             nursery.start_soon(self.saved_heads.run)
             await nursery.start(self.control.serve)
@@ -241,15 +240,17 @@ class MountDaemon:
                 await self.uploader.flush()
             nursery.cancel_scope.cancel()
 
+    def _on_fuse_init(self) -> None:
+        # The kernel fixes the readahead window when it takes the reply to FUSE's INIT, which
+        # pyfuse3 sends right after this call returns, before the task started here runs. The
+        # daemon never waits on its own mount for that moment (a stat of the mountpoint): a
+        # thread waiting on a request to its own mount that this process has read cannot be
+        # killed, and holds /dev/fuse open, so after a SIGKILL the process never ends.
+        if not self.handed_over and self._nursery is not None:
+            self._nursery.start_soon(self._widen_read_ahead)
+
     async def _widen_read_ahead(self) -> None:
-        # The kernel fixes the window when it takes the reply to FUSE's INIT, which this loop
-        # sends; a stat of the mount returns only after that.
-        try:
-            await trio.to_thread.run_sync(os.stat, self.real_mountpoint)
-        except OSError as err:
-            log.info("readahead left at the kernel's default: %s", err)
-            return
-        set_read_ahead(Path(self.real_mountpoint))
+        await trio.to_thread.run_sync(set_read_ahead, Path(self.real_mountpoint))
 
     async def _watch_signals(self) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

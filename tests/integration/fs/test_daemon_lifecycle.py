@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -157,3 +158,42 @@ def test_warm_reports_progress_and_later_reads_download_nothing(
     before = vol.stats()["bytes_downloaded"]
     assert (vol.mountpoint / "dir" / "sub" / "b").read_bytes() == b"dir/sub/b" * 100_000
     assert vol.stats()["bytes_downloaded"] == before
+
+
+def test_the_daemon_never_touches_its_own_mount(s3_server: S3Server, bucket: str, tmp_path: Path) -> None:
+    """Every system call of the daemon naming its mountpoint, traced from its start until it has
+    served for 3 s: none may come after the mount. A request from the daemon to its own mount (a
+    stat of the mountpoint) waits for the daemon's own answer; if the daemon is killed after it
+    read the request, that wait cannot be interrupted, the waiting thread keeps /dev/fuse open so
+    the connection is never aborted, and the process never ends (the crash runs' kill -9 met it)."""
+    if shutil.which("strace") is None:
+        pytest.fail("strace not installed: run `make setup` (apt-installs strace)", pytrace=False)
+    env = {**os.environ, **s3_server.env(), "RAZORFS_RUN_DIR": str(tmp_path / "run")}
+    mnt, cache, trace = tmp_path / "mnt", tmp_path / "cache", tmp_path / "strace.txt"
+    mnt.mkdir()
+    argv = [sys.executable, "-m", "razorfs.mount", "mount", f"s3://{bucket}/v", str(mnt), "--foreground",
+            "--endpoint-url", s3_server.endpoint_url, "--force-path-style", "--region", s3_server.region,
+            "--cache-dir", str(cache)]  # fmt: skip
+    traced = ["strace", "-f", "-qq", "-s", "4096", "-e", "trace=%file,%stat,%statfs,mount", "-o", str(trace)]
+    proc = subprocess.Popen([*traced, *argv], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not is_mounted(mnt) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert is_mounted(mnt), f"the daemon did not mount: {trace.read_text()[-2000:]}"
+        os.statvfs(mnt)  # served: INIT answered
+        time.sleep(3)
+    finally:
+        pid = _daemon_pid(cache)
+        if pid:
+            _kill_quietly(pid)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
+        force_unmount(mnt)
+    quoted = f'"{os.path.realpath(mnt)}'
+    lines = trace.read_text().splitlines()
+    mounted_at = next(i for i, line in enumerate(lines) if " mount(" in line and quoted + '"' in line)
+    assert [line for line in lines[mounted_at + 1 :] if quoted in line] == []
