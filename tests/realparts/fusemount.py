@@ -31,3 +31,26 @@ def force_unmount(path: Path) -> None:
         result = subprocess.run(["umount", str(path)], capture_output=True)
         if result.returncode != 0:
             subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+FUSECTL = Path("/sys/fs/fuse/connections")
+
+
+def abort_connection(path: Path) -> bool:
+    """Aborts the FUSE connection of the mount at `path` (fusectl's `abort`, mounting fusectl if
+    needed): every request on it fails at once. The one way to free a daemon thread that waits on a
+    request its own (killed) process read and will never answer: SIGKILL cannot end such a wait, and
+    the connection would otherwise live as long as that thread holds /dev/fuse open. False if
+    nothing is mounted at `path`."""
+    target = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as mounts:
+        devices = [line.split()[2] for line in mounts if line.split()[4] == target]
+    if not devices:
+        return False
+    if not any(FUSECTL.iterdir()):
+        subprocess.run(["mount", "-t", "fusectl", "fusectl", str(FUSECTL)], capture_output=True, check=False)
+    for device in devices:
+        abort = FUSECTL / device.split(":")[1] / "abort"
+        if abort.exists():
+            abort.write_text("1")
+    return True
