@@ -33,9 +33,12 @@ class BenchContext:
     profiler: Profiler | None = None
 
     @contextmanager
-    def session(self, mounter: Mounter, label: str, through_proxy: bool = False) -> Iterator[Path]:
+    def session(
+        self, mounter: Mounter, label: str, through_proxy: bool = False, cache: Path | None = None
+    ) -> Iterator[Path]:
+        """`cache`: a cache dir that outlives the session (`Mounter.kept_cache_dir`)."""
         endpoint = self.proxy.endpoint_url if through_proxy else self.server.endpoint_url
-        with mounter.mounted(endpoint) as root:
+        with mounter.mounted(endpoint, cache) as root:
             profiling = self.profiler is not None and isinstance(mounter, RazorFSMounter) and mounter.pid
             if profiling and self.profiler is not None and mounter.pid is not None:
                 self.profiler.start(mounter.pid, label)

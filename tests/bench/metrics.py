@@ -25,6 +25,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("small_files_durable_s", "small_files", "{files} x 4 KiB files: until all in S3", "s", "lower"),
     Metric("ls_cold_s", "listing", "`ls -l` of {objects} objects, cold", "s", "lower"),
     Metric("ls_warm_s", "listing", "`ls -l` of {objects} objects, warm", "s", "lower"),
+    Metric("ls_remount_s", "listing", "`ls -l` of {objects} objects, after a remount", "s", "lower"),
     Metric("random_read_iops", "random_read", "random 4 KiB reads across {seq} (cold)", "IOPS", "higher"),
     Metric("random_read_amplification", "random_read", "S3 bytes fetched / bytes read", "x", "lower"),
     Metric("untar_s", "untar", "untar a source tree ({tree})", "s", "lower"),

@@ -59,11 +59,18 @@ class Mounter(ABC):
         # Built from the parent so that the mountpoint itself (possibly a hung mount) is never stat'ed.
         return os.path.join(os.path.realpath(self.mountpoint.parent), self.mountpoint.name)
 
+    def kept_cache_dir(self) -> Path:
+        """A fresh cache dir for `mounted(..., cache=)`: mounts given it leave it in place (a
+        remount measures what a system keeps across mounts of the same node)."""
+        return self._fresh_cache_dir()
+
     @contextmanager
-    def mounted(self, endpoint_url: str) -> Iterator[Path]:
+    def mounted(self, endpoint_url: str, cache: Path | None = None) -> Iterator[Path]:
+        """Mounted on a fresh cache dir (removed at the end), or on `cache`, which stays."""
         self.mountpoint.mkdir(parents=True, exist_ok=True)
         force_unmount(self.mountpoint)
-        cache = self._fresh_cache_dir()
+        kept = cache is not None
+        cache = cache if cache is not None else self._fresh_cache_dir()
         watchdog = threading.Timer(SESSION_TIMEOUT_S, self._abort_hung, args=("session timeout",))
         watchdog.daemon = True
         watchdog.start()
@@ -81,7 +88,8 @@ class Mounter(ABC):
                     self.process.stop()
                     self.process = None
                 force_unmount(self.mountpoint)
-                shutil.rmtree(cache, ignore_errors=True)
+                if not kept:
+                    shutil.rmtree(cache, ignore_errors=True)
 
     def _abort_hung(self, why: str) -> None:
         if abort_connection(self.real_mountpoint):
@@ -204,7 +212,7 @@ class LocalDirMounter(Mounter):
         self.mountpoint = self.workdir / "root"
 
     @contextmanager
-    def mounted(self, endpoint_url: str) -> Iterator[Path]:
+    def mounted(self, endpoint_url: str, cache: Path | None = None) -> Iterator[Path]:
         self.mountpoint.mkdir(parents=True, exist_ok=True)
         yield self.mountpoint
 

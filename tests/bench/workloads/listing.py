@@ -1,8 +1,10 @@
 """Workload 4: `ls -l` (a stat of every entry) of a folder of many objects that another tool
-wrote: cold on a fresh mount with the page cache dropped, then warm right after."""
+wrote: cold on a fresh mount with the page cache dropped, then warm right after, then after a
+remount on the same cache dir (what the node keeps across mounts), the page cache dropped again."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -44,11 +46,18 @@ class Listing(Workload):
 
     def measure_fs(self, ctx: BenchContext, mounter: Mounter, run: int) -> dict[str, float]:
         count = ctx.sizes.list_objects
-        with ctx.session(mounter, f"listing-{mounter.name}-r{run}") as root:
-            drop_page_cache()
-            cold_s = ls_long(root / PREFIX, count)
-            warm_s = ls_long(root / PREFIX, count)
-        return {"ls_cold_s": cold_s, "ls_warm_s": warm_s}
+        cache = mounter.kept_cache_dir()
+        try:
+            with ctx.session(mounter, f"listing-{mounter.name}-r{run}", cache=cache) as root:
+                drop_page_cache()
+                cold_s = ls_long(root / PREFIX, count)
+                warm_s = ls_long(root / PREFIX, count)
+            with ctx.session(mounter, f"listing-remount-{mounter.name}-r{run}", cache=cache) as root:
+                drop_page_cache()
+                remount_s = ls_long(root / PREFIX, count)
+        finally:
+            shutil.rmtree(cache, ignore_errors=True)
+        return {"ls_cold_s": cold_s, "ls_warm_s": warm_s, "ls_remount_s": remount_s}
 
     def measure_boto3(self, ctx: BenchContext, run: int) -> dict[str, float]:
         # A listing already carries size and mtime, so the S3 limit of `ls -l` is the listing itself.
