@@ -19,7 +19,7 @@ import pytest
 from tests.realparts import dev_cluster
 from tests.realparts.cluster import chart
 
-from .workloads import exec_in, keys_under, pod, razorvolume, running, wait_for, wait_unstaged
+from .workloads import daemon_pid, exec_in, keys_under, pod, razorvolume, running, wait_for, wait_unstaged
 
 pytestmark = [pytest.mark.kube, pytest.mark.fuse, pytest.mark.s3, pytest.mark.timeout(900)]
 
@@ -168,11 +168,6 @@ def test_a_volume_keeps_serving_through_plugin_restart_upgrade_and_crash(
     for chunk in s3.get_object(Bucket=dev.bucket, Key=f"{prefix}/big.bin")["Body"].iter_chunks(1 << 20):
         big.update(chunk)
     assert big.hexdigest() == big_md5
-
-
-def daemon_pid(dev: dev_cluster.DevState, mount_pod_name: str) -> int:
-    (container,) = dev.node.crictl("ps", "-q", "--label", f"io.kubernetes.pod.name={mount_pod_name}").split()
-    return int(json.loads(dev.node.crictl("inspect", container))["info"]["pid"])
 
 
 def test_a_mount_daemon_killed_with_sigkill_is_replaced_and_loses_nothing_acknowledged(

@@ -3,6 +3,7 @@ coreutils; no registry is reachable) as root, with RazorFS claims mounted at /da
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -112,3 +113,9 @@ def wait_unstaged(dev: dev_cluster.DevState, timeout_s: float = STEP_TIMEOUT_S) 
 
 def exec_in(dev: dev_cluster.DevState, namespace: str, name: str, script: str, check: bool = True) -> str:
     return dev.node.kubectl("exec", "-n", namespace, name, "--", "sh", "-c", script, check=check)
+
+
+def daemon_pid(dev: dev_cluster.DevState, mount_pod_name: str) -> int:
+    """The host PID of the mount daemon in a mount pod (its container's PID 1)."""
+    (container,) = dev.node.crictl("ps", "-q", "--label", f"io.kubernetes.pod.name={mount_pod_name}").split()
+    return int(json.loads(dev.node.crictl("inspect", container))["info"]["pid"])
