@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 
 from razorfs.csi import mounts
 from razorfs.csi.daemon import DaemonProcess
@@ -30,24 +31,15 @@ SWEEP_INTERVAL_S = 30.0
 DEAD_MOUNT_STRIKES = 3
 
 
+@dataclass(eq=False)
 class HealthLoop:
-    def __init__(
-        self,
-        volumes: StagedVolumes,
-        store: StateStore,
-        host: DaemonHost,
-        launcher: DaemonLauncher,
-        recovery: Recovery,
-        shutdown: MountShutdown,
-        interval_s: float = HEALTH_CHECK_INTERVAL_S,
-    ):
-        self.volumes = volumes
-        self.store = store
-        self.host = host
-        self.launcher = launcher
-        self.recovery = recovery
-        self.shutdown = shutdown
-        self.interval_s = interval_s
+    volumes: StagedVolumes
+    store: StateStore
+    host: DaemonHost
+    launcher: DaemonLauncher
+    recovery: Recovery
+    shutdown: MountShutdown
+    interval_s: float = HEALTH_CHECK_INTERVAL_S
 
     async def adopt_all(self) -> None:
         """Re-adopts every recorded volume: a live daemon is kept as is (its mounts never stop

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+from dataclasses import dataclass
 
 from razorfs.csi import mounts
 from razorfs.csi.control_client import ControlClient
@@ -23,22 +24,14 @@ DAEMON_EXIT_TIMEOUT_S = 30.0
 UNSTAGE_FLUSH_TIMEOUT_S = 90.0
 
 
+@dataclass(eq=False)
 class MountShutdown:
-    def __init__(
-        self,
-        volumes: StagedVolumes,
-        store: StateStore,
-        host: DaemonHost,
-        launcher: DaemonLauncher,
-        recovery: Recovery,
-        flush_timeout_s: float = UNSTAGE_FLUSH_TIMEOUT_S,
-    ):
-        self.volumes = volumes
-        self.store = store
-        self.host = host
-        self.launcher = launcher
-        self.recovery = recovery
-        self.flush_timeout_s = flush_timeout_s
+    volumes: StagedVolumes
+    store: StateStore
+    host: DaemonHost
+    launcher: DaemonLauncher
+    recovery: Recovery
+    flush_timeout_s: float = UNSTAGE_FLUSH_TIMEOUT_S
 
     async def shut_down(self, volume: StagedVolume) -> None:
         """Flushes everything to S3, ends the daemon, unmounts and forgets the mount. Raises

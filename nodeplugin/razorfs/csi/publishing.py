@@ -7,6 +7,7 @@ A republish (kubelet's periodic call with a fresh token) refreshes the token and
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 
 from razorfs.csi import mounts
@@ -20,20 +21,13 @@ from razorfs.csi.state_store import StateStore
 from razorfs.csi.target_binds import bind_target, forget_target
 
 
+@dataclass(eq=False)
 class Publishing:
-    def __init__(
-        self,
-        volumes: StagedVolumes,
-        store: StateStore,
-        groups: GroupMounts,
-        service_accounts: ServiceAccountMounts,
-        shutdown: MountShutdown,
-    ):
-        self.volumes = volumes
-        self.store = store
-        self.groups = groups
-        self.service_accounts = service_accounts
-        self.shutdown = shutdown
+    volumes: StagedVolumes
+    store: StateStore
+    groups: GroupMounts
+    service_accounts: ServiceAccountMounts
+    shutdown: MountShutdown
 
     async def publish(
         self,

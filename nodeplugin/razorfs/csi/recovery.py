@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 from razorfs.csi.daemon_hosts import DaemonHost
 from razorfs.csi.daemon_launcher import DaemonLauncher
@@ -21,15 +22,13 @@ log = logging.getLogger(__name__)
 RECOVERY_BACKOFF_MAX_S = 30.0
 
 
+@dataclass(eq=False)
 class Recovery:
-    def __init__(
-        self, store: StateStore, host: DaemonHost, launcher: DaemonLauncher, events: EventRecorder, node_id: str
-    ):
-        self.store = store
-        self.host = host
-        self.launcher = launcher
-        self.events = events
-        self.node_id = node_id
+    store: StateStore
+    host: DaemonHost
+    launcher: DaemonLauncher
+    events: EventRecorder
+    node_id: str
 
     async def recover(self, volume: StagedVolume, reason: str) -> None:
         """Kills what is left of the daemon, starts a new one on the same cache dir (it replays

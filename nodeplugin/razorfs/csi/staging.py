@@ -9,6 +9,7 @@ and its pods' ServiceAccounts get the mounts (service_account_mounts.py)."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from razorfs.csi import mounts
@@ -25,24 +26,15 @@ from razorfs.csi.state_store import StateStore, volume_key
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
 class Staging:
-    def __init__(
-        self,
-        volumes: StagedVolumes,
-        store: StateStore,
-        host: DaemonHost,
-        launcher: DaemonLauncher,
-        recovery: Recovery,
-        shutdown: MountShutdown,
-        cache_root: Path,
-    ):
-        self.volumes = volumes
-        self.store = store
-        self.host = host
-        self.launcher = launcher
-        self.recovery = recovery
-        self.shutdown = shutdown
-        self.cache_root = cache_root
+    volumes: StagedVolumes
+    store: StateStore
+    host: DaemonHost
+    launcher: DaemonLauncher
+    recovery: Recovery
+    shutdown: MountShutdown
+    cache_root: Path
 
     async def stage(self, request: StageRequest) -> None:
         if not request.settings.uses_node_identity and not request.settings.uses_pod_identity:
