@@ -144,11 +144,12 @@ def _bucket_round_trip(server: S3Server) -> bool:
     return True
 
 
-def start_moto(workdir: Path) -> S3Server:
+def start_moto(workdir: Path, bind_ip: str = "127.0.0.1") -> S3Server:
+    """moto's server (S3 and STS on one port) on `bind_ip`."""
     port = free_port()
-    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    argv = [sys.executable, "-m", "moto.server", "-H", bind_ip, "-p", str(port)]
     proc = ManagedProcess("moto", argv, workdir / "moto.log")
-    endpoint = f"http://127.0.0.1:{port}"
+    endpoint = f"http://{bind_ip}:{port}"
     try:
         wait_until(lambda: proc.check_alive() and _http_up(endpoint + "/moto-api/"), 60, "moto server")
     except Exception:
