@@ -44,9 +44,15 @@ TARGETS: tuple[Target, ...] = (
     Target("write + fsync <= 1.2x raw boto3 multipart upload time", "seq_write_durable_s", "boto3", "<=", 1.2),
     Target("small files: close-returns time >= 2x faster than rclone", "small_files_close_s", "rclone", "<=", 0.5),
     Target("small files: close-returns time >= 10x faster than s3fs", "small_files_close_s", "s3fs", "<=", 0.1),
-    Target("`ls -l` cold >= 5x faster than s3fs", "ls_cold_s", "s3fs", "<=", 0.2),
+    Target("small files: until all in S3 at least as fast as rclone", "small_files_durable_s", "rclone", "<=", 1.0),
+    Target("untar at least as fast as rclone", "untar_s", "rclone", "<=", 1.0),
+    Target("untar read-back at least as fast as rclone", "untar_readback_s", "rclone", "<=", 1.0),
+    Target("`ls -l` cold >= 2x faster than s3fs", "ls_cold_s", "s3fs", "<=", 0.5),
+    Target("`ls -l` warm >= 5x faster than s3fs", "ls_warm_s", "s3fs", "<=", 0.2),
     # The same node mounting the volume again (same cache dir); s3fs keeps no stat cache on disk.
     Target("`ls -l` after a remount >= 5x faster than s3fs", "ls_remount_s", "s3fs", "<=", 0.2),
+    Target("random 4 KiB reads, cold: at least s3fs's IOPS", "random_read_iops", "s3fs", ">=", 1.0),
+    Target("random reads fetch <= 1/10 of the bytes s3fs fetches", "random_read_amplification", "s3fs", "<=", 0.1),
     Target("random reads fetch <= 4x the bytes read", "random_read_amplification", None, "<=", 4.0),
     Target("peak RSS while streaming <= 150 MiB", "stream_peak_rss_mib", None, "<=", 150.0),
     # "Flat as the file grows": we call it flat when the last three quarters add under 16 MiB.
