@@ -3,17 +3,21 @@ the real kube-controller-manager running only the controllers a test needs (e.g.
 
 No kubelet or scheduler run here (the e2e tier has the whole node): tests create pods' effects.
 Authentication is a static admin token in group system:masters, plus any extra tokens a test
-registers (for RBAC tests) before start.
+registers (for RBAC tests) before start. On request the apiserver keeps an audit log (metadata
+only) of chosen users' requests, e.g. to see which permissions a component really uses.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import ssl
 import subprocess
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -41,6 +45,17 @@ class ControlPlane:
     apiserver: ManagedProcess
     tokens: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
     controllers: list[ManagedProcess] = field(default_factory=list)
+    audit_log: Path | None = None
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        """The audit events logged so far (start_control_plane's `audit_users` only), oldest first."""
+        if self.audit_log is None:
+            raise ValueError("this control plane keeps no audit log: start it with audit_users")
+        if not self.audit_log.exists():
+            return []
+        # The apiserver may be writing a line right now: only lines it has ended are whole.
+        lines = self.audit_log.read_text().split("\n")[:-1]
+        return [json.loads(line) for line in lines if line.strip()]
 
     def kubeconfig_for(self, user: str) -> Path:
         """A kubeconfig that authenticates as one of the extra token users."""
@@ -99,9 +114,23 @@ def _healthy(url: str) -> bool:
         return bool(resp.status == 200)
 
 
+def _audit_policy(users: Sequence[str]) -> dict[str, object]:
+    """Who did what to which resource, and the authorizer's decision: no bodies, no other users."""
+    return {
+        "apiVersion": "audit.k8s.io/v1",
+        "kind": "Policy",
+        "omitStages": ["RequestReceived"],
+        "rules": [{"level": "Metadata", "users": list(users)}, {"level": "None"}],
+    }
+
+
 def start_control_plane(
-    workdir: Path, extra_tokens: dict[str, tuple[str, list[str]]] | None = None
+    workdir: Path,
+    extra_tokens: dict[str, tuple[str, list[str]]] | None = None,
+    audit_users: Sequence[str] = (),
 ) -> ControlPlane:
+    """`audit_users`: log these users' requests (metadata level, synchronously) to
+    <workdir>/audit.log, read back with ControlPlane.audit_events(); none by default."""
     etcd_bin = test_binary("etcd")
     apiserver_bin = test_binary("kube-apiserver")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -127,6 +156,14 @@ def start_control_plane(
         workdir / "etcd.log",
     )
     key = _service_account_key(workdir)
+    audit_log = None
+    audit_flags = []
+    if audit_users:
+        audit_log = workdir / "audit.log"
+        policy = workdir / "audit-policy.yaml"
+        policy.write_text(yaml.safe_dump(_audit_policy(audit_users)))
+        # The log backend's default mode is blocking: each request writes its own events, unbuffered.
+        audit_flags = [f"--audit-policy-file={policy}", f"--audit-log-path={audit_log}"]
     port = free_port()
     apiserver = ManagedProcess(
         "kube-apiserver",
@@ -146,13 +183,14 @@ def start_control_plane(
             "--disable-admission-plugins=ServiceAccount",
             "--allow-privileged=true",
             "--v=1",
+            *audit_flags,
         ],
         workdir / "kube-apiserver.log",
     )
     url = f"https://127.0.0.1:{port}"
     kubeconfig = workdir / "kubeconfig"
     kubeconfig.write_text(yaml.safe_dump(_kubeconfig(url, ADMIN_TOKEN, "razorfs-admin")))
-    plane = ControlPlane(url, kubeconfig, workdir, etcd, apiserver, tokens)
+    plane = ControlPlane(url, kubeconfig, workdir, etcd, apiserver, tokens, audit_log=audit_log)
     try:
         wait_until(
             lambda: etcd.check_alive() and apiserver.check_alive() and _healthy(url), 120, "kube-apiserver", 0.5

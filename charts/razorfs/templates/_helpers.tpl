@@ -83,7 +83,7 @@ prometheus.io/path: /metrics
   verbs: [get, list, watch, patch]
 - apiGroups: [razorfs.io]
   resources: [razorvolumes/status]
-  verbs: [get, patch]
+  verbs: [patch]
 # The claim the operator creates for each RazorVolume (and removes on deletion).
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
