@@ -38,6 +38,10 @@ class CachedFile:
     # Smallest size since the last upload snapshot: bytes past it no longer equal the base.
     shrunk_to: int = 0
     validated_at: float = field(default_factory=time.monotonic)
+    # This node's clock when its own write of the object (upload, rename copy, metadata copy)
+    # returned; None when this mount has not written it. A listing showing a later LastModified
+    # shows another client's write since, even with the ETag unchanged.
+    written_to_s3_at: float | None = None
     deleted: bool = False
     open_handles: int = 0
     # Held by the uploader for a whole upload; rename and unlink wait for it, so an upload never

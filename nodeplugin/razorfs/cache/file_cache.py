@@ -295,6 +295,7 @@ class FileCache:
         old_key = f.base_key
         info = await self.store.copy(old_key, self.key_for(f.path), metadata)
         f.base_key, f.base_etag = info.key, info.etag
+        f.written_to_s3_at = time.time()
         with self.journal.transaction():
             self.journal.add_pending_delete(old_key)
             if f.journaled_version > f.uploaded_version:

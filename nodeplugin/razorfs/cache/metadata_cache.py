@@ -66,6 +66,10 @@ class MetadataCache:
         # Records made from this node's own writes carry the local clock instead (S3 does not
         # return the time of a PUT): the first listing with the same ETag supplies S3's time.
         self._heads: dict[str, tuple[ObjectInfo | None, float, float | None, bool]] = {}
+        # key -> this node's clock when its own write of the key returned: a listing whose
+        # LastModified is later shows someone else's write since (a metadata-only copy keeps the
+        # ETag), so it cannot lend its time to our record.
+        self._written_at: dict[str, float] = {}
 
     def _fresh(self, fetched_at: float) -> bool:
         return time.monotonic() - fetched_at < self.ttl_s
@@ -126,6 +130,10 @@ class MetadataCache:
                 # Gone, or changed here and S3's time of it not known yet. (Directory markers are
                 # never saved: a listing shows them as prefixes, without an ETag to vouch.)
                 self.saved.drop(key)
+        if info is not None and not s3_time:
+            self._written_at[key] = time.time()
+        else:
+            self._written_at.pop(key, None)
         self._heads[key] = (info, time.monotonic(), s3_modified, saved)
 
     def adopt_saved(self, info: ObjectInfo, s3_modified: float) -> None:
@@ -144,7 +152,12 @@ class MetadataCache:
         if info is None or info.etag != entry.etag:
             return None
         if s3_modified is None:
-            # Our own write: adopt S3's time from the first listing that shows our ETag.
+            # Our own write: adopt S3's time from the first listing that shows our ETag, unless
+            # that time is later than our write (another client rewrote the metadata since).
+            written_at = self._written_at.get(key)
+            if written_at is None or entry.last_modified > written_at:
+                return None
+            del self._written_at[key]
             s3_modified = entry.last_modified
         elif int(s3_modified) != int(entry.last_modified):
             # HEAD's Last-Modified has whole seconds, a listing's may have milliseconds.
@@ -156,9 +169,11 @@ class MetadataCache:
 
     def forget_head(self, key: str) -> None:
         self._heads.pop(key, None)
+        self._written_at.pop(key, None)
         if self.saved is not None:
             self.saved.drop(key)
 
     def forget_all(self) -> None:
         self._listings.clear()
         self._heads.clear()
+        self._written_at.clear()

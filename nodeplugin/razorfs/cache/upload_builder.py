@@ -105,6 +105,7 @@ class UploadBuilder:
             return
         info = await self._send(f, key, fixed)
         f.base_key, f.base_etag = key, info.etag
+        f.written_to_s3_at = time.time()
         f.base_size = min(fixed.size, f.shrunk_to)
         f.uploaded_version = max(f.uploaded_version, fixed.version)
         f.validated_at = time.monotonic()

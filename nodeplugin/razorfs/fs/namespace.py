@@ -71,6 +71,7 @@ class Namespace(PathLookup):
         if f is not None and not f.dirty:
             f.base_etag = info.etag
             f.attrs = attrs
+            f.written_to_s3_at = time.time()
         self.meta.put_head(info.key, info, s3_time=False)
 
     async def rename(self, old: str, new: str) -> None:

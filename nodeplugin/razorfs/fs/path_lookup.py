@@ -168,7 +168,10 @@ class PathLookup:
             return None
         if not self.meta.stale_head(key)[0]:
             # Uploaded (or opened) by this node and not HEADed since: the listed object is ours,
-            # with the metadata we gave it.
+            # with the metadata we gave it, unless S3 modified it after our write returned (a
+            # metadata-only copy by another client keeps the ETag).
+            if f.written_to_s3_at is not None and entry.last_modified > f.written_to_s3_at:
+                return None
             mine = ObjectInfo(key, entry.size, entry.etag, entry.last_modified, metadata_from_attrs(f.attrs))
             self.meta.put_head(key, mine, s3_time=False)
         return self.meta.head_confirmed_by(key, entry)

@@ -133,3 +133,24 @@ def test_changes_by_another_writer_and_by_this_mount_show_after_a_remount_and_af
     heads.since_last()
     assert _ls_long(vol.mountpoint / "many") == modes
     assert heads.since_last() == 0
+
+
+@pytest.mark.parametrize("own_write", ["upload", "chmod"])
+def test_another_writers_metadata_only_copy_after_our_own_write_shows_after_the_ttl(
+    razorfs_mount: MountFactory, s3_client: Any, bucket: str, own_write: str
+) -> None:
+    """This mount writes an object (an upload, or a chmod: a copy onto itself), then another
+    client rewrites its metadata only: the ETag stays, LastModified moves past our write. The
+    listing after the TTL must not vouch for the attributes this mount wrote."""
+    vol = razorfs_mount(prefix="own")
+    target = vol.mountpoint / "f"
+    target.write_bytes(b"ours")
+    vol.flush()
+    if own_write == "chmod":
+        os.chmod(target, 0o600)
+    assert stat.S_IMODE(target.stat().st_mode) == (0o600 if own_write == "chmod" else 0o644)
+    time.sleep(1.1)  # the other writer's LastModified falls in a later second than our write
+    _copy_with_mode(s3_client, bucket, "own/f", 0o640)
+    time.sleep(PAST_TTL_S)
+    assert os.listdir(vol.mountpoint) == ["f"]  # a fresh listing: the same ETag, a later LastModified
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
