@@ -226,6 +226,9 @@ def project_image(tag: str = "dev") -> tuple[Path, str]:
     partial = out.with_suffix(".partial")
     buildah("push", "-q", reference, f"oci-archive:{partial}:{reference}")
     partial.rename(out)
+    # The archive is what the node loads. The build's images go from buildah's storage: vfs keeps
+    # a full copy of every layer, so a few builds left behind fill the disk (seen: 45 GB).
+    buildah("rmi", "--all", "--force")
     for stale in CACHE.glob(f"razorfs-{tag}-*.tar"):
         if stale != out:
             stale.unlink()
