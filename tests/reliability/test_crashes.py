@@ -251,18 +251,17 @@ def check_bucket_after_flush(
     assert problems == [], f"{context}: in S3 after the restart and a flush: {problems}"
 
 
-# Out of `make test` for now (run them with `pytest -m slow tests/reliability/test_crashes.py` or
-# `make soak`): in a fresh-clone run 3 of the 20 failed on two open bugs (issue "Reliability
-# depth"). A crash inside the rename of a dirty file that has an older upload left the older
-# content under the new name (fixed: FileCache.move journals the rename first; test_rename_crash).
-# And a daemon killed as it started (as the kill during the replay may be) did not end: its own
-# stat of the mountpoint, a request it had read and would never answer, held a thread SIGKILL
-# cannot end (fixed: the daemon never touches its mountpoint; test_daemon_lifecycle). Still open,
-# found once those were fixed: an overwrite (O_TRUNC, or truncate and writes) of a file whose
-# acknowledged version is not yet uploaded, killed before its close(), replays the old row (size,
-# ranges) over the new bytes, a mix of both (RAZORFS_CRASH_SEED=2122977980 or 2059232886, kill
-# "multipart": about 1 run in 8 of those). They stay red until fixed, not hidden in CI.
-@pytest.mark.slow
+# Part of `make test` (about 2.5 min for the 20 runs). They were `-m slow` while they found open
+# bugs, all fixed since, each with a deterministic test: a crash inside the rename of a dirty file
+# that has an older upload left the older content under the new name (FileCache.move journals the
+# rename first; test_rename_crash); a daemon killed as it started (as the kill during the replay
+# may be) did not end, held by its own stat of the mountpoint (the daemon never touches its
+# mountpoint; test_daemon_lifecycle); an overwrite (O_TRUNC, or truncate and writes) of a file
+# whose acknowledged version was not yet uploaded, killed before its close(), replayed the old
+# row's size and ranges over the new bytes (the acknowledged content is preserved before the first
+# change, docs/architecture.md "Changes to an acknowledged file before its upload";
+# test_overwrite_crash, test_overwrite_before_upload; it was RAZORFS_CRASH_SEED=2122977980 or
+# 2059232886 with the kill "multipart").
 @pytest.mark.timeout(150)
 @pytest.mark.parametrize("run_index", range(CRASH_RUNS), ids=lambda i: f"run{i:02d}-{KILL_MOMENTS[i % 4]}")
 def test_kill_9_at_a_random_point_loses_no_acknowledged_operation(

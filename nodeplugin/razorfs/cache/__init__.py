@@ -21,7 +21,8 @@ Threads. Everything above runs on the mount daemon's trio thread, except:
   while it is pinned (a change first gives the file a private copy: `detach_from_upload`).
 - Local file work handed to `trio.to_thread.run_sync`: `_write_gaps` (a fetch's bytes into the
   cache file, while its task holds the file's `write_lock`), `_copy_ranges` (a private copy or an
-  upload snapshot, also under `write_lock`), `_fsync_paths` and `Journal.sync_wal` (a sync round;
+  upload snapshot, also under `write_lock`), `fsync_directory` (after a row's content is
+  preserved, under `write_lock`), `_fsync_paths` and `Journal.sync_wal` (a sync round;
   they touch only files and the WAL, and take no SQLite lock, so the trio thread keeps
   journaling meanwhile). None of them reads or writes the cache's Python state.
 - `SavedHeads`' reads (`_read_parent`) and batched writes (`_write`): its own SQLite connection,
@@ -39,9 +40,10 @@ writer; a check and the change it guards happen with no await in between:
   fetch makes room and counts its bytes present without awaiting in between.
 - `RangeFetcher`: the in-flight units. A GET's units are claimed when it is planned (before any
   await) and released by whoever runs it, in `finally`; eviction skips claimed blocks.
-- `SyncRounds`: the unsynced and inline sets, the waiting round and `sync_wanted`. A round takes
-  and clears the unsynced set before its first await; files journaled during the round go to
-  the next one. One round runs at a time (the uploader's sync loop is the only caller).
+- `SyncRounds`: the unsynced and inline sets, the preserved files to delete after the next WAL
+  sync, each file's `row_version` and `preserved_version`, the waiting round and `sync_wanted`.
+  A round takes and clears the unsynced set before its first await; files journaled during the
+  round go to the next one. One round runs at a time (the uploader's sync loop is the only caller).
 - `CachedFile` fields: changed by `FileCache`, `RangeFetcher`, `UploadBuilder` and the
   filesystem, under the locks below where listed. Its file I/O (pread/pwrite) runs on the trio
   thread, so each write is atomic with the range-map update describing it.

@@ -51,6 +51,16 @@ class CachedFile:
     write_lock: trio.Lock = field(default_factory=trio.Lock)
     # An upload is reading the cache file through its own fd: a change must detach first.
     upload_pinned: bool = False
+    # The version the file's journal row records (None: no row). Until the file's content changes,
+    # the cache file holds exactly what the row describes; the first change after the row keeps
+    # that content under `preserved_path(row_version)` and records it in `preserved_version`
+    # (docs/architecture.md, "Changes to an acknowledged file before its upload").
+    row_version: int | None = None
+    preserved_version: int | None = None
+
+    def preserved_path(self, version: int) -> Path:
+        """Where the content of the row of `version` is kept while the cache file changes."""
+        return self.data_path.with_name(f"{self.file_id}.acked-{version}")
 
     @property
     def dirty(self) -> bool:
@@ -78,6 +88,7 @@ class CachedFile:
             atime=self.attrs.access_time,
             ctime=self.attrs.change_time,
             inline_data=inline_data,
+            version=self.version,
         )
 
     # Local file I/O is done synchronously on the trio thread: it hits the page cache, and doing it

@@ -23,7 +23,7 @@ from razorfs.cache.range_map import RangeMap
 from razorfs.cache.readahead import ReadAhead
 from razorfs.cache.registry import FileRegistry
 from razorfs.cache.space import CacheCounters, CacheSpace
-from razorfs.cache.sync_rounds import SyncRounds
+from razorfs.cache.sync_rounds import SyncRounds, fsync_directory
 from razorfs.cache.upload_builder import UploadBuilder
 from razorfs.store.base import ObjectInfo
 from razorfs.store.errors import ObjectNotFound, StoreError
@@ -82,10 +82,19 @@ class FileCache:
         self.fetcher.bind_nursery(nursery)
 
     def replay_journal(self) -> list[CachedFile]:
-        """Rebuilds the dirty files a previous daemon acknowledged; drops clean leftovers."""
+        """Rebuilds the dirty files a previous daemon acknowledged; drops clean leftovers. A row
+        whose content was preserved (`<file_id>.acked-<version>` of the row's version: a program
+        was changing the file when the daemon died, before its close()) gets that content back at
+        the cache file, and the unacknowledged changes are dropped; a preserved file of another
+        version (its row replaced or removed meanwhile) is a leftover."""
         files: list[CachedFile] = []
         keep: set[str] = set()
+        restored = False
         for rec in self.journal.dirty_records():
+            preserved = self.data_dir / f"{rec.file_id}.acked-{_row_version(rec)}"
+            if rec.inline_data is None and preserved.exists():
+                os.replace(preserved, self.data_dir / str(rec.file_id))
+                restored = True
             # A row with its content inline is whole whenever it exists (SQLite commits are atomic).
             if not rec.synced and rec.boot_id != self.journal.boot_id and rec.inline_data is None:
                 self._quarantine(rec)
@@ -93,6 +102,8 @@ class FileCache:
             f = self._replayed_file(rec)
             keep.add(f.data_path.name)
             files.append(f)
+        if restored:  # else a power loss could bring back both names (harmless) or neither
+            fsync_directory(self.data_dir)
         for leftover in self.data_dir.iterdir():
             if leftover.name not in keep:
                 leftover.unlink(missing_ok=True)
@@ -101,6 +112,7 @@ class FileCache:
     def _replayed_file(self, rec: DirtyRecord) -> CachedFile:
         if rec.inline_data is not None:
             _rewrite_file(self.data_dir / str(rec.file_id), rec.inline_data)
+        version = _row_version(rec)
         f = CachedFile(
             file_id=rec.file_id,
             path=rec.path,
@@ -112,10 +124,11 @@ class FileCache:
             base_size=rec.base_size,
             present=RangeMap.from_list(rec.present),
             written=RangeMap.from_list(rec.written),
-            version=1,
-            journaled_version=1,
+            version=version,
+            journaled_version=version,
             uploaded_version=0,
             shrunk_to=rec.size,
+            row_version=version,
         )
         self._adopt(f)
         self.rounds.adopt_replayed(f, inline=rec.inline_data is not None, synced=rec.synced)
@@ -361,7 +374,9 @@ class FileCache:
                 # Unlinked while open: keep accepting writes like a local file would, but for nothing.
                 return len(data)
             end = offset + len(data)
-            if f.upload_pinned:
+            if self.rounds.holds_row_content(f):
+                await self.uploads.preserve_acknowledged(f, f.size)
+            elif f.upload_pinned:
                 await self.uploads.detach_from_upload(f)
             f.pwrite(data, offset)
             if offset > f.size:
@@ -377,7 +392,9 @@ class FileCache:
         async with f.write_lock:
             if size == f.size:
                 return
-            if f.upload_pinned:
+            if self.rounds.holds_row_content(f):
+                await self.uploads.preserve_acknowledged(f, size)
+            elif f.upload_pinned:
                 await self.uploads.detach_from_upload(f)
             f.truncate_data(size)
             if size < f.size:
@@ -427,6 +444,12 @@ class FileCache:
     async def upload(self, f: CachedFile) -> None:
         """See `UploadBuilder.upload` (caller holds `f.upload_lock`)."""
         await self.uploads.upload(f)
+
+
+def _row_version(rec: DirtyRecord) -> int:
+    """The version a replayed file starts at: its row's (1 for rows of journals older than the
+    column), so the names of preserved files stay those of the row."""
+    return max(rec.version, 1)
 
 
 def _rewrite_file(path: Path, content: bytes) -> None:

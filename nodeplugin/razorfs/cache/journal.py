@@ -63,10 +63,13 @@ _ADDED_COLUMNS = {
     # NULL in rows of an older journal: the times read as the mtime.
     "atime": "REAL",
     "ctime": "REAL",
+    # The file's version when the row was written: names the copy of the row's content kept while a
+    # program changes the cache file before its next close() (`<file_id>.acked-<version>`).
+    "version": "INTEGER NOT NULL DEFAULT 0",
 }
 _COLUMNS = (
     "file_id, path, size, base_key, base_etag, base_size, present, written, mode, uid, gid, mtime, synced, boot_id, "
-    "inline_data, atime, ctime"
+    "inline_data, atime, ctime, version"
 )
 
 
@@ -99,6 +102,7 @@ class DirtyRecord:
     inline_data: bytes | None = None
     atime: float | None = None
     ctime: float | None = None
+    version: int = 0
     # Read back by `dirty_records`: whether the row's cache file was fsync'd before the row was
     # marked, and the boot the row was written in.
     synced: bool = False
@@ -140,7 +144,7 @@ class Journal:
     def record_dirty(self, rec: DirtyRecord) -> None:
         """Writes the row as unsynced (its cache file may not be on the disk yet)."""
         self._db.execute(
-            f"INSERT OR REPLACE INTO dirty_files ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,0,?,?,?,?)",
+            f"INSERT OR REPLACE INTO dirty_files ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,0,?,?,?,?,?)",
             (
                 rec.file_id,
                 rec.path,
@@ -158,6 +162,7 @@ class Journal:
                 rec.inline_data,
                 rec.atime,
                 rec.ctime,
+                rec.version,
             ),
         )
 
@@ -214,6 +219,13 @@ class Journal:
         finally:
             os.close(fd)
 
+    def rebase(self, file_id: int, base_key: str, base_etag: str) -> None:
+        """Points the row's base at a newer upload, keeping what it says of the content: the bytes
+        the row takes from its base are unchanged in every upload since (they were never written)."""
+        self._db.execute(
+            "UPDATE dirty_files SET base_key = ?, base_etag = ? WHERE file_id = ?", (base_key, base_etag, file_id)
+        )
+
     def mark_unsynced(self, file_id: int) -> None:
         self._db.execute("UPDATE dirty_files SET synced = 0, boot_id = ? WHERE file_id = ?", (self.boot_id, file_id))
 
@@ -242,6 +254,7 @@ class Journal:
                 inline_data=None if r[14] is None else bytes(r[14]),
                 atime=r[15],
                 ctime=r[16],
+                version=r[17],
             )
             for r in rows
         ]

@@ -1,6 +1,12 @@
 """`SyncRounds`: close()'s durability against power loss, by group commit. It writes the journal
 rows of acknowledged files and remembers which are not yet on the disk; a round fsyncs their cache
-files, marks the rows synced and fsyncs the WAL once; closers wait for the next round."""
+files, marks the rows synced and fsyncs the WAL once; closers wait for the next round.
+
+It also owns the preserved copies of rows' content (`<file_id>.acked-<version>`, made by
+`UploadBuilder.preserve_acknowledged` before the first change to a cache file that holds a row's
+content): a round fsyncs a row's preserved file instead of the changed cache file, and a preserved
+file whose row was replaced or removed is deleted only after the round whose WAL sync made that
+change durable, so neither a killed daemon nor a power loss finds a row without its content."""
 
 from __future__ import annotations
 
@@ -45,6 +51,8 @@ class SyncRounds:
         self._syncing: set[int] = set()
         self.sync_wanted = trio.Event()
         self._removed_unsynced = False
+        # Preserved files whose rows were replaced or removed: deleted after the next WAL sync.
+        self._superseded: list[Path] = []
 
     # -- journal rows -----------------------------------------------------------------------------
 
@@ -59,6 +67,8 @@ class SyncRounds:
         """Writes the file's journal row (durable against a process crash once this returns)."""
         inline = f.pread(0, f.size) if f.size <= INLINE_MAX_BYTES and f.present.contains(0, f.size) else None
         self.journal.record_dirty(f.dirty_record(inline))
+        self._supersede_preserved(f)
+        f.row_version = f.version
         self._unsynced[f.file_id] = f
         if inline is None:
             self._inline.discard(f.file_id)
@@ -67,14 +77,48 @@ class SyncRounds:
 
     def unjournal(self, f: CachedFile) -> None:
         self.journal.remove(f.file_id)
+        self._supersede_preserved(f)
+        f.row_version = None
         self._unsynced.pop(f.file_id, None)
         self._inline.discard(f.file_id)
         self._removed_unsynced = True
 
+    def _supersede_preserved(self, f: CachedFile) -> None:
+        """The row the preserved file belonged to is replaced or removed (committed once the
+        caller's transaction is): the file goes after the next WAL sync, when a power loss can no
+        longer bring that row back."""
+        if f.preserved_version is not None:
+            self._superseded.append(f.preserved_path(f.preserved_version))
+            f.preserved_version = None
+
+    def holds_row_content(self, f: CachedFile) -> bool:
+        """Whether the cache file itself is the only copy of what the file's row describes (a row
+        with content inline needs no cache file): a change must preserve it first."""
+        return f.row_version is not None and f.file_id not in self._inline and f.preserved_version != f.row_version
+
+    def row_content_path(self, f: CachedFile) -> Path:
+        """The file holding the content the row describes: the preserved copy once the cache file
+        changed after the row, else the cache file."""
+        if f.preserved_version is not None and f.preserved_version == f.row_version:
+            return f.preserved_path(f.preserved_version)
+        return f.data_path
+
+    def note_preserved(self, f: CachedFile, version: int) -> None:
+        """The content of the row of `version` now lives under `preserved_path(version)` (same
+        inode as before): a row not synced yet has that file fsync'd by the next round, not the
+        changed cache file. If the row was replaced or removed meanwhile (an upload finished while
+        the content was being preserved), the preserved file is already superseded."""
+        if f.row_version != version:
+            self._superseded.append(f.preserved_path(version))
+            return
+        f.preserved_version = version
+        if f.file_id in self._unsynced or f.file_id in self._syncing:
+            self._unsynced[f.file_id] = f
+
     def note_new_inode(self, f: CachedFile) -> None:
-        """The file's cache file was replaced by a copy not on the disk yet: until the next round,
-        its row is not power-safe."""
-        if f.file_id in self._unsynced or f.needs_upload:
+        """The file's cache file was replaced by a copy not on the disk yet: if it holds the row's
+        content (never after `note_preserved`), the row is not power-safe until the next round."""
+        if self.holds_row_content(f) and (f.file_id in self._unsynced or f.needs_upload):
             self.journal.mark_unsynced(f.file_id)
             self._unsynced[f.file_id] = f
 
@@ -114,12 +158,13 @@ class SyncRounds:
         """One round of local durability against power loss: fsyncs the cache files of journaled
         rows not synced yet, marks those rows synced, then fsyncs the journal's WAL (once for the
         whole round; it also makes removed rows stay removed). Returns the rows marked."""
-        if not self._unsynced and not self._removed_unsynced:
+        if not self._unsynced and not self._removed_unsynced and not self._superseded:
             return 0
         pending = list(self._unsynced.values())
+        superseded, self._superseded = self._superseded, []
         self._unsynced.clear()
         self._removed_unsynced = False
-        paths = [f.data_path for f in pending if f.needs_upload and f.file_id not in self._inline]
+        paths = [self.row_content_path(f) for f in pending if f.needs_upload and f.file_id not in self._inline]
         synced: list[int] = []
         try:
             if paths:
@@ -135,7 +180,12 @@ class SyncRounds:
             for f in pending:
                 self._unsynced.setdefault(f.file_id, f)
             self._removed_unsynced = True
+            self._superseded = superseded + self._superseded
             raise
+        # No need to sync these deletions: a preserved file found without its row is deleted at
+        # replay.
+        for path in superseded:
+            path.unlink(missing_ok=True)
         return len(synced)
 
 

@@ -20,7 +20,7 @@ from razorfs.cache.metered_store import MeteredStore
 from razorfs.cache.range_map import RangeMap
 from razorfs.cache.registry import FileRegistry
 from razorfs.cache.space import CacheSpace
-from razorfs.cache.sync_rounds import SyncRounds
+from razorfs.cache.sync_rounds import SyncRounds, fsync_directory
 from razorfs.store.base import CopyRange, FileRange, ObjectInfo
 from razorfs.store.object_attrs import ObjectAttrs, metadata_from_attrs
 
@@ -118,7 +118,15 @@ class UploadBuilder:
             if not f.dirty:
                 f.written = RangeMap()
                 self.rounds.unjournal(f)
-            elif f.journaled_version > f.uploaded_version:
+            elif f.journaled_version <= f.uploaded_version:
+                # What close() acknowledged is in S3; the changes since are not acknowledged, and
+                # a row describing the older content would not describe the cache file any more.
+                self.rounds.unjournal(f)
+            elif f.row_version is not None and f.version != f.row_version:
+                # Changed since the row (a program writing, not closed yet): the row keeps the
+                # acknowledged content, whose unwritten bytes the new object holds too.
+                self.rounds.journal.rebase(f.file_id, key, info.etag)
+            else:
                 self.rounds.journal_file(f)
         if moved_from is not None:
             await self.store.delete(moved_from)
@@ -191,6 +199,32 @@ class UploadBuilder:
             return -1
         f.upload_pinned = True
         return fd
+
+    async def preserve_acknowledged(self, f: CachedFile, keep_below: int) -> None:
+        """Before the first change to a cache file that holds what the file's journal row describes
+        (caller holds the write lock; `SyncRounds.holds_row_content`): that inode is kept under
+        `preserved_path(row_version)` and the file goes on in a private copy of its present bytes
+        below `keep_below` (a truncate to 0, as an O_TRUNC open does, copies nothing). A kill
+        between any two steps leaves the row's content whole under one of the names, and replay
+        puts the preserved one back. The link's directory entry is fsync'd before the copy takes
+        the cache file's name, so a power loss cannot keep the rename and lose the link. An upload
+        reading the old inode through its fd goes on reading it."""
+        version = f.row_version
+        assert version is not None
+        kept = f.preserved_path(version)
+        kept.unlink(missing_ok=True)  # left by a daemon killed here, before the rename
+        os.link(f.data_path, kept)
+        await trio.to_thread.run_sync(fsync_directory, f.data_path.parent)
+        racing_upload = f.upload_pinned
+        ranges = f.present.copy()
+        ranges.truncate(keep_below)
+        tmp = f.data_path.parent / f"{f.file_id}.detached"
+        await trio.to_thread.run_sync(_copy_ranges, f.data_path, tmp, list(ranges), None)
+        os.replace(tmp, f.data_path)
+        f.upload_pinned = False
+        self.rounds.note_preserved(f, version)
+        when = "while being uploaded" if racing_upload else "before its acknowledged version was uploaded"
+        log.info("%s changed %s: kept that version as %s, gave it a private copy", f.path, when, kept)
 
     async def detach_from_upload(self, f: CachedFile) -> None:
         """Before a change to a file an upload is reading (caller holds the write lock): the file

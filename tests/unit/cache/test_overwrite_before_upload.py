@@ -1,0 +1,134 @@
+"""A program changes a file whose acknowledged version is journaled but not uploaded, and the daemon
+dies before the next close(): the replay must give back exactly the acknowledged content, never
+the old row's size and ranges over the changed cache file. Each test's "kill" is a new FileCache
+on the same cache dir and journal, with nothing of the old one cleaned up."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import trio
+
+from razorfs.cache.cached_file import CachedFile
+from razorfs.cache.file_cache import FileCache
+from razorfs.cache.journal import Journal
+from razorfs.cache.metered_store import MeteredStore
+from razorfs.cache.readahead import ReadAhead
+from razorfs.store.localdir import LocalDirStore
+from razorfs.store.object_attrs import ObjectAttrs
+
+MiB = 1024 * 1024
+ATTRS = ObjectAttrs(stat.S_IFREG | 0o644, 0, 0, 1_700_000_000.0)
+ACKED = bytes(range(256)) * 800  # 200 KiB: above the inline limit, so the row points at the file
+NEWER = b"the newer version, acknowledged by its own close\n" * 3000
+
+
+def _cache(tmp_path: Path) -> FileCache:
+    store = MeteredStore(LocalDirStore(tmp_path / "store"))
+    cache = FileCache(tmp_path / "cache", store, Journal(tmp_path / "cache.sqlite"), 64 * MiB, lambda p: p, 1.0)
+    cache.on_needs_upload = lambda f: None  # uploads held back: the acknowledged version waits
+    return cache
+
+
+def _preserved(tmp_path: Path) -> list[str]:
+    return sorted(p.name for p in (tmp_path / "cache" / "data").iterdir() if ".acked-" in p.name)
+
+
+async def _acknowledged(cache: FileCache) -> CachedFile:
+    f = cache.create("f", ATTRS)
+    await cache.write(f, 0, ACKED)
+    await cache.commit(f)
+    await cache.sync_round()  # what close() waits for
+    return f
+
+
+def _replayed_content(tmp_path: Path) -> bytes:
+    async def main() -> bytes:
+        cache = _cache(tmp_path)
+        (f,) = cache.replay_journal()
+        return await cache.read(f, 0, f.size, ReadAhead())
+
+    return trio.run(main)
+
+
+def test_an_o_trunc_overwrite_killed_before_close_replays_the_acknowledged_content(tmp_path: Path) -> None:
+    async def before_the_kill() -> None:
+        cache = _cache(tmp_path)
+        f = await _acknowledged(cache)
+        await cache.truncate(f, 0)
+        await cache.write(f, 0, b"partial new content")
+        await cache.write(f, 300_000, b"past the old end")
+
+    trio.run(before_the_kill)
+    assert _preserved(tmp_path) != []
+    assert _replayed_content(tmp_path) == ACKED
+    assert _preserved(tmp_path) == [], "the preserved file was put back at the cache file"
+
+
+def test_an_in_place_write_killed_before_close_replays_the_acknowledged_content(tmp_path: Path) -> None:
+    async def before_the_kill() -> None:
+        cache = _cache(tmp_path)
+        f = await _acknowledged(cache)
+        await cache.write(f, 1000, b"X" * 5000)
+        await cache.truncate(f, 150_000)
+
+    trio.run(before_the_kill)
+    assert _replayed_content(tmp_path) == ACKED
+
+
+def test_a_stale_preserved_file_is_dropped_and_the_newer_row_replayed(tmp_path: Path) -> None:
+    """Killed after the next close() journaled the newer version, before the round that deletes
+    the older version's preserved file."""
+
+    async def before_the_kill() -> None:
+        cache = _cache(tmp_path)
+        f = await _acknowledged(cache)
+        await cache.truncate(f, 0)
+        await cache.write(f, 0, NEWER)
+        await cache.commit(f)
+
+    trio.run(before_the_kill)
+    assert len(_preserved(tmp_path)) == 1
+    assert _replayed_content(tmp_path) == NEWER
+    assert _preserved(tmp_path) == []
+
+
+def test_without_a_preserved_file_the_cache_file_is_the_rows_content(tmp_path: Path) -> None:
+    async def before_the_kill() -> None:
+        await _acknowledged(_cache(tmp_path))
+
+    trio.run(before_the_kill)
+    assert _preserved(tmp_path) == []
+    assert _replayed_content(tmp_path) == ACKED
+
+
+def test_the_preserved_file_goes_after_the_round_that_syncs_the_newer_row(tmp_path: Path) -> None:
+    async def main() -> None:
+        cache = _cache(tmp_path)
+        f = await _acknowledged(cache)
+        await cache.write(f, 0, b"changed")
+        await cache.write(f, 10, b"changed again")  # one preserved copy per acknowledged version
+        assert len(_preserved(tmp_path)) == 1
+        await cache.commit(f)
+        assert len(_preserved(tmp_path)) == 1, "deleted before the newer row is power-safe"
+        await cache.sync_round()
+        assert _preserved(tmp_path) == []
+
+    trio.run(main)
+
+
+def test_a_replayed_file_changed_again_and_killed_again_keeps_the_acknowledged_content(tmp_path: Path) -> None:
+    async def before_the_kill() -> None:
+        cache = _cache(tmp_path)
+        f = await _acknowledged(cache)
+        await cache.truncate(f, 0)
+
+    async def after_the_first_replay() -> None:
+        cache = _cache(tmp_path)
+        (f,) = cache.replay_journal()
+        await cache.write(f, 0, b"overwritten after the replay, never closed")
+
+    trio.run(before_the_kill)
+    trio.run(after_the_first_replay)
+    assert _replayed_content(tmp_path) == ACKED
