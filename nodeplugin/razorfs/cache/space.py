@@ -21,6 +21,9 @@ class CacheCounters:
     hits: int = 0
     misses: int = 0
     evicted_bytes: int = 0
+    # Opens answered with FOPEN_KEEP_CACHE (the kernel's pages of the file stay valid) or without.
+    opens_keeping_pages: int = 0
+    opens_dropping_pages: int = 0
 
 
 class CacheSpace:

@@ -256,6 +256,10 @@ class RazorOperations(pyfuse3.Operations):  # type: ignore[misc]
         # Warm re-reads are served by the kernel's page cache unless the file changed (here or in
         # S3, as found by revalidation above) since the pages were filled.
         keep_cache = self._page_cache_tokens.get(inode) == page_cache_token(f)
+        if keep_cache:
+            self.cache.counters.opens_keeping_pages += 1
+        else:
+            self.cache.counters.opens_dropping_pages += 1
         return self._open_handle(f, writable, inode, keep_cache)
 
     def _open_handle(self, f: CachedFile, writable: bool, inode: int, keep_cache: bool = False) -> pyfuse3.FileInfo:

@@ -287,6 +287,8 @@ class MountDaemon:
             "cache_limit_bytes": self.cache.limit_bytes,
             "hits": self.cache.counters.hits,
             "misses": self.cache.counters.misses,
+            "opens_keeping_pages": self.cache.counters.opens_keeping_pages,
+            "opens_dropping_pages": self.cache.counters.opens_dropping_pages,
             "bytes_uploaded": s.bytes_uploaded,
             "bytes_downloaded": s.bytes_downloaded,
             "s3_requests": s.requests,

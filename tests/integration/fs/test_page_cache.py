@@ -17,10 +17,6 @@ pytestmark = [pytest.mark.fuse, pytest.mark.s3]
 MiB = 1024 * 1024
 
 
-def _reads_seen_by_daemon(stats: dict[str, Any]) -> int:
-    return int(stats["hits"]) + int(stats["misses"])
-
-
 def test_warm_reread_is_served_by_the_page_cache_and_a_remote_change_still_shows(
     razorfs_mount: MountFactory, s3_client: Any, bucket: str
 ) -> None:
@@ -30,10 +26,14 @@ def test_warm_reread_is_served_by_the_page_cache_and_a_remote_change_still_shows
     path.write_bytes(first)
     vol.flush()
     assert path.read_bytes() == first
-    before = _reads_seen_by_daemon(vol.stats())
+    before = vol.stats()
     for _ in range(3):
         assert path.read_bytes() == first
-    assert _reads_seen_by_daemon(vol.stats()) == before, "warm re-reads went to the daemon"
+    after = vol.stats()
+    # Counted at the daemon's open (keep_cache), not by reads reaching it: this VM's kernel
+    # sometimes evicts a few cached pages within seconds (see the test below).
+    assert after["opens_keeping_pages"] == before["opens_keeping_pages"] + 3, "warm re-reads dropped the pages"
+    assert after["opens_dropping_pages"] == before["opens_dropping_pages"]
 
     second = os.urandom(2 * MiB)
     s3_client.put_object(Bucket=bucket, Key="vol/warm.bin", Body=second)
@@ -42,22 +42,27 @@ def test_warm_reread_is_served_by_the_page_cache_and_a_remote_change_still_shows
 
 
 def test_page_cache_survives_revalidation_of_an_unchanged_file(razorfs_mount: MountFactory) -> None:
-    """A revalidation past the TTL that finds the same object must not change the file's mtime
-    (S3 keeps whole seconds): a new mtime makes the kernel drop the file's cached pages."""
+    """A revalidation past the TTL that finds the same object keeps the kernel's pages: the daemon
+    answers the open with keep_cache, and the file's mtime (to the nanosecond) does not move (S3
+    keeps whole seconds; a new mtime makes the kernel drop the file's cached pages).
+
+    Counted at the daemon's open, not by reads that reach it: on this VM the kernel sometimes
+    evicts a few pages of a cached file within seconds with memory free, old code and new alike."""
     vol = razorfs_mount()
     path = vol.mountpoint / "kept.bin"
-    data = os.urandom(8 * MiB)  # eight 1 MiB reads when the pages are dropped
+    data = os.urandom(8 * MiB)
     path.write_bytes(data)
     vol.flush()
     assert path.read_bytes() == data
-    before = _reads_seen_by_daemon(vol.stats())
+    mtime_ns = path.stat().st_mtime_ns
+    before = vol.stats()
     for _ in range(2):
         time.sleep(2.5)  # past the 1 s metadata TTL and the kernel's attribute timeout
         assert path.read_bytes() == data
-    # A changed mtime drops every page (8 more reads); a stray page evicted on a loaded machine is
-    # tolerated (seen once: 1 read).
-    extra = _reads_seen_by_daemon(vol.stats()) - before
-    assert extra < 4, f"the revalidated file's pages were dropped ({extra} reads reached the daemon)"
+        assert path.stat().st_mtime_ns == mtime_ns, "revalidation changed the mtime the kernel sees"
+    after = vol.stats()
+    assert after["opens_dropping_pages"] == before["opens_dropping_pages"], "a revalidated open dropped the pages"
+    assert after["opens_keeping_pages"] == before["opens_keeping_pages"] + 2
 
 
 def test_the_mount_reads_ahead_a_mebibyte(razorfs_mount: MountFactory) -> None:
