@@ -135,7 +135,8 @@ def test_every_dashboard_panel_shows_the_volume_and_every_alert_rule_evaluates(
     # The pod lists its files again once the killed daemon's mount is re-bound (ENOTCONN until then).
     wait_for("the workload's files listed after the daemon restart",
              lambda: exec_in(dev, namespace, "busy", "ls /data | wc -l") != "0\n")
-    labelled = query(prometheus, f'razorfs_dirty_bytes{{volume="{volume}"}}')
+    labelled = wait_for("the volume's dirty bytes scraped since the restart",
+                        lambda: query(prometheus, f'razorfs_dirty_bytes{{volume="{volume}"}}'))
     assert {(s["metric"]["namespace"], s["metric"]["name"]) for s in labelled} == {(namespace, "watched")}
 
     with urllib.request.urlopen(f"{prometheus}/api/v1/rules", timeout=10) as answer:
