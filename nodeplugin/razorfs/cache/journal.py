@@ -32,6 +32,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -235,26 +236,32 @@ class Journal:
 
     def dirty_records(self) -> list[DirtyRecord]:
         rows = self._db.execute(f"SELECT {_COLUMNS} FROM dirty_files ORDER BY file_id").fetchall()
-        return [
-            DirtyRecord(
-                file_id=r[0],
-                path=r[1],
-                size=r[2],
-                base_key=r[3],
-                base_etag=r[4],
-                base_size=r[5],
-                present=json.loads(r[6]),
-                written=json.loads(r[7]),
-                mode=r[8],
-                uid=r[9],
-                gid=r[10],
-                mtime=r[11],
-                synced=bool(r[12]),
-                boot_id=r[13],
-                inline_data=None if r[14] is None else bytes(r[14]),
-                atime=r[15],
-                ctime=r[16],
-                version=r[17],
-            )
-            for r in rows
-        ]
+        return [_record(r) for r in rows]
+
+    def dirty_record(self, file_id: int) -> DirtyRecord | None:
+        """The file's row, or None when it has none."""
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM dirty_files WHERE file_id = ?", (file_id,)).fetchone()
+        return None if row is None else _record(row)
+
+
+def _record(r: tuple[Any, ...]) -> DirtyRecord:
+    return DirtyRecord(
+        file_id=r[0],
+        path=r[1],
+        size=r[2],
+        base_key=r[3],
+        base_etag=r[4],
+        base_size=r[5],
+        present=json.loads(r[6]),
+        written=json.loads(r[7]),
+        mode=r[8],
+        uid=r[9],
+        gid=r[10],
+        mtime=r[11],
+        synced=bool(r[12]),
+        boot_id=r[13],
+        inline_data=None if r[14] is None else bytes(r[14]),
+        atime=r[15],
+        ctime=r[16],
+        version=r[17],
+    )

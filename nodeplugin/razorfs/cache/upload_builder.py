@@ -145,6 +145,9 @@ class UploadBuilder:
             async with f.write_lock:
                 if f.deleted:
                     return None
+                acknowledged = self._acknowledged_content(f)
+                if acknowledged is not None:
+                    return acknowledged
                 if self._compose_plan(f) != plan or any(missing_in_base(f, s, e) for s, e in local):
                     continue  # changed while we fetched: plan again
                 fixed = _FixedUpload(plan, f.version, f.size, f.attrs, f.base_key, f.base_etag)
@@ -158,6 +161,44 @@ class UploadBuilder:
                         await trio.to_thread.run_sync(_copy_ranges, f.data_path, fixed.snapshot, local, fixed.size)
             return fixed
         raise CacheConflict(f"{f.path}: kept changing while preparing its upload")
+
+    def _acknowledged_content(self, f: CachedFile) -> _FixedUpload | None:
+        """When a program changed the file after its journal row and has not closed it yet (caller
+        holds the write lock), the upload sends the row's content, what close() acknowledged, not
+        the changes in progress: from the row itself when it holds the content inline, else from
+        the preserved file (`preserve_acknowledged`) when that holds all of it. The unjournal
+        after such an upload then leaves the changes in progress dirty, and they go with the next
+        close(). None when the file has no such changes, or when the row's content is not whole
+        on this disk (a partly cached large file): then the current content goes, as an NFS
+        client writes back an open file's pages (docs/architecture.md)."""
+        if f.row_version is None or f.version == f.row_version:
+            return None
+        rec = self.rounds.journal.dirty_record(f.file_id)
+        if rec is None or rec.version != f.row_version:
+            return None
+        attrs = ObjectAttrs(rec.mode, rec.uid, rec.gid, rec.mtime, rec.atime, rec.ctime)
+        fixed = _FixedUpload(None, rec.version, rec.size, attrs, rec.base_key, rec.base_etag)
+        if rec.inline_data is not None:
+            fixed.body = rec.inline_data
+            return fixed
+        if f.preserved_version != rec.version or not RangeMap.from_list(rec.present).contains(0, rec.size):
+            return None
+        fd = os.open(f.preserved_path(rec.version), os.O_RDONLY)
+        if os.fstat(fd).st_size != rec.size:
+            os.close(fd)
+            return None
+        if rec.size <= SMALL_UPLOAD_BYTES:
+            try:
+                fixed.body = os.pread(fd, rec.size, 0)
+            finally:
+                os.close(fd)
+        elif not self.pin_uploads:  # no /proc to read the open inode through
+            os.close(fd)
+            return None
+        else:
+            fixed.pinned_fd = fd  # the preserved inode: the program's changes go to another one
+        log.debug("%s is being changed: uploading its acknowledged version %d", f.path, rec.version)
+        return fixed
 
     async def _send(self, f: CachedFile, key: str, fixed: _FixedUpload) -> ObjectInfo:
         """Runs the upload; unpins (or removes the snapshot) whatever happens."""

@@ -132,3 +132,81 @@ def test_a_replayed_file_changed_again_and_killed_again_keeps_the_acknowledged_c
     trio.run(before_the_kill)
     trio.run(after_the_first_replay)
     assert _replayed_content(tmp_path) == ACKED
+
+
+SMALL_ACKED = b"a small acknowledged file, journaled with its content inline\n" * 20
+
+
+async def _upload(cache: FileCache, f: CachedFile) -> None:
+    async with f.upload_lock:
+        await cache.upload(f)
+
+
+def _in_store(tmp_path: Path, key: str) -> bytes:
+    return LocalDirStore(tmp_path / "store").get_object(key)
+
+
+def test_an_upload_starting_during_an_o_trunc_overwrite_sends_the_acknowledged_content(tmp_path: Path) -> None:
+    """The upload of the acknowledged version was queued (or is a retry) and starts after a program
+    truncated the file and began writing: S3 gets what close() acknowledged, never the half-written
+    newer content; the newer content goes with its own close()."""
+
+    async def main() -> None:
+        cache = _cache(tmp_path)
+        f = await _acknowledged(cache)
+        await cache.truncate(f, 0)
+        await cache.write(f, 0, b"partial new content")
+        await _upload(cache, f)
+        assert _in_store(tmp_path, "f") == ACKED
+        assert f.dirty and not f.needs_upload, "the changes in progress are not acknowledged yet"
+        assert cache.journal.dirty_records() == [], "the acknowledged version is in S3: no row needed"
+        await cache.write(f, 19, b", finished")
+        await cache.commit(f)
+        await _upload(cache, f)
+        assert _in_store(tmp_path, "f") == b"partial new content, finished"
+        assert not f.dirty
+
+    trio.run(main)
+
+
+def test_an_upload_starting_during_an_in_place_write_sends_the_acknowledged_content(tmp_path: Path) -> None:
+    async def main() -> None:
+        cache = _cache(tmp_path)
+        f = await _acknowledged(cache)
+        await cache.write(f, 1000, b"X" * 5000)
+        await _upload(cache, f)
+        assert _in_store(tmp_path, "f") == ACKED
+        await cache.commit(f)
+        await _upload(cache, f)
+        assert _in_store(tmp_path, "f") == ACKED[:1000] + b"X" * 5000 + ACKED[6000:]
+
+    trio.run(main)
+
+
+def test_an_inline_row_being_changed_uploads_the_rows_content(tmp_path: Path) -> None:
+    async def main() -> None:
+        cache = _cache(tmp_path)
+        f = cache.create("small", ATTRS)
+        await cache.write(f, 0, SMALL_ACKED)
+        await cache.commit(f)
+        await cache.sync_round()
+        await cache.truncate(f, 0)
+        await cache.write(f, 0, b"half")
+        await _upload(cache, f)
+        assert _in_store(tmp_path, "small") == SMALL_ACKED
+
+    trio.run(main)
+
+
+def test_killed_after_the_acknowledged_upload_the_object_holds_the_acknowledged_content(tmp_path: Path) -> None:
+    async def before_the_kill() -> None:
+        cache = _cache(tmp_path)
+        f = await _acknowledged(cache)
+        await cache.truncate(f, 0)
+        await cache.write(f, 0, b"never closed")
+        await _upload(cache, f)
+        await cache.sync_round()
+
+    trio.run(before_the_kill)
+    assert _cache(tmp_path).replay_journal() == []
+    assert _in_store(tmp_path, "f") == ACKED
