@@ -192,13 +192,15 @@ class CountingProxy:
         with self._lock:
             return self._unparsed_streams
 
-    def reset(self) -> None:
+    def reset(self, requests: bool = True) -> None:
+        """Zeroes the byte and connection counts, and the request counts unless `requests` is False."""
         with self._lock:
             self._down_bytes = 0
             self._up_bytes = 0
             self._connections = 0
-            self._requests = dict.fromkeys(KINDS, 0)
-            self._unparsed_streams = 0
+            if requests:
+                self._requests = dict.fromkeys(KINDS, 0)
+                self._unparsed_streams = 0
 
     def _count_request(self, kind: str) -> None:
         with self._lock:

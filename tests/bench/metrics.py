@@ -1,4 +1,5 @@
-"""The metrics the suite reports: what each figure is called, its unit and which way is better."""
+"""The metrics the suite reports: what each figure is called, its unit and which way is better;
+and the groups of S3 requests counted at the proxy (`<group>_requests_<kind>`, one per kind)."""
 
 from __future__ import annotations
 
@@ -43,3 +44,40 @@ WORKLOADS: tuple[str, ...] = tuple(dict.fromkeys(m.workload for m in METRICS))
 
 def metrics_of(workload: str) -> list[Metric]:
     return [m for m in METRICS if m.workload == workload]
+
+
+@dataclass(frozen=True)
+class RequestGroup:
+    """A stretch of a workload whose S3 requests are counted at the proxy, in a counting run."""
+
+    key: str
+    workload: str
+    label: str
+
+
+REQUEST_GROUPS: tuple[RequestGroup, ...] = (
+    RequestGroup("seq_write", "seq_write", "write {seq} + fsync, until durable in S3"),
+    RequestGroup("seq_read_cold", "seq_read", "cold sequential read of {seq}"),
+    RequestGroup("seq_read_warm", "seq_read", "warm sequential re-read of {seq}"),
+    RequestGroup("small_files", "small_files", "{files} x 4 KiB files: mkdir, create/write/close, until all in S3"),
+    RequestGroup("ls_cold", "listing", "`ls -l` of {objects} objects, cold"),
+    RequestGroup("ls_warm", "listing", "`ls -l` of {objects} objects, warm"),
+    RequestGroup("ls_remount", "listing", "`ls -l` of {objects} objects, after a remount"),
+    RequestGroup("random_read", "random_read", "random 4 KiB reads across {seq} (cold), open included"),
+    RequestGroup("untar", "untar", "untar {tree}, read it back, until all in S3"),
+)
+# The proxy's kinds (counting_proxy.KINDS) in lower case, and their sum.
+REQUEST_KINDS: tuple[str, ...] = ("get", "put", "head", "list", "post", "delete", "other")
+REQUEST_MARK = "_requests_"
+
+
+def request_metric(group: str, kind: str) -> str:
+    """`kind`: one of REQUEST_KINDS, or "total"."""
+    return f"{group}{REQUEST_MARK}{kind}"
+
+
+def request_figures(group: str, by_kind: dict[str, int]) -> dict[str, float]:
+    """The figures of one group from the proxy's counts (keys as in counting_proxy.KINDS)."""
+    figures = {request_metric(group, kind): float(by_kind.get(kind.upper(), 0)) for kind in REQUEST_KINDS}
+    figures[request_metric(group, "total")] = float(sum(by_kind.values()))
+    return figures

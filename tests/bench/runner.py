@@ -1,5 +1,8 @@
 """The suite: one SeaweedFS server, every workload through every system in alternating runs
 (run 0: A B C ..., run 1: A B C ...), figures recorded as they come, everything torn down on exit.
+After the timed runs of a workload with S3 request groups, one more untimed run per S3 system
+counts its requests through the counting proxy (see context.py); only those counts are kept, in
+run slot 0.
 
 A system that fails a run is recorded as failed for that run and the suite goes on: a figure that
 is missing says more than a suite that stops at the first broken peer."""
@@ -23,6 +26,7 @@ from .context import BenchContext
 from .control_plane import measure_control_plane
 from .counting_proxy import CountingProxy
 from .machine import describe_machine
+from .metrics import REQUEST_GROUPS, REQUEST_MARK
 from .mounters import MOUNTERS, LocalDirMounter, Mounter
 from .profiler import Profiler
 from .results import ResultSet
@@ -67,8 +71,14 @@ def _keep_traceback(ctx: BenchContext, what: str) -> None:
         log.write(f"=== {time.strftime('%H:%M:%S')} {what}\n{traceback.format_exc()}\n")
 
 
-def _measure(ctx: BenchContext, workload: Workload, system: str, mounters: dict[str, Mounter], run: int) -> None:
+def _measure(
+    ctx: BenchContext, workload: Workload, system: str, mounters: dict[str, Mounter], run: int, counting: bool = False
+) -> None:
+    """One timed run; or, `counting`, the untimed counting run (run index past the timed ones, so
+    names do not collide) whose request counts are recorded in slot 0 and other figures dropped."""
     start = time.monotonic()
+    what = "counting run" if counting else f"run {run}"
+    ctx.counting = counting
     try:
         if system == "boto3":
             figures = workload.measure_boto3(ctx, run)
@@ -77,14 +87,18 @@ def _measure(ctx: BenchContext, workload: Workload, system: str, mounters: dict[
     except KeyboardInterrupt:
         raise
     except Exception as exc:
-        ctx.results.fail(workload.name, system, run, f"{type(exc).__name__}: {exc}"[:400])
-        _log(f"  {workload.name} {system} run {run}: FAILED {type(exc).__name__}: {str(exc)[:300]}")
-        _keep_traceback(ctx, f"{workload.name} {system} run {run}")
+        ctx.results.fail(workload.name, system, run, f"{what}: {type(exc).__name__}: {exc}"[:400])
+        _log(f"  {workload.name} {system} {what}: FAILED {type(exc).__name__}: {str(exc)[:300]}")
+        _keep_traceback(ctx, f"{workload.name} {system} {what}")
         return
+    finally:
+        ctx.counting = False
+    if counting:
+        figures = {k: v for k, v in figures.items() if REQUEST_MARK in k}
     for metric, value in figures.items():
-        ctx.results.record(metric, system, run, value)
-    shown = ", ".join(f"{k}={v:.4g}" for k, v in figures.items())
-    _log(f"  {workload.name} {system} run {run}: {shown} ({time.monotonic() - start:.1f}s)")
+        ctx.results.record(metric, system, 0 if counting else run, value)
+    shown = ", ".join(f"{k}={v:.4g}" for k, v in figures.items() if REQUEST_MARK not in k or k.endswith("_total"))
+    _log(f"  {workload.name} {system} {what}: {shown} ({time.monotonic() - start:.1f}s)")
 
 
 def run_workload(ctx: BenchContext, workload: Workload, systems: list[str], mounters: dict[str, Mounter]) -> None:
@@ -106,6 +120,10 @@ def run_workload(ctx: BenchContext, workload: Workload, systems: list[str], moun
         for run in range(workload.runs(ctx.sizes)):
             for system in active:
                 _measure(ctx, workload, system, mounters, run)
+        if any(g.workload == workload.name for g in REQUEST_GROUPS):
+            for system in active:
+                if system != "local":
+                    _measure(ctx, workload, system, mounters, workload.runs(ctx.sizes), counting=True)
     finally:
         workload.cleanup(ctx, local_root)
 

@@ -47,6 +47,20 @@ def wait_prefix_durable(
         time.sleep(0.2)
 
 
+def wait_files_durable(s3: Any, bucket: str, prefix: str, count: int, timeout_s: float = DURABLE_TIMEOUT_S) -> None:
+    """Until `count` objects under `prefix` are files (directory markers, keys ending in "/", not counted)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        files = 0
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            files += sum(1 for o in page.get("Contents", []) if not o["Key"].endswith("/"))
+        if files >= count:
+            return
+        if time.monotonic() > deadline:
+            raise NotDurable(f"fewer than {count} files under s3://{bucket}/{prefix} after {timeout_s:.0f}s")
+        time.sleep(0.2)
+
+
 def delete_prefix(s3: Any, bucket: str, prefix: str) -> None:
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]

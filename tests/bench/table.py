@@ -1,9 +1,10 @@
 """The Markdown report: every metric per system (median and min-max) with paired RazorFS/peer
-ratios, then the issue's targets with the measured figure and whether each was met."""
+ratios, the S3 requests each system sent per workload (by kind), then the issue's targets with the
+measured figure and whether each was met."""
 
 from __future__ import annotations
 
-from .metrics import METRICS
+from .metrics import METRICS, REQUEST_GROUPS, request_metric
 from .results import ResultSet
 from .stats import Summary, ratio_summary, summarize
 from .targets import OURS, TargetOutcome, evaluate_all
@@ -57,6 +58,44 @@ def render_metrics_table(results: ResultSet) -> str:
     return "\n".join(lines)
 
 
+# The requests table's columns: (header, the kinds summed into it).
+REQUEST_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("GET", ("get",)),
+    ("PUT", ("put",)),
+    ("HEAD", ("head",)),
+    ("LIST", ("list",)),
+    ("other (POST, DELETE, ...)", ("post", "delete", "other")),
+    ("total", ("total",)),
+)
+
+
+def _count_cell(results: ResultSet, group: str, system: str, kinds: tuple[str, ...]) -> str | None:
+    summaries = [summarize(results.series(request_metric(group, kind), system)) for kind in kinds]
+    present = [s for s in summaries if s is not None]
+    if not present:
+        return None
+    total = sum(s.median for s in present)
+    low, high = sum(s.low for s in present), sum(s.high for s in present)
+    text = f"{total:,.0f}" if total == int(total) else fmt_number(total)
+    return text if low == high else f"{text} ({low:,.0f}{DASH}{high:,.0f})"
+
+
+def render_requests_table(results: ResultSet) -> str:
+    """One row per request group and system: the requests that reached S3, by kind."""
+    header = ["S3 requests of", "system", *(name for name, _ in REQUEST_COLUMNS)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for group in REQUEST_GROUPS:
+        first = True  # the group's name once, on its first row
+        for system in results.systems:
+            cells = [_count_cell(results, group.key, system, kinds) for _, kinds in REQUEST_COLUMNS]
+            if cells[-1] is None:
+                continue
+            label = group.label.format(**results.labels) if first else ""
+            lines.append(f"| {label} | {system} | " + " | ".join(c or "—" for c in cells) + " |")
+            first = False
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def _verdict(outcome: TargetOutcome) -> str:
     met = outcome.met
     return "not measured" if met is None else ("met" if met else "**missed**")
@@ -65,7 +104,7 @@ def _verdict(outcome: TargetOutcome) -> str:
 def render_targets_table(outcomes: list[TargetOutcome]) -> str:
     lines = ["| target | measured (median, min\u2013max) | verdict |", "|---|---|---|"]
     for outcome in outcomes:
-        kind = "ratio" if outcome.target.peer else "RazorFS"
+        kind = "ratio" if outcome.target.is_ratio else "RazorFS"
         measured = fmt_summary(outcome.measured)
         lines.append(f"| {outcome.target.text} | {kind} {measured} | {_verdict(outcome)} |")
     return "\n".join(lines)
@@ -81,6 +120,17 @@ def render_report(results: ResultSet) -> str:
         "",
         render_metrics_table(results),
         "",
+    ]
+    requests = render_requests_table(results)
+    if requests:
+        parts += [
+            "S3 requests per workload, counted at the proxy in one untimed counting run per system "
+            "(after the timed runs; mount-time traffic excluded):",
+            "",
+            requests,
+            "",
+        ]
+    parts += [
         render_targets_table(evaluate_all(results)),
     ]
     if results.errors:

@@ -2,17 +2,23 @@
 
 A ratio target compares RazorFS with one peer through paired ratios of the metric itself
 (RazorFS value / peer value), so for a time "2x faster" is a ratio <= 0.5; an absolute target
-bounds RazorFS's own median."""
+bounds RazorFS's own median. A cost target compares with the cheapest of several peers, run by
+run (RazorFS's S3 requests / the fewest any of them sent)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
+from .metrics import REQUEST_GROUPS, request_metric
 from .results import ResultSet
 from .stats import Summary, ratio_summary, summarize
 
 OURS = "razorfs"
+# The peers of the cost targets: the other file systems. Raw boto3 is the floor the requests table
+# shows (no file system semantics to keep), not a peer.
+COST_PEERS: tuple[str, ...] = ("rclone", "s3fs")
 
 
 @dataclass(frozen=True)
@@ -22,6 +28,11 @@ class Target:
     peer: str | None  # None: an absolute bound on RazorFS's median
     op: Literal["<=", ">="]
     bound: float
+    cheapest_of: tuple[str, ...] = ()  # set: the ratio is to the lowest of these peers' values
+
+    @property
+    def is_ratio(self) -> bool:
+        return self.peer is not None or bool(self.cheapest_of)
 
 
 @dataclass(frozen=True)
@@ -62,9 +73,48 @@ TARGETS: tuple[Target, ...] = (
     Target("CSI stage + publish with a new mount pod: p50 <= 3 s", "csi_stage_publish_p50_s", None, "<=", 3.0),
 )
 
+_COST_TEXT = {
+    "seq_write": "write + fsync until in S3",
+    "seq_read_cold": "cold sequential read",
+    "seq_read_warm": "warm sequential re-read",
+    "small_files": "small files until all in S3",
+    "ls_cold": "`ls -l` cold",
+    "ls_warm": "`ls -l` warm",
+    "ls_remount": "`ls -l` after a remount",
+    "random_read": "random reads",
+    "untar": "untar + read-back until in S3",
+}
+TARGETS += tuple(
+    Target(
+        f"S3 requests, {_COST_TEXT[g.key]}: at most the cheapest peer's ({', '.join(COST_PEERS)})",
+        request_metric(g.key, "total"),
+        None,
+        "<=",
+        1.0,
+        cheapest_of=COST_PEERS,
+    )
+    for g in REQUEST_GROUPS
+)
+
+
+def cost_ratios(ours: list[float], peers: list[list[float]]) -> list[float]:
+    """Run by run: ours / the lowest peer value of that run (runs where ours or every peer is
+    missing are skipped). Zero requests against zero is 1; any against zero is infinite."""
+    ratios: list[float] = []
+    for run, value in enumerate(ours):
+        theirs = [series[run] for series in peers if run < len(series) and not math.isnan(series[run])]
+        if math.isnan(value) or not theirs:
+            continue
+        cheapest = min(theirs)
+        ratios.append(value / cheapest if cheapest else (1.0 if value == 0 else math.inf))
+    return ratios
+
 
 def evaluate(results: ResultSet, target: Target) -> TargetOutcome:
     ours = results.series(target.metric, OURS)
+    if target.cheapest_of:
+        peers = [results.series(target.metric, p) for p in target.cheapest_of]
+        return TargetOutcome(target, summarize(cost_ratios(ours, peers)))
     if target.peer is None:
         return TargetOutcome(target, summarize(ours))
     return TargetOutcome(target, ratio_summary(ours, results.series(target.metric, target.peer)))

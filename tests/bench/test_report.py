@@ -7,11 +7,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from tests.bench.metrics import request_figures, request_metric
 from tests.bench.profiler import top_frames
 from tests.bench.results import ResultSet
 from tests.bench.stats import paired_ratios, ratio_summary, summarize
 from tests.bench.table import fmt_number, render_report
-from tests.bench.targets import TARGETS, evaluate
+from tests.bench.targets import TARGETS, cost_ratios, evaluate
 from tests.bench.workloads.random_read import read_offsets
 
 
@@ -81,3 +82,29 @@ def test_top_frames_counts_self_time_from_collapsed_stacks(tmp_path: Path) -> No
     collapsed.write_text("main;read;pread 30\nmain;write;sendall 60\nmain;read;pread 10\n")
     assert top_frames(collapsed)[0] == ("sendall", 0.6)
     assert top_frames(collapsed)[1] == ("pread", 0.4)
+
+
+def test_cost_target_compares_with_the_cheapest_peer_run_by_run() -> None:
+    results = ResultSet("quick", 2, ["razorfs", "rclone", "s3fs", "boto3"], {"files": "500"})
+    for system, totals in {"razorfs": [510.0, 520.0], "rclone": [600.0, 500.0], "s3fs": [1000.0, 1040.0]}.items():
+        for run, total in enumerate(totals):
+            results.record(request_metric("small_files", "total"), system, run, total)
+    results.record(request_metric("small_files", "total"), "boto3", 0, 500.0)  # the floor, not a peer
+    target = next(t for t in TARGETS if t.metric == request_metric("small_files", "total"))
+    outcome = evaluate(results, target)
+    assert outcome.measured is not None and outcome.measured.low == 0.85 and outcome.measured.high == 1.04
+    assert math.isclose(outcome.measured.median, 0.945) and outcome.met is True  # boto3's 500 is not a peer
+    assert cost_ratios([0.0, 2.0, math.nan], [[0.0, 0.0, 1.0]]) == [1.0, math.inf]
+
+
+def test_requests_table_shows_each_kind_per_system() -> None:
+    results = ResultSet("quick", 2, ["razorfs", "rclone", "local"], {"objects": "2,000"})
+    by_kind = {"razorfs": {"LIST": 2, "HEAD": 3}, "rclone": {"LIST": 1, "POST": 1, "DELETE": 2}}
+    for system, counts in by_kind.items():
+        for metric, value in request_figures("ls_cold", counts).items():
+            results.record(metric, system, 0, value)
+    report = render_report(results)
+    assert "| `ls -l` of 2,000 objects, cold | razorfs | 0 | 0 | 3 | 2 | 0 | 5 |" in report
+    assert "|  | rclone | 0 | 0 | 0 | 1 | 3 | 4 |" in report
+    assert "| local | 0" not in report
+    assert "S3 requests, `ls -l` cold: at most the cheapest peer's (rclone, s3fs) | ratio 1.25 | **missed** |" in report

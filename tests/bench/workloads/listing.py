@@ -50,23 +50,31 @@ class Listing(Workload):
         try:
             with ctx.session(mounter, f"listing-{mounter.name}-r{run}", cache=cache) as root:
                 drop_page_cache()
+                ctx.count_requests_from_here()
                 cold_s = ls_long(root / PREFIX, count)
+                requests = ctx.requests_of("ls_cold")
+                ctx.count_requests_from_here()
                 warm_s = ls_long(root / PREFIX, count)
+                requests |= ctx.requests_of("ls_warm")
             with ctx.session(mounter, f"listing-remount-{mounter.name}-r{run}", cache=cache) as root:
                 drop_page_cache()
+                ctx.count_requests_from_here()
                 remount_s = ls_long(root / PREFIX, count)
+                requests |= ctx.requests_of("ls_remount")
         finally:
             shutil.rmtree(cache, ignore_errors=True)
-        return {"ls_cold_s": cold_s, "ls_warm_s": warm_s, "ls_remount_s": remount_s}
+        return {"ls_cold_s": cold_s, "ls_warm_s": warm_s, "ls_remount_s": remount_s, **requests}
 
     def measure_boto3(self, ctx: BenchContext, run: int) -> dict[str, float]:
         # A listing already carries size and mtime, so the S3 limit of `ls -l` is the listing itself.
+        client = ctx.workload_s3()
+        ctx.count_requests_from_here()
         start = time.monotonic()
-        count = count_objects(ctx.s3, ctx.bucket, PREFIX) - 1
+        count = count_objects(client, ctx.bucket, PREFIX) - 1
         elapsed = time.monotonic() - start
         if count != ctx.sizes.list_objects:
             raise AssertionError(f"listed {count} objects, expected {ctx.sizes.list_objects}")
-        return {"ls_cold_s": elapsed}
+        return {"ls_cold_s": elapsed, **ctx.requests_of("ls_cold")}
 
     def cleanup(self, ctx: BenchContext, local_root: Path) -> None:
         delete_prefix(ctx.s3, ctx.bucket, PREFIX)

@@ -36,9 +36,11 @@ class RandomRead(Workload):
         offsets = read_offsets(ctx.sizes.seq_bytes, ctx.sizes.random_reads, run)
         with ctx.session(mounter, f"random_read-{mounter.name}-r{run}", through_proxy=True) as root:
             drop_page_cache()
+            ctx.count_requests_from_here()  # requests count the open too; bytes only the reads
             fd = os.open(root / KEY, os.O_RDONLY)
             try:
-                ctx.proxy.reset()  # mount-time traffic (listing, probes) is not the reads' doing
+                # Mount-time traffic (listing, probes) is not the reads' doing.
+                ctx.proxy.reset(requests=not ctx.counting)
                 start = time.monotonic()
                 for offset in offsets:
                     if len(os.pread(fd, READ_BYTES, offset)) != READ_BYTES:
@@ -46,26 +48,17 @@ class RandomRead(Workload):
                 elapsed = time.monotonic() - start
                 time.sleep(SETTLE_S)
                 fetched = ctx.proxy.bytes_from_s3
+                requests = ctx.requests_of("random_read")
             finally:
                 os.close(fd)
-        figures = {"random_read_iops": len(offsets) / elapsed}
+        figures = {"random_read_iops": len(offsets) / elapsed, **requests}
         if not isinstance(mounter, LocalDirMounter):
             figures["random_read_amplification"] = fetched / (len(offsets) * READ_BYTES)
         return figures
 
     def measure_boto3(self, ctx: BenchContext, run: int) -> dict[str, float]:
-        import boto3
-        from botocore.config import Config
-
         offsets = read_offsets(ctx.sizes.seq_bytes, ctx.sizes.random_reads, run)
-        client = boto3.client(
-            "s3",
-            endpoint_url=ctx.proxy.endpoint_url,
-            aws_access_key_id=ctx.server.access_key,
-            aws_secret_access_key=ctx.server.secret_key,
-            region_name=ctx.server.region,
-            config=Config(s3={"addressing_style": "path"}),
-        )
+        client = ctx.proxied_s3()
         ctx.proxy.reset()
         start = time.monotonic()
         for offset in offsets:
@@ -78,4 +71,5 @@ class RandomRead(Workload):
         return {
             "random_read_iops": len(offsets) / elapsed,
             "random_read_amplification": fetched / (len(offsets) * READ_BYTES),
+            **ctx.requests_of("random_read"),
         }

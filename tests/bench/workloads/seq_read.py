@@ -62,17 +62,28 @@ class SeqRead(Workload):
         size = ctx.sizes.seq_bytes
         with ctx.session(mounter, f"seq_read-{mounter.name}-r{run}") as root:
             drop_page_cache()
+            ctx.count_requests_from_here()
             start = time.monotonic()
             cold_bytes = read_whole_file(root / KEY)
             cold_s = time.monotonic() - start
+            requests = ctx.requests_of("seq_read_cold")
+            ctx.count_requests_from_here()
             start = time.monotonic()
             warm_bytes = read_whole_file(root / KEY)
             warm_s = time.monotonic() - start
+            requests |= ctx.requests_of("seq_read_warm")
         if cold_bytes != size or warm_bytes != size:
             raise AssertionError(f"read {cold_bytes}/{warm_bytes} bytes of a {size}-byte object")
-        return {"seq_read_cold_mibps": mib_per_s(size, cold_s), "seq_read_warm_mibps": mib_per_s(size, warm_s)}
+        return {
+            "seq_read_cold_mibps": mib_per_s(size, cold_s),
+            "seq_read_warm_mibps": mib_per_s(size, warm_s),
+            **requests,
+        }
 
     def measure_boto3(self, ctx: BenchContext, run: int) -> dict[str, float]:
+        client = ctx.workload_s3()
+        ctx.count_requests_from_here()
         start = time.monotonic()
-        ctx.s3.download_fileobj(ctx.bucket, KEY, NullSink(), Config=BOTO3_TRANSFER)
-        return {"seq_read_cold_mibps": mib_per_s(ctx.sizes.seq_bytes, time.monotonic() - start)}
+        client.download_fileobj(ctx.bucket, KEY, NullSink(), Config=BOTO3_TRANSFER)
+        elapsed = time.monotonic() - start
+        return {"seq_read_cold_mibps": mib_per_s(ctx.sizes.seq_bytes, elapsed), **ctx.requests_of("seq_read_cold")}

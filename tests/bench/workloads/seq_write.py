@@ -14,7 +14,7 @@ from ..context import BenchContext
 from ..mounters import LocalDirMounter, Mounter
 from ..s3objects import delete_prefix, wait_object_durable
 from ..sizes import MIB
-from .base import Workload, write_pattern_file
+from .base import REQUESTS_SETTLE_S, Workload, write_pattern_file
 
 PREFIX = "seqwrite/"
 # The S3 limit: s3transfer multipart with parallel parts, as an application tuned for S3 would.
@@ -37,24 +37,29 @@ class SeqWrite(Workload):
         name = f"{mounter.name}-r{run}.bin"
         size = ctx.sizes.seq_bytes
         with ctx.session(mounter, f"seq_write-{mounter.name}-r{run}") as root:
+            ctx.count_requests_from_here()
             start = time.monotonic()
             write_pattern_file(root / PREFIX / name, size)
             if not isinstance(mounter, LocalDirMounter):
                 wait_object_durable(ctx.s3, ctx.bucket, PREFIX + name, size)
             elapsed = time.monotonic() - start
+            requests = ctx.requests_of("seq_write", settle_s=REQUESTS_SETTLE_S)
             if isinstance(mounter, LocalDirMounter):
                 (root / PREFIX / name).unlink()
         # Deleted behind the mount's back once it is gone, to keep the S3 server's disk small.
         ctx.s3.delete_object(Bucket=ctx.bucket, Key=PREFIX + name)
-        return {"seq_write_durable_s": elapsed}
+        return {"seq_write_durable_s": elapsed, **requests}
 
     def measure_boto3(self, ctx: BenchContext, run: int) -> dict[str, float]:
         key = f"{PREFIX}boto3-r{run}.bin"
+        client = ctx.workload_s3()
+        ctx.count_requests_from_here()
         start = time.monotonic()
-        ctx.s3.upload_file(str(self.source(ctx)), ctx.bucket, key, Config=BOTO3_TRANSFER)
+        client.upload_file(str(self.source(ctx)), ctx.bucket, key, Config=BOTO3_TRANSFER)
         elapsed = time.monotonic() - start
+        requests = ctx.requests_of("seq_write")
         ctx.s3.delete_object(Bucket=ctx.bucket, Key=key)
-        return {"seq_write_durable_s": elapsed}
+        return {"seq_write_durable_s": elapsed, **requests}
 
     def cleanup(self, ctx: BenchContext, local_root: Path) -> None:
         delete_prefix(ctx.s3, ctx.bucket, PREFIX)

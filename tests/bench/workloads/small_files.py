@@ -11,7 +11,7 @@ from pathlib import Path
 from ..context import BenchContext
 from ..mounters import LocalDirMounter, Mounter
 from ..s3objects import delete_prefix, wait_prefix_durable
-from .base import Workload
+from .base import REQUESTS_SETTLE_S, Workload
 
 PREFIX = "small/"
 FILE_BYTES = 4096
@@ -35,6 +35,7 @@ class SmallFiles(Workload):
         folder = f"{mounter.name}-r{run}"
         with ctx.session(mounter, f"small_files-{mounter.name}-r{run}") as root:
             target = root / PREFIX / folder
+            ctx.count_requests_from_here()
             target.mkdir()
             start = time.monotonic()
             for i in range(count):
@@ -46,17 +47,21 @@ class SmallFiles(Workload):
             else:
                 wait_prefix_durable(ctx.s3, ctx.bucket, f"{PREFIX}{folder}/", count, FILE_BYTES)
             durable_s = time.monotonic() - start
-        return {"small_files_close_s": close_s, "small_files_durable_s": durable_s}
+            requests = ctx.requests_of("small_files", settle_s=REQUESTS_SETTLE_S)
+        return {"small_files_close_s": close_s, "small_files_durable_s": durable_s, **requests}
 
     def measure_boto3(self, ctx: BenchContext, run: int) -> dict[str, float]:
         body = file_body()
         keys = [f"{PREFIX}boto3-r{run}/f{i:05d}" for i in range(ctx.sizes.small_files)]
+        client = ctx.workload_s3()
+        ctx.count_requests_from_here()
         start = time.monotonic()
         with ThreadPoolExecutor(BOTO3_THREADS) as pool:
-            for future in [pool.submit(ctx.s3.put_object, Bucket=ctx.bucket, Key=k, Body=body) for k in keys]:
+            for future in [pool.submit(client.put_object, Bucket=ctx.bucket, Key=k, Body=body) for k in keys]:
                 future.result()
         elapsed = time.monotonic() - start
-        return {"small_files_close_s": elapsed, "small_files_durable_s": elapsed}
+        requests = ctx.requests_of("small_files")
+        return {"small_files_close_s": elapsed, "small_files_durable_s": elapsed, **requests}
 
     def cleanup(self, ctx: BenchContext, local_root: Path) -> None:
         delete_prefix(ctx.s3, ctx.bucket, PREFIX)

@@ -12,8 +12,8 @@ from pathlib import Path
 from ..context import BenchContext
 from ..mounters import Mounter
 from ..pagecache import drop_page_cache
-from ..s3objects import delete_prefix
-from .base import FS_SYSTEMS, Workload, read_whole_file
+from ..s3objects import delete_prefix, wait_files_durable
+from .base import FS_SYSTEMS, REQUESTS_SETTLE_S, Workload, read_whole_file
 
 PREFIX = "untar/"
 SOURCE_ROOT = Path("/usr/include")
@@ -52,8 +52,10 @@ class Untar(Workload):
 
     def measure_fs(self, ctx: BenchContext, mounter: Mounter, run: int) -> dict[str, float]:
         folder = f"{mounter.name}-r{run}"
+        expected = ctx.results.notes["untar_tree"]["files"]
         with ctx.session(mounter, f"untar-{mounter.name}-r{run}") as root:
             target = root / PREFIX / folder
+            ctx.count_requests_from_here()
             target.mkdir()
             start = time.monotonic()
             untar = subprocess.run([*UNTAR_ARGV, str(self.tarball(ctx)), "-C", str(target)], capture_output=True)
@@ -68,10 +70,12 @@ class Untar(Workload):
                     read_whole_file(Path(dirpath) / name)
                     files += 1
             readback_s = time.monotonic() - start
-        expected = ctx.results.notes["untar_tree"]["files"]
+            if ctx.counting:  # uploads still running after the read-back are the untar's too
+                wait_files_durable(ctx.s3, ctx.bucket, f"{PREFIX}{folder}/", expected)
+            requests = ctx.requests_of("untar", settle_s=REQUESTS_SETTLE_S)
         if files != expected:
             raise AssertionError(f"read back {files} files, the tarball has {expected}")
-        return {"untar_s": untar_s, "untar_readback_s": readback_s}
+        return {"untar_s": untar_s, "untar_readback_s": readback_s, **requests}
 
     def cleanup(self, ctx: BenchContext, local_root: Path) -> None:
         delete_prefix(ctx.s3, ctx.bucket, PREFIX)
