@@ -23,6 +23,16 @@ pytestmark = [pytest.mark.fuse, pytest.mark.s3]
 
 OBJECTS = 150
 PAST_TTL_S = 2.5  # the mount's 1 s metadata TTL plus the kernel's attribute timeout
+METADATA_TTL_S = 1.0
+
+
+def _few_lists(sweep_s: float) -> int:
+    """How many LISTs of its folder an `ls -l` lasting `sweep_s` may send: once, and again only
+    when HEADs fetched ahead expired before `ls` reached their names (a new LIST then vouches for
+    them instead of as many new HEADs; seen on a loaded machine, where `ls` lags). Re-listing at
+    every TTL, the behaviour these tests guard against, sends one per TTL the sweep spans: this
+    allows fewer than half of that."""
+    return max(1, int(sweep_s / METADATA_TTL_S / 2) - 1)
 
 
 def _ls_long(folder: Path) -> dict[str, str]:
@@ -126,16 +136,17 @@ def test_ls_long_slower_than_the_ttl_lists_its_folder_once(
     # Slow HEADs of the files stretch the first `ls -l` over several metadata TTLs (HEADs run 32
     # ahead on 16 threads, so 150 files take about ten delays), each well within the deadline of
     # a revalidation.
-    fault_proxy.add_rule(Fault.LATENCY, times=None, method="HEAD", path_contains="slowvol/many/o", delay_s=0.4)
+    fault_proxy.add_rule(Fault.LATENCY, times=None, method="HEAD", path_contains="slowvol/many/o", delay_s=0.8)
     folder_lists = fault_proxy.add_rule(Fault.LATENCY, times=1000, method="GET", path_contains="prefix=slowvol/many/")
     assert os.listdir(vol.mountpoint) == ["many"]  # the volume root is listed: lookups of "many" re-list it
     started = time.monotonic()
     modes = _ls_long(vol.mountpoint / "many")
-    assert time.monotonic() - started > PAST_TTL_S, "the sweep was not slower than the TTL"
+    sweep_s = time.monotonic() - started
+    assert sweep_s > PAST_TTL_S, "the sweep was not slower than the TTL"
     assert len(modes) == OBJECTS + 1 and modes["private"] == "-rw-------"
     # Every entry needs its HEAD anyway (its user metadata); re-listing the folder each time the
-    # listing expired would add a LIST per TTL and spare none of them.
-    assert 1000 - (folder_lists.times or 0) == 1
+    # listing expired would add a LIST per TTL (the sweep spans several) and spare none of them.
+    assert 1000 - (folder_lists.times or 0) <= _few_lists(sweep_s)
 
 
 def test_lookups_of_a_folder_in_an_unlisted_directory_ask_for_one_key(
@@ -145,7 +156,7 @@ def test_lookups_of_a_folder_in_an_unlisted_directory_ask_for_one_key(
     vol = razorfs_mount(prefix="unlisted", endpoint_url=fault_proxy.endpoint_url)
     # As above, an `ls -l` over several TTLs; the volume root is never listed, so each lookup of
     # "many" (again once its entry expired) asks S3 whether anything is below it.
-    fault_proxy.add_rule(Fault.LATENCY, times=None, method="HEAD", path_contains="unlisted/many/o", delay_s=0.4)
+    fault_proxy.add_rule(Fault.LATENCY, times=None, method="HEAD", path_contains="unlisted/many/o", delay_s=0.8)
     full_pages = fault_proxy.add_rule(
         Fault.LATENCY, times=1000, method="GET", path_contains="prefix=unlisted/many/&max-keys=1000&"
     )
@@ -154,8 +165,9 @@ def test_lookups_of_a_folder_in_an_unlisted_directory_ask_for_one_key(
     )
     started = time.monotonic()
     modes = _ls_long(vol.mountpoint / "many")
-    assert time.monotonic() - started > PAST_TTL_S, "the sweep was not slower than the TTL"
+    sweep_s = time.monotonic() - started
+    assert sweep_s > PAST_TTL_S, "the sweep was not slower than the TTL"
     assert len(modes) == OBJECTS + 1 and modes["private"] == "-rw-------"
     assert 1000 - (one_key.times or 0) >= 2, "the folder's lookups did not ask S3"
-    # Only the folder's own listing fetches a full page; "is anything below?" fetches one key.
-    assert 1000 - (full_pages.times or 0) == 1
+    # Only the folder's own listing fetches full pages; "is anything below?" fetches one key.
+    assert 1000 - (full_pages.times or 0) <= _few_lists(sweep_s)
