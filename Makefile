@@ -5,8 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN_CACHE ?= $(HOME)/.cache/razorfs/bin
 # The local Kubernetes node (tests/realparts/cluster/) runs containerd + runc with the CNI bridge
-# plugin, iptables for kube-proxy, and builds its images with debootstrap and buildah.
-APT_PACKAGES := fuse3 libfuse3-dev pkg-config rclone s3fs openssl util-linux gcc iproute2 iptables strace \
+# plugin, iptables for kube-proxy, iptables and ipset for kube-router's NetworkPolicy firewall, and
+# builds its images with debootstrap and buildah.
+APT_PACKAGES := fuse3 libfuse3-dev pkg-config rclone s3fs openssl util-linux gcc iproute2 iptables ipset strace \
   containerd runc containernetworking-plugins buildah debootstrap prometheus
 PYTEST_ARGS ?=
 
@@ -47,8 +48,9 @@ demo: setup test-bins
 	$(PY) -m tests.realparts.demo $(DEMO_ARGS)
 
 # A real single-node Kubernetes on this machine (etcd, kube-apiserver, controller-manager, scheduler,
-# containerd, kubelet, kube-proxy, a CNI bridge), SeaweedFS S3 on the bridge address and the chart
-# installed with helm from locally built images; detached, state in .dev/ (source .dev/env).
+# containerd, kubelet, kube-proxy, kube-router's NetworkPolicy firewall, a CNI bridge), SeaweedFS S3
+# on the bridge address and the chart installed with helm from locally built images; detached, state
+# in .dev/ (source .dev/env).
 # Both targets are idempotent; dev-down restores the host as it was.
 dev-up: setup test-bins
 	$(PY) -m tests.realparts.dev_cluster up

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the third-party test binaries from the Go module proxy into a cache outside the repo,
 # reusing what is already there: etcd, the Kubernetes components of the local node (kube-apiserver,
-# kube-controller-manager, kube-scheduler, kube-proxy, kubelet, kubectl), crictl, csi-sanity, helm.
+# kube-controller-manager, kube-scheduler, kube-proxy, kubelet, kubectl), crictl, csi-sanity, helm,
+# and kube-router (only its NetworkPolicy firewall runs on the local node, see cluster/node.py).
 # Usage: build-test-bins.sh [NAME|all]
 set -euo pipefail
 
@@ -11,6 +12,9 @@ CRICTL_VERSION="v1.34.0"  # the proxy refuses v1.35.0
 K8S_COMPONENTS="kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet kubectl"
 HELM_VERSION="${RAZORFS_HELM_VERSION:-v3.19.0}"
 HELM_K8S_MINOR=34  # the k8s.io/client-go minor that helm release builds against
+# The NetworkPolicy enforcer of the local node. GHSA-phqm-jgc3-qf8g affects only its service proxy,
+# which the node never runs (--run-service-proxy=false, see tests/realparts/cluster/node.py).
+KUBE_ROUTER_VERSION="v2.1.0"
 CACHE="${RAZORFS_BIN_CACHE:-$HOME/.cache/razorfs/bin}"
 WORK="${RAZORFS_BUILD_CACHE:-$HOME/.cache/razorfs/build}"
 export GOFLAGS="${GOFLAGS:-} -trimpath"
@@ -113,6 +117,18 @@ build_crictl() {
   echo "$out"
 }
 
+build_kube_router() {
+  local out="$CACHE/kube-router-$KUBE_ROUTER_VERSION"
+  [ -x "$out" ] && { echo "$out"; return; }
+  log "building kube-router $KUBE_ROUTER_VERSION"
+  local gobin="$WORK/gobin-kube-router"
+  GOBIN="$gobin" go install \
+    -ldflags "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION" \
+    "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$KUBE_ROUTER_VERSION"
+  mv "$gobin/kube-router" "$out"
+  echo "$out"
+}
+
 link() { ln -sf "$2" "$CACHE/$1"; }
 
 what="${1:-all}"
@@ -121,6 +137,7 @@ case "$what" in
   csi-sanity) link csi-sanity "$(build_csi_sanity)" ;;
   helm) link helm "$(build_helm)" ;;
   crictl) link crictl "$(build_crictl)" ;;
+  kube-router) link kube-router "$(build_kube_router)" ;;
   kube-*|kubelet|kubectl) link "$what" "$(build_k8s_component "$what")" ;;
   all)
     link etcd "$(build_etcd)"
@@ -128,6 +145,7 @@ case "$what" in
     link crictl "$(build_crictl)"
     link csi-sanity "$(build_csi_sanity)"
     link helm "$(build_helm)"
+    link kube-router "$(build_kube_router)"
     ;;
-  *) echo "usage: $0 [etcd|$(echo $K8S_COMPONENTS | tr ' ' '|')|crictl|csi-sanity|helm|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [etcd|$(echo $K8S_COMPONENTS | tr ' ' '|')|crictl|kube-router|csi-sanity|helm|all]" >&2; exit 2 ;;
 esac

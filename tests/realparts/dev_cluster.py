@@ -1,9 +1,10 @@
 """`make dev-up` / `make dev-down`: RazorFS on a real single-node Kubernetes on this machine.
 
 up:   builds (or reuses) the local images, starts the node (tests/realparts/cluster/node.py: etcd,
-      kube-apiserver, controller-manager, scheduler, containerd, kubelet, kube-proxy, a CNI bridge),
-      SeaweedFS S3 on the bridge address, then `helm install`s the chart with the local images and
-      waits for the operator, the node plugin and the controller to be Ready. Writes <root>/env
+      kube-apiserver, controller-manager, scheduler, containerd, kubelet, kube-proxy, kube-router's
+      NetworkPolicy firewall, a CNI bridge), SeaweedFS S3 on the bridge address, then `helm
+      install`s the chart with the local images and waits for the operator, the node plugin and
+      the controller to be Ready. Writes <root>/env
       (shell-sourceable: KUBECONFIG, AWS_*, PATH with kubectl) and <root>/state.json.
 down: deletes the workload pods while the node plugin runs (kubelet unpublishes and unstages,
       which flushes to S3), uninstalls the chart, stops the node and puts the host back as found,

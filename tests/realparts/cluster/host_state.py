@@ -1,6 +1,6 @@
-"""What the kubelet and containerd change on the host outside the cluster's root, recorded before
-start and put back at teardown: three sysctls, folders they create in fixed places, and the
-`kubepods` cgroups in every hierarchy.
+"""What the node (the kubelet, containerd, the network setup) changes on the host outside the
+cluster's root, recorded before start and put back at teardown: four sysctls, folders they create
+in fixed places, and the `kubepods` cgroups in every hierarchy.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-# The kubelet sets these (vm.overcommit_memory=1, kernel.panic=10, kernel.panic_on_oops=1).
-SYSCTLS = ["vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops"]
+# The kubelet sets the first three (vm.overcommit_memory=1, kernel.panic=10, kernel.panic_on_oops=1);
+# network.create_network sets net.bridge.bridge-nf-call-iptables=1 for the NetworkPolicy firewall.
+SYSCTLS = ["vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops", "net/bridge/bridge-nf-call-iptables"]
 # Fixed paths the kubelet, containerd and CNI write whatever their configured roots.
 FIXED_PATHS = ["/var/log/containers", "/var/log/pods", "/var/lib/kubelet", "/run/containerd", "/run/netns",
                "/var/lib/cni", "/etc/cni", "/var/run/netns"]
@@ -29,7 +30,9 @@ class HostState:
     @classmethod
     def record(cls) -> HostState:
         return cls(
-            sysctls={name: Path("/proc/sys", name).read_text().strip() for name in SYSCTLS},
+            # A sysctl missing here (br_netfilter not loaded) is not recorded; the node refuses to start.
+            sysctls={name: Path("/proc/sys", name).read_text().strip() for name in SYSCTLS
+                     if Path("/proc/sys", name).exists()},
             absent_paths=[p for p in FIXED_PATHS if not os.path.lexists(p)],
         )
 

@@ -1,9 +1,12 @@
 """The local node's network: a bridge the run creates, a CNI configuration that puts pods on it
-with no route out, the host route to the Service range, and kube-proxy's iptables rules.
+with no route out, the host route to the Service range, kube-proxy's iptables rules, and
+kube-router's NetworkPolicy firewall (iptables chains and ipsets).
 
 Pods reach the node (API server, S3 server) at the bridge address and ClusterIPs through
 kube-proxy's DNAT on the host; nothing is forwarded, `ip_forward` is never touched, and no pod
-gets a nameserver.
+gets a nameserver. Pod-to-pod packets are switched by the bridge; iptables (and so the
+NetworkPolicy firewall) sees them only with `net.bridge.bridge-nf-call-iptables=1`, which
+`create_network` sets (host_state records and restores it).
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ POD_SUBNET = "10.88.0.0/24"
 SERVICE_RANGE = "10.96.0.0/24"
 SERVICE_IP = "10.96.0.1"  # the `kubernetes` Service
 LEGACY_IPTABLES = ["iptables", "iptables-save", "iptables-restore"]
+BRIDGE_NF_CALL_IPTABLES = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
+# kube-router's NetworkPolicy ipsets (KUBE-SRC-*, KUBE-DST-*) and the TMP-* set it swaps them
+# through; its iptables chains (KUBE-ROUTER-*, KUBE-NWPLCY-*, KUBE-POD-FW-*) are KUBE-* chains.
+KUBE_ROUTER_IPSET_PREFIXES = ("KUBE-SRC-", "KUBE-DST-", "TMP-")
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,8 @@ def create_network(root: Path) -> NodeNetwork:
     _ip("addr", "add", f"{NODE_IP}/24", "dev", BRIDGE)
     _ip("link", "set", BRIDGE, "up")
     _ip("route", "add", SERVICE_RANGE, "dev", BRIDGE, "src", NODE_IP)
+    # Bridged pod-to-pod traffic through iptables' FORWARD chain, where kube-router filters it.
+    BRIDGE_NF_CALL_IPTABLES.write_text("1")
     network = NodeNetwork(root / "cni" / "net.d", root / "cni" / "ipam", root / "legacy-iptables")
     network.cni_conf_dir.mkdir(parents=True, exist_ok=True)
     conflist = {
@@ -100,11 +109,27 @@ def remove_kube_rules(network: NodeNetwork) -> None:
             subprocess.run([iptables, "-t", table, "-X", chain], capture_output=True, check=False)
 
 
+def _ipsets() -> list[str]:
+    result = subprocess.run(["ipset", "list", "-n"], capture_output=True, text=True, check=False)
+    return result.stdout.split()
+
+
+def kube_router_ipsets() -> list[str]:
+    return [name for name in _ipsets() if name.startswith(KUBE_ROUTER_IPSET_PREFIXES)]
+
+
+def remove_kube_router_ipsets() -> None:
+    """Destroys kube-router's ipsets; run after `remove_kube_rules` (a set in use by a rule stays)."""
+    for name in kube_router_ipsets():
+        subprocess.run(["ipset", "destroy", name], capture_output=True, check=False)
+
+
 def kube_rules_left() -> list[str]:
     found = []
     for save in ("iptables-legacy-save", "iptables-nft-save"):
         dump = subprocess.run([save], capture_output=True, text=True, check=False).stdout
         found += [f"{save}: {line}" for line in dump.splitlines() if "KUBE-" in line]
+    found += [f"ipset {name}" for name in kube_router_ipsets()]
     return found
 
 

@@ -1,7 +1,8 @@
 """A real single-node Kubernetes under one root folder: etcd, kube-apiserver (ServiceAccount
 admission and token signing on), kube-controller-manager, kube-scheduler, containerd + runc with
-the CNI bridge, the kubelet and kube-proxy. Binaries come from `make test-bins`
-(~/.cache/razorfs/bin); containerd, runc, CNI plugins and iptables from Debian.
+the CNI bridge, the kubelet, kube-proxy and kube-router's NetworkPolicy firewall. Binaries come
+from `make test-bins` (~/.cache/razorfs/bin); containerd, runc, CNI plugins, iptables and ipset
+from Debian.
 
 Every process is recorded in `<root>/pids` and stopped by that record; `stop_node` deletes the
 pods while the kubelet still runs, then stops everything and puts the host back as it was
@@ -36,17 +37,18 @@ NODE_NAME = "razorfs-local"
 API_PORT = 6443
 NO_REGISTRY = "http://127.0.0.1:9"  # discard port, nothing listens: a pull fails at once, locally
 K8S_COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy",
-                  "kubectl", "crictl"]
+                  "kube-router", "kubectl", "crictl"]
 DEBIAN_TOOLS = {"containerd": "containerd", "runc": "runc", "ctr": "containerd", "iptables-legacy": "iptables",
-                "ip": "iproute2", "openssl": "openssl"}
+                "ipset": "ipset", "ip": "iproute2", "openssl": "openssl"}
 # Stop order: the node first (its pods are gone by then), the control plane last.
-PROCESS_ORDER = ["kube-proxy", "kubelet", "containerd", "kube-scheduler", "kube-controller-manager",
+PROCESS_ORDER = ["kube-router", "kube-proxy", "kubelet", "containerd", "kube-scheduler", "kube-controller-manager",
                  "kube-apiserver", "etcd"]
 COMPONENT_USERS = {
     "kube-controller-manager": ("system:kube-controller-manager", []),
     "kube-scheduler": ("system:kube-scheduler", []),
     "kubelet": (f"system:node:{NODE_NAME}", ["system:nodes"]),
     "kube-proxy": ("system:kube-proxy", []),
+    "kube-router": ("razorfs:kube-router", []),  # bound to KUBE_ROUTER_RBAC's ClusterRole
     "admin": ("razorfs-admin", ["system:masters"]),
 }
 
@@ -108,6 +110,9 @@ def require_node_parts() -> None:
             raise RealPartMissing(f"{tool} not found: install Debian's {package} (`make setup` does)")
     if not Path("/dev/fuse").exists():
         raise RealPartMissing("/dev/fuse is missing")
+    if not network.BRIDGE_NF_CALL_IPTABLES.exists():
+        raise RealPartMissing(f"{network.BRIDGE_NF_CALL_IPTABLES} is missing: load br_netfilter "
+                              "(`modprobe br_netfilter`); the NetworkPolicy firewall needs it")
 
 
 def _kubeconfig(url: str, ca: Path, token: str, user: str) -> dict[str, Any]:
@@ -330,6 +335,66 @@ def _start_kube_proxy(root: Path, kubeconfig: Path, net: network.NodeNetwork) ->
            env={"PATH": net.path_env()})
 
 
+# What kube-router's informers and its NetworkPolicy controller read; it writes nothing to the API.
+KUBE_ROUTER_RBAC: list[dict[str, Any]] = [
+    {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": "razorfs:kube-router"},
+        "rules": [
+            {"apiGroups": [""], "resources": ["pods", "namespaces", "nodes", "services", "endpoints"],
+             "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]},
+        ],
+    },
+    {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "razorfs:kube-router"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "razorfs:kube-router"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "razorfs:kube-router"}],
+    },
+]
+
+
+def _kube_router_chains_ready() -> bool:
+    dump = subprocess.run(["iptables-legacy-save", "-t", "filter"], capture_output=True, text=True,
+                          check=False).stdout
+    return all(f":{chain} " in dump for chain in ("KUBE-ROUTER-INPUT", "KUBE-ROUTER-FORWARD", "KUBE-ROUTER-OUTPUT",
+                                                   "KUBE-NWPLCY-DEFAULT"))
+
+
+def _start_kube_router(root: Path, node: LocalNode, kubeconfig: Path, net: network.NodeNetwork) -> None:
+    """kube-router enforces NetworkPolicy (the CNI bridge plugin does not): its firewall programs
+    iptables chains and ipsets for every pod on the node, so bridged pod-to-pod traffic (seen by
+    iptables through bridge-nf-call-iptables) is filtered by the policies that select the pods.
+
+    Only the firewall runs. v2.1.0 (the only enforcer the Go module proxy offers that works on this
+    kernel: kube-network-policies needs the nftables `queue` statement, CONFIG_NFT_QUEUE is absent)
+    has an advisory, GHSA-phqm-jgc3-qf8g, that affects only its service proxy (ExternalIPs and
+    LoadBalancer IPs), which `--run-service-proxy=false` keeps off; kube-proxy stays the service
+    proxy. `--run-router=false` keeps off the BGP router (no routes, no peers, no
+    bridge-nf-call-iptables or other sysctl writes: network.create_network sets that one),
+    `--enable-cni=false` writes no CNI configuration, `--run-loadbalancer=false` allocates no
+    addresses. Health and metrics servers are off (port 0; the health server would listen on every
+    interface), and so is pprof (its default). So kube-router opens no port and talks only to the
+    API server on the bridge address; it changes nothing but the filter table (legacy iptables,
+    the back end kube-proxy uses: the same PATH) and its ipsets, which stop_node removes.
+    """
+    node.kubectl("apply", "-f", "-", input_text=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                             "items": KUBE_ROUTER_RBAC}))
+    process = _start(root, "kube-router", [
+        str(test_binary("kube-router")), f"--kubeconfig={kubeconfig}", f"--hostname-override={NODE_NAME}",
+        "--run-firewall=true", "--run-router=false", "--run-service-proxy=false", "--run-loadbalancer=false",
+        "--enable-cni=false", "--enable-ipv4=true", "--enable-ipv6=false", "--enable-pprof=false",
+        f"--service-cluster-ip-range={network.SERVICE_RANGE}", "--health-port=0", "--metrics-port=0",
+        "--iptables-sync-period=1m", "--v=1",
+    ], env={"PATH": net.path_env(), "NODE_NAME": NODE_NAME})
+    wait_until(lambda: process.check_alive() and _kube_router_chains_ready(), 60, "kube-router's firewall chains",
+               0.5)
+
+
 def _node_ready(node: LocalNode) -> bool:
     out = node.kubectl("get", "node", node.node_name, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
                        check=False)
@@ -354,6 +419,8 @@ def start_node(root: Path, image_archives: list[Path], pause_image: str) -> Loca
         _start_kubelet(root, configs["kubelet"], root / "pki" / "ca.crt", socket)
         _start_kube_proxy(root, configs["kube-proxy"], net)
         wait_until(lambda: _node_ready(node), 90, f"node {NODE_NAME} Ready", 0.5)
+        # kube-router reads its Node object at start, so it comes once the kubelet registered it.
+        _start_kube_router(root, node, configs["kube-router"], net)
         # The controller-manager creates `default` ServiceAccounts; pods wait for them.
         wait_until(lambda: bool(node.kubectl("get", "serviceaccount", "default", "-o", "name", check=False)),
                    60, "the default ServiceAccount", 0.5)
@@ -435,12 +502,17 @@ def stop_node(root: Path, pod_timeout_s: float = 120.0) -> list[str]:
     node = LocalNode.load(root) if (root / "node.json").exists() else None
     if node is not None and "kubelet" in found and pidfiles.alive(*found["kubelet"]):
         _delete_pods(node, pod_timeout_s)
+    pidfiles.stop_recorded(root, "kube-router")
     pidfiles.stop_recorded(root, "kube-proxy")
     net = network.NodeNetwork(root / "cni" / "net.d", root / "cni" / "ipam", root / "legacy-iptables")
     if (root / "kube-proxy-config.yaml").exists():
         subprocess.run([str(BIN_CACHE / "kube-proxy"), "--cleanup", f"--config={root / 'kube-proxy-config.yaml'}"],
                        env={**os.environ, "PATH": net.path_env()}, capture_output=True, check=False, timeout=60)
+    # kube-proxy's and kube-router's chains (KUBE-ROUTER-*, KUBE-NWPLCY-*, KUBE-POD-FW-* are KUBE-*),
+    # then kube-router's ipsets, which those rules referenced. (`kube-router --cleanup-config` is not
+    # used: it also runs the cleanup of the service proxy and the router, which never ran here.)
     network.remove_kube_rules(net)
+    network.remove_kube_router_ipsets()
     pidfiles.stop_recorded(root, "kubelet", timeout_s=20)
     if node is not None and "containerd" in found and pidfiles.alive(*found["containerd"]):
         with contextlib.suppress(Exception):
