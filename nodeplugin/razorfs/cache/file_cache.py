@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import math
 import os
 import shutil
 import time
@@ -74,6 +75,9 @@ class FileCache:
         )
         # Set by the uploader: called with a file whose acknowledged version needs uploading.
         self.on_needs_upload: Callable[[CachedFile], None] = lambda f: None
+        # When close(), fsync() or a flush last committed a file (trio clock): the uploader gives way
+        # to a burst of closes.
+        self.last_commit_at = -math.inf
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -423,6 +427,7 @@ class FileCache:
             return
         self.rounds.journal_file(f)
         f.journaled_version = f.version
+        self.last_commit_at = trio.current_time()
         self.on_needs_upload(f)
         self.registry.notify()
 

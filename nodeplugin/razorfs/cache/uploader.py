@@ -29,6 +29,14 @@ MAX_RETRY_DELAY_S = 30.0
 LOCAL_SYNC_INTERVAL_S = 1.0
 # How often a bounded fsync past its deadline looks whether an upload attempt failed.
 STALL_CHECK_INTERVAL_S = 0.5
+# While programs close files one after another (the last commit less than CLOSE_LULL_S ago),
+# uploads wait for a lull, as long as the oldest queued file has waited less than MAX_HOLD_S
+# (rclone's default write-back delay is 5 s too); nobody waiting on an upload (fsync, flush,
+# writethrough close) is ever held. An upload's botocore CPU takes the GIL from the FUSE loop:
+# 1,000 x 4 KiB files closed in 4.2 s with uploads running beside them, 1.75 s held back (paired,
+# 5 pairs); all were in S3 about 10% later (5.3 -> 5.8 s), the uploads then running after the burst.
+CLOSE_LULL_S = 0.02
+MAX_HOLD_S = 5.0
 
 
 class Uploader:
@@ -37,6 +45,8 @@ class Uploader:
         self.workers = workers
         self._queue: deque[CachedFile] = deque()
         self._queued: set[int] = set()
+        self._queued_at: dict[int, float] = {}
+        self._upload_waiters = 0  # tasks in wait_uploaded: uploads are not held while there are any
         self._wakeup = trio.Event()
         self._retry_now = trio.Event()  # set by flush: uploads waiting to retry go at once
         self.last_error = ""
@@ -47,6 +57,7 @@ class Uploader:
         if f.file_id in self._queued:
             return
         self._queued.add(f.file_id)
+        self._queued_at[f.file_id] = trio.current_time()
         self._queue.append(f)
         self._wakeup.set()
 
@@ -71,9 +82,23 @@ class Uploader:
             while not self._queue:
                 self._wakeup = trio.Event()
                 await self._wakeup.wait()
-            f = self._queue.popleft()
+            f = self._queue[0]
+            await self._give_way_to_closes(self._queued_at[f.file_id])
+            if not self._queue or self._queue[0] is not f:
+                continue  # another worker took it meanwhile
+            self._queue.popleft()
             self._queued.discard(f.file_id)
+            del self._queued_at[f.file_id]
             await self._upload_until_done(f)
+
+    async def _give_way_to_closes(self, queued_at: float) -> None:
+        """Holds an upload while closes come in a burst (see CLOSE_LULL_S)."""
+        while True:
+            now = trio.current_time()
+            lull_at = self.cache.last_commit_at + CLOSE_LULL_S
+            if self._upload_waiters or now >= lull_at or now >= queued_at + MAX_HOLD_S:
+                return
+            await trio.sleep_until(min(lull_at, queued_at + MAX_HOLD_S))
 
     async def _upload_until_done(self, f: CachedFile) -> None:
         delay = FIRST_RETRY_DELAY_S
@@ -102,16 +127,20 @@ class Uploader:
         target = f.journaled_version
         failures_before = self.failed_attempts
         deadline = math.inf if give_up_after_s is None else trio.current_time() + give_up_after_s
-        while not f.deleted and f.uploaded_version < target:
-            now = trio.current_time()
-            if now >= deadline and self.failed_attempts > failures_before:
-                raise UploadStalled(
-                    f"{f.path} is not in S3 after {give_up_after_s:g}s of failing uploads ({self.last_error}); "
-                    "it stays dirty and is uploaded once S3 answers"
-                )
-            # Past the deadline with no failure yet: look again at each failure's retry pace.
-            with trio.move_on_at(deadline if now < deadline else now + STALL_CHECK_INTERVAL_S):
-                await self.cache.wait_changed()
+        self._upload_waiters += 1
+        try:
+            while not f.deleted and f.uploaded_version < target:
+                now = trio.current_time()
+                if now >= deadline and self.failed_attempts > failures_before:
+                    raise UploadStalled(
+                        f"{f.path} is not in S3 after {give_up_after_s:g}s of failing uploads ({self.last_error}); "
+                        "it stays dirty and is uploaded once S3 answers"
+                    )
+                # Past the deadline with no failure yet: look again at each failure's retry pace.
+                with trio.move_on_at(deadline if now < deadline else now + STALL_CHECK_INTERVAL_S):
+                    await self.cache.wait_changed()
+        finally:
+            self._upload_waiters -= 1
 
     async def flush(self) -> int:
         """Commits every dirty file and waits until nothing is dirty; returns the bytes flushed."""
