@@ -57,7 +57,7 @@ class Uploader:
         if f.file_id in self._queued:
             return
         self._queued.add(f.file_id)
-        self._queued_at[f.file_id] = trio.current_time()
+        self._queued_at[f.file_id] = _now_or_long_ago()
         self._queue.append(f)
         self._wakeup.set()
 
@@ -159,3 +159,11 @@ class Uploader:
                 if f.dirty:
                     flushed += f.size
                     await self.wait_uploaded(f)
+
+
+def _now_or_long_ago() -> float:
+    """trio's clock; -inf before trio runs (files queued by the journal's replay): never held."""
+    try:
+        return trio.current_time()
+    except RuntimeError:
+        return -math.inf
