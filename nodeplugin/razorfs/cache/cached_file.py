@@ -60,7 +60,7 @@ class CachedFile:
 
     def preserved_path(self, version: int) -> Path:
         """Where the content of the row of `version` is kept while the cache file changes."""
-        return self.data_path.with_name(f"{self.file_id}.acked-{version}")
+        return self.data_path.with_name(preserved_name(self.file_id, version))
 
     @property
     def dirty(self) -> bool:
@@ -135,3 +135,8 @@ class CachedFile:
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _FALLOC_PUNCH_HOLE_KEEP_SIZE = 0x02 | 0x01  # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+
+
+def preserved_name(file_id: int, version: int) -> str:
+    """The file name, beside the cache file, of the content of the file's row of `version`."""
+    return f"{file_id}.acked-{version}"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import trio
 
-from razorfs.cache.cached_file import CachedFile
+from razorfs.cache.cached_file import CachedFile, preserved_name
 from razorfs.cache.fetcher import RangeFetcher
 from razorfs.cache.journal import DirtyRecord, Journal
 from razorfs.cache.metered_store import MeteredStore
@@ -95,7 +95,7 @@ class FileCache:
         keep: set[str] = set()
         restored = False
         for rec in self.journal.dirty_records():
-            preserved = self.data_dir / f"{rec.file_id}.acked-{_row_version(rec)}"
+            preserved = self.data_dir / preserved_name(rec.file_id, _row_version(rec))
             if rec.inline_data is None and preserved.exists():
                 os.replace(preserved, self.data_dir / str(rec.file_id))
                 restored = True

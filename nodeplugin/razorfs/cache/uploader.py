@@ -44,8 +44,7 @@ class Uploader:
         self.cache = cache
         self.workers = workers
         self._queue: deque[CachedFile] = deque()
-        self._queued: set[int] = set()
-        self._queued_at: dict[int, float] = {}
+        self._queued_at: dict[int, float] = {}  # file_id -> when queued, for every file in _queue
         self._upload_waiters = 0  # tasks in wait_uploaded: uploads are not held while there are any
         self._wakeup = trio.Event()
         self._retry_now = trio.Event()  # set by flush: uploads waiting to retry go at once
@@ -54,9 +53,8 @@ class Uploader:
         cache.on_needs_upload = self.enqueue
 
     def enqueue(self, f: CachedFile) -> None:
-        if f.file_id in self._queued:
+        if f.file_id in self._queued_at:
             return
-        self._queued.add(f.file_id)
         self._queued_at[f.file_id] = _now_or_long_ago()
         self._queue.append(f)
         self._wakeup.set()
@@ -87,7 +85,6 @@ class Uploader:
             if not self._queue or self._queue[0] is not f:
                 continue  # another worker took it meanwhile
             self._queue.popleft()
-            self._queued.discard(f.file_id)
             del self._queued_at[f.file_id]
             await self._upload_until_done(f)
 

@@ -35,9 +35,9 @@ def _preserved(tmp_path: Path) -> list[str]:
     return sorted(p.name for p in (tmp_path / "cache" / "data").iterdir() if ".acked-" in p.name)
 
 
-async def _acknowledged(cache: FileCache) -> CachedFile:
-    f = cache.create("f", ATTRS)
-    await cache.write(f, 0, ACKED)
+async def _acknowledged(cache: FileCache, name: str = "f", content: bytes = ACKED) -> CachedFile:
+    f = cache.create(name, ATTRS)
+    await cache.write(f, 0, content)
     await cache.commit(f)
     await cache.sync_round()  # what close() waits for
     return f
@@ -186,10 +186,7 @@ def test_an_upload_starting_during_an_in_place_write_sends_the_acknowledged_cont
 def test_an_inline_row_being_changed_uploads_the_rows_content(tmp_path: Path) -> None:
     async def main() -> None:
         cache = _cache(tmp_path)
-        f = cache.create("small", ATTRS)
-        await cache.write(f, 0, SMALL_ACKED)
-        await cache.commit(f)
-        await cache.sync_round()
+        f = await _acknowledged(cache, "small", SMALL_ACKED)
         await cache.truncate(f, 0)
         await cache.write(f, 0, b"half")
         await _upload(cache, f)
