@@ -10,7 +10,7 @@ import os
 import subprocess
 from pathlib import Path
 
-FUSECTL = Path("/sys/fs/fuse/connections")
+from tests.realparts.fusemount import fusectl
 
 
 def _mountinfo_entry(real_path: str) -> list[str] | None:
@@ -42,10 +42,9 @@ def abort_connection(real_path: str) -> bool:
     conn = connection_id(real_path)
     if conn is None:
         return False
-    if not (FUSECTL / str(conn)).exists():
-        subprocess.run(["mount", "-t", "fusectl", "none", str(FUSECTL)], capture_output=True)
     try:
-        (FUSECTL / str(conn) / "abort").write_text("1")
+        with fusectl() as connections:
+            (connections / str(conn) / "abort").write_text("1")
     except OSError:
         return False
     subprocess.run(["umount", "-l", real_path], capture_output=True)

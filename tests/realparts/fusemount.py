@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 from .processes import RealPartMissing
@@ -47,10 +49,23 @@ def abort_connection(path: Path) -> bool:
         devices = [line.split()[2] for line in mounts if line.split()[4] == target]
     if not devices:
         return False
-    if not any(FUSECTL.iterdir()):
-        subprocess.run(["mount", "-t", "fusectl", "fusectl", str(FUSECTL)], capture_output=True, check=False)
-    for device in devices:
-        abort = FUSECTL / device.split(":")[1] / "abort"
-        if abort.exists():
-            abort.write_text("1")
+    with fusectl() as connections:
+        for device in devices:
+            abort = connections / device.split(":")[1] / "abort"
+            if abort.exists():
+                abort.write_text("1")
     return True
+
+
+@contextlib.contextmanager
+def fusectl() -> Iterator[Path]:
+    """The FUSE control filesystem (one folder per connection), mounted for the block when it is
+    not mounted already, and then unmounted again: no test leaves it behind."""
+    mounted_here = not any(FUSECTL.iterdir())
+    if mounted_here:
+        subprocess.run(["mount", "-t", "fusectl", "fusectl", str(FUSECTL)], capture_output=True, check=False)
+    try:
+        yield FUSECTL
+    finally:
+        if mounted_here:
+            subprocess.run(["umount", str(FUSECTL)], capture_output=True, check=False)
