@@ -248,6 +248,7 @@ class PathLookup:
         if listing is not None:
             # A fresh listing answers negative lookups without a request, and vouches for a HEAD
             # of the same object fetched earlier.
+            listing.lookups += 1
             entry = listing.entries.get(name)
             if entry is None:
                 return None

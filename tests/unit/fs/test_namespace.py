@@ -1,7 +1,7 @@
 """The namespace without FUSE, over a LocalDirStore behind a switchable outage: lookups whose cached
 answer expired are served from the cache while S3 cannot be reached (quickly, not after the retry
-budget), names the cache never saw still go to S3, and keys that cannot be file names are left
-out of listings."""
+budget), names the cache never saw still go to S3, keys that cannot be file names are left
+out of listings, and a large directory is re-listed once it gets many lookups."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from razorfs.cache.file_cache import FileCache
 from razorfs.cache.journal import Journal
 from razorfs.cache.metadata_cache import MetadataCache
 from razorfs.cache.metered_store import MeteredStore
-from razorfs.fs import path_lookup
+from razorfs.fs import listings, path_lookup
 from razorfs.fs.namespace import Namespace
 from razorfs.fs.node import is_valid_name
 from razorfs.store.base import ListingPage, ObjectInfo
@@ -38,6 +38,8 @@ class OutageStore:
         self.hang_s = 0.0
         self.extra_objects: list[ObjectInfo] = []
         self.reads = 0
+        self.heads = 0
+        self.listed_prefixes: list[str] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -51,12 +53,14 @@ class OutageStore:
 
     def head(self, key: str) -> ObjectInfo:
         self._read()
+        self.heads += 1
         return self.inner.head(key)
 
     def list_pages(
         self, prefix: str, delimiter: str | None = "/", start_after: str | None = None, page_keys: int | None = None
     ) -> Iterator[ListingPage]:
         self._read()
+        self.listed_prefixes.append(prefix)
         pages = list(self.inner.list_pages(prefix, delimiter, start_after, page_keys))
         extra = [o for o in self.extra_objects if o.key.startswith(prefix)]
         return iter([*pages, ListingPage(extra, [])])
@@ -149,5 +153,38 @@ def test_a_hanging_revalidation_falls_back_to_the_cache_after_a_short_deadline(
         assert node is not None and node.size == 4
         assert time.monotonic() - started < 0.8
         assert ns.store.unreachable
+
+    trio.run(main)
+
+
+def test_a_large_directory_busy_with_new_names_is_relisted_instead_of_a_head_per_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 80 entries: "large" above a limit of 20, re-listed after 80 / 40 = 2 lookups.
+    monkeypatch.setattr(listings, "RELIST_MAX_ENTRIES", 20)
+    monkeypatch.setattr(listings, "RELIST_ENTRIES_PER_LOOKUP", 40)
+    ns, store = _namespace(tmp_path)
+    for i in range(80):
+        store.inner.put_bytes(f"vol/big/o{i:03d}", b"x", {})
+
+    def full_lists() -> int:
+        return store.listed_prefixes.count("vol/big/")
+
+    async def main() -> None:
+        assert len(await ns.listing("big")) == 80
+        await trio.sleep(TTL_S * 2)  # expired, and no lookup while it was fresh: a quiet folder
+        for i in range(2):
+            heads = store.heads
+            assert await ns.stat(f"big/new{i}") is None
+            assert store.heads > heads and full_lists() == 1  # asked about the one name
+        heads = store.heads
+        for i in range(2, 40):  # the third lookup re-lists; the listing answers the rest
+            assert await ns.stat(f"big/new{i}") is None
+        assert full_lists() >= 2 and store.heads == heads
+        # A new listing that answered lookups while fresh is re-listed at once when it expires.
+        await trio.sleep(TTL_S * 2)
+        lists = full_lists()
+        assert await ns.stat("big/later") is None
+        assert full_lists() == lists + 1 and store.heads == heads
 
     trio.run(main)
