@@ -28,6 +28,13 @@ METRICS: tuple[Metric, ...] = (
     Metric("ls_warm_s", "listing", "`ls -l` of {objects} objects, warm", "s", "lower"),
     Metric("ls_remount_s", "listing", "`ls -l` of {objects} objects, after a remount", "s", "lower"),
     Metric("random_read_iops", "random_read", "random 4 KiB reads across {seq} (cold)", "IOPS", "higher"),
+    Metric(
+        "random_read_warm_iops",
+        "random_read",
+        "random 4 KiB reads again, warm (page cache dropped: from each system's local cache)",
+        "IOPS",
+        "higher",
+    ),
     Metric("random_read_amplification", "random_read", "S3 bytes fetched / bytes read", "x", "lower"),
     Metric("untar_s", "untar", "untar a source tree ({tree})", "s", "lower"),
     Metric("untar_readback_s", "untar", "read the untarred tree back", "s", "lower"),

@@ -63,6 +63,7 @@ TARGETS: tuple[Target, ...] = (
     # The same node mounting the volume again (same cache dir); s3fs keeps no stat cache on disk.
     Target("`ls -l` after a remount >= 5x faster than s3fs", "ls_remount_s", "s3fs", "<=", 0.2),
     Target("random 4 KiB reads, cold: at least s3fs's IOPS", "random_read_iops", "s3fs", ">=", 1.0),
+    Target("random 4 KiB reads, warm: within 2x of local disk", "random_read_warm_iops", "local", ">=", 0.5),
     Target("random reads fetch <= 1/10 of the bytes s3fs fetches", "random_read_amplification", "s3fs", "<=", 0.1),
     Target("random reads fetch <= 4x the bytes read", "random_read_amplification", None, "<=", 4.0),
     Target("peak RSS while streaming <= 150 MiB", "stream_peak_rss_mib", None, "<=", 150.0),
