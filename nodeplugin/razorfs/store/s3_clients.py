@@ -64,6 +64,9 @@ _with_fast_timestamps(_SHARED_SESSION)
 def _client_config(settings: S3Settings) -> Config:
     return Config(
         region_name=settings.region,
+        # Requests are signed with SigV4 anyway; this makes presigned URLs (store.s3_head) SigV4
+        # too, where botocore would otherwise presign with SigV2 for some endpoints.
+        signature_version="s3v4",
         s3={"addressing_style": "path" if settings.force_path_style else "auto"},
         max_pool_connections=settings.max_pool_connections,
         connect_timeout=settings.connect_timeout_s,
