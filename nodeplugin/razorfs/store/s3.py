@@ -89,7 +89,9 @@ class S3Store:
         self.counters = counters or StoreCounters()
         self._credentials = signing_credentials(settings)
         self._client = shared_client(settings) if reuse_client else new_client(settings, self._credentials)
-        self._heads = PresignedHeads(settings) if usable() else None
+        # A store of its own (a mount daemon) keeps its HEAD connections; stores built per request
+        # share the client's pooled ones instead.
+        self._heads = PresignedHeads(settings) if usable() and not reuse_client else None
 
     @property
     def description(self) -> str:
