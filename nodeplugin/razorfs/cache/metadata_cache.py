@@ -39,6 +39,8 @@ class Listing:
     fetched_at: float = field(default_factory=time.monotonic)
     # Lookups this listing answered, or was found too old to answer (see Listings.relisted_if_small).
     lookups: int = 0
+    # The last name whose HEAD a sweep in readdir order claimed ahead (Listings.prefetch_heads).
+    prefetched_to: str = ""
     # The names sorted (readdir's order), built on first use and dropped when entries change.
     _order: list[str] | None = field(default=None, repr=False, compare=False)
 

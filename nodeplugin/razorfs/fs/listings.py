@@ -1,14 +1,14 @@
 """`Listings`: what S3 says about names, asked as rarely as possible. Directory listings and HEADs
 are single-flight (concurrent askers of one directory or key share one request) and recorded in
-the `MetadataCache`; the first stat of a listed entry starts HEADs of the entries after it.
+the `MetadataCache`; a stat of a listed entry keeps HEADs of the entries after it running.
 
 Attributes of listed entries: a fresh listing answers negative lookups, and its ETag and
 LastModified vouch for a HEAD fetched earlier (see `MetadataCache`), so only objects never seen
 (or changed since) are HEADed; the first listing of a directory in a mount brings back the
 answers an earlier mount saved for its keys (`SavedHeads`), so after a remount too. Those HEADs
-run in parallel: the first stat of a listed entry also fetches the next HEAD_PREFETCH_WINDOW
-entries in readdir order, which is the order `ls -l` and `find -ls` stat them in. Keys whose
-last component cannot be a file name (empty, `.`, `..`, longer than NAME_MAX, with a NUL) are
+run in parallel: a stat of a listed entry keeps the HEADs of the next HEAD_PREFETCH_WINDOW
+entries in readdir order running (the order `ls -l` and `find -ls` stat them in), refilled at half.
+Keys whose last component cannot be a file name (empty, `.`, `..`, longer than NAME_MAX, with a NUL) are
 left out of listings: no lookup of them could succeed."""
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from razorfs.store.errors import ObjectNotFound, StoreError, StoreUnavailable, T
 
 log = logging.getLogger(__name__)
 
-# The first stat of a listed entry without a known HEAD starts HEADs of this many entries from it
-# on (readdir order); they run on the store's bounded worker pool.
+# A stat of a listed entry keeps HEADs of up to this many entries from it on (readdir order) in
+# flight; they run on the store's bounded worker pool.
 HEAD_PREFETCH_WINDOW = 32
 # A lookup in a directory whose listing expired re-lists it while it had at most this many entries
 # (a few LIST pages); larger directories are asked one name at a time, unless they are busy (below).
@@ -218,10 +218,18 @@ class Listings:
             done.set()
 
     def prefetch_heads(self, dir_path: str, listing: Listing, name: str) -> None:
-        """Starts HEADs of the listed entries from `name` on whose attributes are not known."""
+        """Keeps HEADs running ahead of a sweep in readdir order: once fewer than half of the
+        HEAD_PREFETCH_WINDOW names from `name` on were claimed before, starts the HEADs of the
+        whole window whose attributes are not known. (Refilling only when the window was used up
+        made a sweep wait for a whole batch every 32 entries.)"""
         if self._nursery is None:
             return
-        for other in listing.names_from(name, HEAD_PREFETCH_WINDOW):
+        half = listing.names_from(name, HEAD_PREFETCH_WINDOW // 2)
+        if not half or half[-1] <= listing.prefetched_to:
+            return
+        window = listing.names_from(name, HEAD_PREFETCH_WINDOW)
+        listing.prefetched_to = window[-1]
+        for other in window:
             entry = listing.entries.get(other)
             path = join_path(dir_path, other)
             if entry is None or self.cache.get(path) is not None:

@@ -256,8 +256,7 @@ class PathLookup:
             confirmed = None if entry.is_dir else self.meta.head_confirmed_by(key, entry)
             if confirmed is not None:
                 return self._file_node(path, confirmed)
-            if not self.listings.head_pending(key):
-                self.listings.prefetch_heads(parent, listing, name)
+            self.listings.prefetch_heads(parent, listing, name)
             if entry.is_dir:
                 return await self._dir_node(path, entry.folder)
         # Otherwise one HEAD per name, as s3fs does: re-listing a directory of 10,000 entries
@@ -286,8 +285,7 @@ class PathLookup:
             return info is not None
         if self.meta.stale_head(key)[0]:
             return False
-        if not self.listings.head_pending(key):
-            self.listings.prefetch_heads(parent, stale, name)
+        self.listings.prefetch_heads(parent, stale, name)
         return True
 
     def _file_node(self, path: str, info: ObjectInfo) -> Node:
