@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.realparts import dev_cluster, pidfiles
-from tests.realparts.csiclient import CsiClient, VolumeRequest, publish_path, staging_path
+from tests.realparts.csiclient import CsiClient, VolumeRequest, staging_path
 
 READY_TIMEOUT_S = 600.0
 GROUP, VERSION, PLURAL = "razorfs.io", "v1alpha1", "razorvolumes"
@@ -91,7 +91,9 @@ def _stage_publish_latencies(api: Any, dev: dev_cluster.DevState, namespace: str
                 stage_secrets=secrets,
             )
             staging = staging_path(kubelet_dir, pv.spec.csi.driver, request.volume_handle)
-            target = publish_path(kubelet_dir, f"bench-{uuid.uuid4().hex[:8]}", pv.metadata.name)
+            # Not under `pods/`: kubelet removes the empty volume directories of pods it does not
+            # know (its orphaned-pod clean-up, every few seconds), which raced the publish here.
+            target = kubelet_dir / "razorfs-bench-targets" / uuid.uuid4().hex[:8] / pv.metadata.name / "mount"
             staging.mkdir(parents=True, exist_ok=True)
             target.parent.mkdir(parents=True, exist_ok=True)
             pod_context = {"csi.storage.k8s.io/pod.namespace": namespace, "csi.storage.k8s.io/pod.name": "bench"}

@@ -26,10 +26,6 @@ def staging_path(kubelet_dir: Path, driver: str, volume_handle: str) -> Path:
     return kubelet_dir / "plugins" / "kubernetes.io" / "csi" / driver / digest / "globalmount"
 
 
-def publish_path(kubelet_dir: Path, pod_uid: str, pv_name: str) -> Path:
-    return kubelet_dir / "pods" / pod_uid / "volumes" / "kubernetes.io~csi" / pv_name / "mount"
-
-
 @dataclass
 class VolumeRequest:
     """What kubelet knows about one PV when it stages and publishes it."""
