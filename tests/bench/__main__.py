@@ -35,7 +35,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, help="alternating runs per system (default: 3 full, 2 quick)")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma list of {SYSTEMS}")
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma list of {list(WORKLOADS)}")
-    parser.add_argument("--profile", action="store_true", help="py-spy the RazorFS daemon in every session")
+    parser.add_argument(
+        "--profile",
+        nargs="?",
+        const="all",
+        choices=["all", "gil"],
+        help="py-spy the RazorFS daemon in every session (gil: only the thread holding the GIL)",
+    )
     parser.add_argument("--publish", action="store_true", help="copy table and plots into docs/benchmarks/")
     parser.add_argument("--keep-workdir", action="store_true", help="keep the temporary work directory")
     parser.add_argument("--from-json", type=Path, help="only re-render a results.json (no measuring)")

@@ -1,4 +1,6 @@
-"""py-spy sampling of the RazorFS daemon while a workload runs (`--profile`).
+"""py-spy sampling of the RazorFS daemon while a workload runs (`--profile`; `--profile gil`
+samples only the thread holding the GIL, which is where a GIL-bound daemon's CPU goes, where the
+default also shows threads waiting for it in the line they wait in).
 
 Each session writes collapsed stacks (`--format raw`) next to the results, and `top_frames`
 turns them into the self-time table that goes into the bottleneck report."""
@@ -17,8 +19,9 @@ SAMPLE_RATE_HZ = 200
 
 
 class Profiler:
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, gil_only: bool = False) -> None:
         self.out_dir = out_dir
+        self.gil_only = gil_only
         self._proc: subprocess.Popen[bytes] | None = None
         self.current: Path | None = None
         exe = Path(sys.executable).with_name("py-spy")
@@ -33,7 +36,7 @@ class Profiler:
         argv = [
             self._exe, "record", "--pid", str(pid), "--format", "raw", "--rate", str(SAMPLE_RATE_HZ),
             "--subprocesses", "--threads", "--nonblocking", "--output", str(self.current),
-        ]  # fmt: skip
+        ] + (["--gil"] if self.gil_only else [])  # fmt: skip
         log = open(self.out_dir / f"{label}.log", "wb")  # noqa: SIM115 - handed to the child
         self._proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()

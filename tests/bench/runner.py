@@ -43,7 +43,7 @@ class SuiteOptions:
     systems: list[str]
     workloads: list[str]
     out_dir: Path
-    profile: bool
+    profile: str | None  # None, "all" (every thread, waits included) or "gil" (the GIL's holder)
     keep_workdir: bool
 
 
@@ -170,7 +170,7 @@ def run_suite(options: SuiteOptions) -> ResultSet:
         proxy = stack.enter_context(CountingProxy(server.endpoint_url))
         s3 = server.client()  # type: ignore[no-untyped-call]
         s3.create_bucket(Bucket=BUCKET)
-        profiler = Profiler(options.out_dir / "profiles") if options.profile else None
+        profiler = Profiler(options.out_dir / "profiles", options.profile == "gil") if options.profile else None
         ctx = BenchContext(sizes, server, s3, BUCKET, workdir, options.out_dir, results, proxy, profiler)
         mounters: dict[str, Mounter] = {
             name: MOUNTERS[name](workdir, server, BUCKET) for name in options.systems if name != "boto3"
