@@ -9,8 +9,9 @@ thread sends it: about 0.6 ms of CPU in all (measured 2026-11-28 against Seaweed
 
 What comes back is shaped as botocore's `head_object` reply, and a refusal as the `ClientError`
 botocore raises for a HEAD (no body: the code is the HTTP status), so `s3_errors.translate` and the
-store's retries treat both paths alike. A connection failure becomes a builtin `ConnectionError`
-naming the failure but never the URL (a presigned URL carries the key id, and with temporary
+store's retries treat both paths alike; a redirect or a 400 (AWS says "wrong region" so) is
+handed to botocore's own `head_object`, which follows it. A connection failure becomes a builtin
+`ConnectionError` naming the failure but never the URL (a presigned URL carries the key id, and with temporary
 credentials the session token). Used only where nothing sits between us and the endpoint that
 botocore would honour and we would not: no proxy in the environment."""
 
@@ -31,6 +32,8 @@ from razorfs.store.s3_settings import S3Settings
 META_PREFIX = "x-amz-meta-"
 # How long a presigned HEAD stays valid: it is sent at once; this only covers clock steps.
 PRESIGN_EXPIRES_S = 900
+# Replies botocore acts on by itself (region redirects), where its own request takes over.
+_BOTOCORE_FOLLOWS = frozenset({301, 302, 307, 400})
 # Failures of a connection that sat idle in the cache, before any reply: the server closed it.
 _STALE_CONNECTION = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
@@ -71,7 +74,12 @@ class PresignedHeads:
         for attempt in (1, 2):
             conn, reused = self._connection(where)
             try:
-                return _as_head_reply(self._send(conn, target))
+                reply = self._send(conn, target)
+                if reply.status in _BOTOCORE_FOLLOWS:
+                    # A redirect or a region mismatch (AWS, a bucket in another region than
+                    # configured): botocore follows these itself; ask it.
+                    return dict(client.head_object(Bucket=bucket, Key=key))
+                return _as_head_reply(reply)
             except ssl.SSLError:
                 self._drop(where)
                 raise  # a TLS failure, not an outage: translated as such (never retried)

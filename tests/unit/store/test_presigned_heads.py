@@ -1,8 +1,8 @@
 """HEADs sent on a kept-alive `http.client` connection (store.s3_head), against a small HTTP server
 on loopback that answers as an S3 server would, or breaks connections as a server may: a reply is
 botocore's reply, a connection the server closed while idle is replaced without an error, a
-refusal is the ClientError botocore raises, and a broken connection's error names neither the URL
-nor the credentials it carried."""
+refusal is the ClientError botocore raises, a redirect or region mismatch goes to botocore, and a
+broken connection's error names neither the URL nor the credentials it carried."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ SECRET_KEY = "presign-test-secret-key-0001"
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     status = 200
+    presigned_status = 0  # when set: the status of presigned requests (query-string signature)
     close_after_reply = False  # closes each connection after replying (without saying so)
     paths: list[str]
 
@@ -36,8 +37,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_HEAD(self) -> None:
         self.server.paths.append(self.path)
-        self.send_response(self.server.status)
-        if self.server.status == 200:
+        status = self.server.status
+        if self.server.presigned_status and "X-Amz-Signature=" in self.path:
+            status = self.server.presigned_status
+        self.send_response(status)
+        if status == 200:
             self.send_header("Content-Length", "42")
             self.send_header("ETag", '"abc123"')
             self.send_header("Last-Modified", "Sat, 28 Nov 2026 21:41:08 GMT")
@@ -108,6 +112,14 @@ def test_a_refusal_is_botocores_client_error_translated_once(server: _Server) ->
     with pytest.raises(Exception, match="403") as refused:
         store.head("private")
     assert not isinstance(refused.value, botocore.exceptions.ClientError)  # typed at the boundary
+
+
+def test_a_region_mismatch_is_handed_to_botocore_which_follows_it(server: _Server) -> None:
+    server.presigned_status = 400  # what AWS answers a request signed for another region
+    store = _store(f"http://127.0.0.1:{server.server_address[1]}")
+    assert store.head("k").size == 42
+    presigned, signed = server.paths
+    assert "X-Amz-Signature=" in presigned and signed == "/presign-bucket/k"  # botocore's own request
 
 
 def test_a_broken_connection_names_neither_the_url_nor_the_credentials() -> None:
