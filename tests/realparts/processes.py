@@ -34,11 +34,24 @@ def _port_is_free(port: int) -> bool:
         return True
 
 
+def _ephemeral_ports_start() -> int:
+    """The first port the kernel hands to outgoing connections (ip_local_port_range)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def free_port(companion_offset: int = 0) -> int:
     """A free loopback port; with `companion_offset`, port+offset is free too (SeaweedFS opens
-    its gRPC ports at port+10000, so those must stay below 65536)."""
+    its gRPC ports at port+10000). Both lie below the kernel's ephemeral range: an outgoing
+    connection (kubelet's, the API server's) can take an ephemeral port between this check and the
+    server's bind, which once failed a dev cluster's SeaweedFS with "address already in use"."""
+    low, high = 12000, _ephemeral_ports_start() - 1 - companion_offset
+    if high <= low:
+        low, high = 20000, 65535 - companion_offset
     for _ in range(200):
-        port = random.randint(20000, 44000)
+        port = random.randint(low, high)
         if _port_is_free(port) and (not companion_offset or _port_is_free(port + companion_offset)):
             return port
     raise RuntimeError("no free loopback port found")
