@@ -14,7 +14,7 @@ import email.utils
 import threading
 from collections import OrderedDict
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import botocore.credentials
@@ -59,6 +59,26 @@ def _with_fast_timestamps(session: boto3.session.Session) -> boto3.session.Sessi
 
 
 _with_fast_timestamps(_SHARED_SESSION)
+
+
+# Bodies below this go without `Expect: 100-continue`: botocore asks for it on every PUT whose body
+# it wraps as a file, which costs small files a round trip each (about 25% of a 4 KiB PUT's time
+# on SeaweedFS); for large bodies it still spares sending them to a server that refuses.
+EXPECT_CONTINUE_MIN_BYTES = 1024 * 1024
+
+
+def _drop_expect_for_small_bodies(params: dict[str, Any], **kwargs: Any) -> None:
+    headers = params.get("headers", {})
+    if "Expect" not in headers or params.get("body") is None:
+        return
+    length = botocore.utils.determine_content_length(params["body"])
+    if length is not None and length < EXPECT_CONTINUE_MIN_BYTES:
+        del headers["Expect"]
+
+
+def _with_small_puts(client: S3Client) -> S3Client:
+    client.meta.events.register_last("before-call.s3", _drop_expect_for_small_bodies)
+    return client
 
 
 def _client_config(settings: S3Settings) -> Config:
@@ -106,7 +126,7 @@ def new_client(settings: S3Settings, credentials: botocore.credentials.Credentia
         explicit: S3Client = session.client(
             "s3", endpoint_url=settings.endpoint_url, verify=_verify(settings), config=config
         )
-        return explicit
+        return _with_small_puts(explicit)
     # A private session: boto3's default session is not thread-safe to create clients from.
     session = boto3.session.Session(
         aws_access_key_id=settings.access_key_id,
@@ -116,7 +136,7 @@ def new_client(settings: S3Settings, credentials: botocore.credentials.Credentia
     )
     _with_fast_timestamps(session)
     client: S3Client = session.client("s3", endpoint_url=settings.endpoint_url, verify=_verify(settings), config=config)
-    return client
+    return _with_small_puts(client)
 
 
 def _connection_key(settings: S3Settings) -> tuple[object, ...]:
@@ -158,7 +178,7 @@ def shared_client(settings: S3Settings) -> S3Client:
             verify=_verify(settings),
             config=_client_config(settings),
         )
-        _SHARED[key] = client
+        _SHARED[key] = _with_small_puts(client)
         while len(_SHARED) > MAX_SHARED_CLIENTS:
             _SHARED.popitem(last=False)
         return client

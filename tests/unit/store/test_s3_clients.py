@@ -1,11 +1,12 @@
 """Stores built per request share one boto3 client per connection settings; a daemon's store
 with swappable credentials keeps its own. Every client reads S3's timestamps as botocore would,
-without its dateutil path."""
+without its dateutil path, and sends small PUTs without `Expect: 100-continue`."""
 
 from __future__ import annotations
 
 import botocore.utils
 import pytest
+from botocore.awsrequest import AWSRequest, AWSResponse
 
 from razorfs.store.s3 import S3Store
 from razorfs.store.s3_clients import parse_s3_timestamp, shared_client
@@ -67,3 +68,22 @@ def test_clients_parse_timestamps_without_dateutil() -> None:
     for client in (S3Store(_settings())._client, shared_client(_settings())):
         factory = client._endpoint._response_parser_factory  # type: ignore[attr-defined]
         assert factory.create_parser("rest-xml")._timestamp_parser is parse_s3_timestamp
+
+
+class _EmptyBody:
+    def stream(self, **kwargs: object) -> list[bytes]:
+        return [b""]
+
+
+def test_small_puts_go_without_expect_continue_and_large_ones_keep_it() -> None:
+    store = S3Store(_settings())
+    expect_headers: list[object] = []
+
+    def answer(request: AWSRequest, **kwargs: object) -> AWSResponse:
+        expect_headers.append(request.headers.get("Expect"))
+        return AWSResponse(request.url, 200, {"ETag": '"e"'}, _EmptyBody())
+
+    store._client.meta.events.register("before-send.s3.PutObject", answer)
+    store.put_bytes("small", b"x" * 4096, {})
+    store.put_bytes("large", b"x" * (2 << 20), {})
+    assert expect_headers == [None, b"100-continue"]
