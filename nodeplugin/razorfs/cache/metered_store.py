@@ -42,6 +42,12 @@ class MeteredStore:
         self._lock = threading.Lock()
         self._unreachable_until = 0.0
 
+    def retry_now(self) -> None:
+        """Requests waiting out a backoff try again at once (a store without backoff: nothing)."""
+        wake = getattr(self.store, "retry_now", None)
+        if callable(wake):
+            wake()
+
     @property
     def unreachable(self) -> bool:
         """True for a short while after the store could not be reached."""

@@ -146,6 +146,7 @@ class Uploader:
         # backoff, which may have grown to MAX_RETRY_DELAY_S while S3 was down.
         self._retry_now.set()
         self._retry_now = trio.Event()
+        self.cache.store.retry_now()  # and requests inside their own backoff (store.retry)
         while True:
             dirty = self.cache.dirty_files()
             if not dirty:

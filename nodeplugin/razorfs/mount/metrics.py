@@ -143,7 +143,7 @@ class TimedStore:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.store, name)
-        if not callable(attr) or name.startswith("_") or name in ("replace_credentials",):
+        if not callable(attr) or name.startswith("_") or name in ("replace_credentials", "retry_now"):
             return attr
         return functools.partial(self._call, name, attr)
 

@@ -26,6 +26,7 @@ import functools
 import hashlib
 import logging
 import os
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -92,6 +93,9 @@ class S3Store:
         # A store of its own (a mount daemon) keeps its HEAD connections; stores built per request
         # share the client's pooled ones instead.
         self._heads = PresignedHeads(settings) if usable() and not reuse_client else None
+        # What backoff sleeps wait on: `retry_now` sets it (and puts a fresh one in its place).
+        self._backoff_over = threading.Event()
+        self._backoff_lock = threading.Lock()
 
     @property
     def description(self) -> str:
@@ -126,7 +130,19 @@ class S3Store:
             self.counters.count_retry()
             log.info("retrying in %.2fs after %s: %s", delay_s, type(error).__name__, error)
 
-        return self.settings.retry.run(attempt, on_retry)
+        return self.settings.retry.run(attempt, on_retry, self._backoff_sleep)
+
+    def _backoff_sleep(self, delay_s: float) -> None:
+        with self._backoff_lock:
+            over = self._backoff_over
+        over.wait(delay_s)
+
+    def retry_now(self) -> None:
+        """Cuts short the backoff of every request in progress: each tries again at once (a flush
+        after S3 came back must not wait out a sleep of several seconds begun while it was down)."""
+        with self._backoff_lock:
+            over, self._backoff_over = self._backoff_over, threading.Event()
+        over.set()
 
     # -- reads --------------------------------------------------------------------------------
 

@@ -2,12 +2,15 @@
 on loopback that answers as an S3 server would, or breaks connections as a server may: a reply is
 botocore's reply, a connection the server closed while idle is replaced without an error, a
 refusal is the ClientError botocore raises, a redirect or region mismatch goes to botocore, and a
-broken connection's error names neither the URL nor the credentials it carried."""
+broken connection's error names neither the URL nor the credentials it carried; and a request
+waiting out its backoff tries again at once when told to (`retry_now`)."""
 
 from __future__ import annotations
 
+import random
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -154,3 +157,33 @@ def test_a_broken_connection_names_neither_the_url_nor_the_credentials() -> None
     assert "RemoteDisconnected" in message and "head s3://presign-bucket/k" in message
     for secret in (ACCESS_KEY, SECRET_KEY, "X-Amz-", "Signature"):
         assert secret not in message
+
+
+class _LongestDelays(random.Random):
+    def uniform(self, a: float, b: float) -> float:
+        return b  # every backoff sleeps its whole ceiling
+
+
+def test_retry_now_cuts_a_backoff_short(server: _Server) -> None:
+    server.status = 500
+    settings = S3Settings(
+        bucket="presign-bucket",
+        endpoint_url=f"http://127.0.0.1:{server.server_address[1]}",
+        region="us-east-1",
+        force_path_style=True,
+        access_key_id=ACCESS_KEY,
+        secret_access_key=SECRET_KEY,
+        retry=RetryPolicy(max_attempts=3, base_delay_s=30.0, max_delay_s=30.0, rng=_LongestDelays()),
+    )
+    store = S3Store(settings)
+    answers: list[int] = []
+    asking = threading.Thread(target=lambda: answers.append(store.head("k").size), daemon=True)
+    asking.start()
+    deadline = time.monotonic() + 5
+    while not server.paths and time.monotonic() < deadline:
+        time.sleep(0.01)
+    server.status = 200  # S3 is back; the request sleeps 30 s before its next attempt
+    time.sleep(0.1)
+    store.retry_now()
+    asking.join(timeout=5)
+    assert answers == [42]
