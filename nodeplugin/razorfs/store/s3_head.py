@@ -48,11 +48,7 @@ class PresignedHeads:
     def __init__(self, settings: S3Settings) -> None:
         self.settings = settings
         self._local = threading.local()  # each thread its own connections: (scheme, host, port) -> conn
-        self._tls = self._tls_context(settings) if self._may_use_tls(settings) else None
-
-    @staticmethod
-    def _may_use_tls(settings: S3Settings) -> bool:
-        return settings.endpoint_url is None or settings.endpoint_url.startswith("https:")
+        self._tls: ssl.SSLContext | None = None  # built at the first https connection
 
     @staticmethod
     def _tls_context(settings: S3Settings) -> ssl.SSLContext:
